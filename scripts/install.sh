@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Creates .venv and installs llmserve into it. `scripts/install.sh dev` adds what the tests need.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m venv .venv
+# NOTE: torch is pinned in pyproject.toml; installing it first keeps pip from resolving a CUDA build.
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q "torch==2.13.0"
+if [ "${1:-}" = "dev" ]; then
+  .venv/bin/python -m pip install -q -e ".[dev]"
+else
+  .venv/bin/python -m pip install -q -e .
+fi

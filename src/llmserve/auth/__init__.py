@@ -1,0 +1,1 @@
+"""Authentication, per-key limits and usage accounting."""

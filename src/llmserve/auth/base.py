@@ -1,0 +1,80 @@
+"""The seam between the API layer and multi-tenancy: who is calling, and may they start now.
+
+The API layer calls, for every `/v1` request: `authenticate` → `acquire` (before any byte of a
+200) → work → `Slot.release` in a `finally` (after the last byte of a stream, on error, on client
+disconnect, on timeout).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+ANONYMOUS_KEY_ID = "anonymous"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller of one request."""
+
+    key_id: str  # stable id of the API key (never the key itself); ANONYMOUS_KEY_ID when open
+    name: str
+    allowed_models: frozenset[str] | None = None  # None: every model
+    max_concurrency: int | None = None  # None: unlimited
+    is_admin: bool = False
+
+    @property
+    def is_anonymous(self) -> bool:
+        """True when the server is open and the caller presented no key."""
+        return self.key_id == ANONYMOUS_KEY_ID
+
+    def can_use_model(self, model: str) -> bool:
+        """Whether this key may use `model` (else it is 404 model_not_found for this key)."""
+        return self.allowed_models is None or model in self.allowed_models
+
+
+@dataclass(frozen=True)
+class UsageRecord:
+    """What one finished request cost, recorded when its slot is released."""
+
+    model: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    is_error: bool = False
+
+
+class Slot(Protocol):
+    """One admitted request in flight for a key."""
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """The `x-ratelimit-*` headers to send with the response."""
+        ...
+
+    async def release(self, usage: UsageRecord) -> None:
+        """Free the slot and record usage. Idempotent: a second call does nothing."""
+        ...
+
+
+class Gatekeeper(Protocol):
+    """Authenticates callers and admits their requests within their limits."""
+
+    async def authenticate(self, authorization: str | None) -> Principal:
+        """The caller for an `Authorization` header value; raises `AuthenticationError`."""
+        ...
+
+    async def authenticate_for_listing(self, authorization: str | None) -> Principal | None:
+        """The caller for `GET /v1/models`, which answers 200 for any bearer value.
+
+        Returns None for an unknown key: the listing then shows the public models.
+        """
+        ...
+
+    async def acquire(self, principal: Principal, model: str, estimated_tokens: int) -> Slot:
+        """Admit one request; raises `RateLimitError` (429) or `OverloadedError` (503)."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections (SQLite, Redis)."""
+        ...

@@ -1,0 +1,1 @@
+"""Backends: where a validated request is turned into tokens or vectors."""

@@ -1,0 +1,121 @@
+"""Domain exceptions. Each one knows its OpenAI error body; `api/errors.py` maps them to HTTP."""
+
+from __future__ import annotations
+
+
+class LlmserveError(Exception):
+    """Base of every error a client may see. Carries OpenAI's error fields."""
+
+    status_code = 500
+    error_type = "server_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+    def to_body(self) -> dict[str, dict[str, str | None]]:
+        """The OpenAI error body: {"error": {message, type, param, code}}."""
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.error_type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+
+class InvalidRequestError(LlmserveError):
+    """400: the request is malformed; `param` names the field to fix."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class ContextLengthExceededError(InvalidRequestError):
+    """400: prompt plus requested tokens do not fit the model's context."""
+
+    code = "context_length_exceeded"
+
+
+class AuthenticationError(LlmserveError):
+    """401: missing, unknown, revoked or expired API key."""
+
+    status_code = 401
+    error_type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class PermissionDeniedError(LlmserveError):
+    """403: the key is valid but may not do this (admin routes)."""
+
+    status_code = 403
+    error_type = "invalid_request_error"
+    code = "insufficient_permissions"
+
+
+class NotFoundError(LlmserveError):
+    """404: an unknown route or object."""
+
+    status_code = 404
+    error_type = "invalid_request_error"
+    code = "not_found"
+
+
+class ModelNotFoundError(NotFoundError):
+    """404: the model does not exist or this key may not use it."""
+
+    code = "model_not_found"
+
+    def __init__(self, model: str, *, param: str | None = "model") -> None:
+        super().__init__(
+            f"The model `{model}` does not exist or you do not have access to it.", param=param
+        )
+
+
+class MethodNotAllowedError(LlmserveError):
+    """405: the route exists but not with this HTTP method."""
+
+    status_code = 405
+    error_type = "invalid_request_error"
+    code = "method_not_allowed"
+
+
+class RateLimitError(LlmserveError):
+    """429: over a per-key limit. `retry_after_s` becomes Retry-After and retry-after-ms."""
+
+    status_code = 429
+    error_type = "requests"
+    code = "rate_limit_exceeded"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after_s: float,
+        headers: dict[str, str] | None = None,
+        param: str | None = None,
+    ) -> None:
+        super().__init__(message, param=param)
+        self.retry_after_s = retry_after_s
+        self.headers = headers or {}
+
+
+class OverloadedError(LlmserveError):
+    """503: the waiting queue is full or the server is draining."""
+
+    status_code = 503
+    error_type = "server_error"
+    code = "server_is_overloaded"
+
+    def __init__(self, message: str, *, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class ServerError(LlmserveError):
+    """500: an unexpected failure; the message carries the request id, never a traceback."""
