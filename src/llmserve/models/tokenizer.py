@@ -1,0 +1,82 @@
+"""`ChatTokenizer`: a Hugging Face tokenizer plus the chat template a served model uses."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from llmserve.backends.base import ChatMessage
+from llmserve.errors import InvalidRequestError
+from llmserve.models.chat_templates import resolve_chat_template
+
+
+class ChatTokenizer:
+    """Encodes, decodes and renders chat prompts for one model. Safe to share across threads."""
+
+    def __init__(self, hf_tokenizer: Any, chat_template: str | None) -> None:
+        self.hf = hf_tokenizer
+        self.chat_template = chat_template
+
+    @classmethod
+    def from_pretrained(
+        cls, path: str, *, chat_template: str | None = None, revision: str | None = None
+    ) -> ChatTokenizer:
+        """Load the tokenizer from a folder or hub id; `chat_template` overrides its own."""
+        from transformers import AutoTokenizer
+
+        hf_tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
+        own_template = getattr(hf_tokenizer, "chat_template", None)
+        return cls(hf_tokenizer, resolve_chat_template(chat_template, own_template))
+
+    @property
+    def bos_token(self) -> str | None:
+        """The beginning-of-sequence text, if the model has one."""
+        token = self.hf.bos_token
+        return str(token) if token else None
+
+    @property
+    def eos_token_ids(self) -> frozenset[int]:
+        """Token ids that end generation."""
+        eos = self.hf.eos_token_id
+        return frozenset() if eos is None else frozenset([int(eos)])
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of token ids the tokenizer can produce."""
+        return len(self.hf)
+
+    def encode(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
+        """Token ids of `text`."""
+        ids = self.hf.encode(text, add_special_tokens=add_special_tokens)
+        return [int(i) for i in ids]
+
+    def decode(self, token_ids: Sequence[int], *, skip_special_tokens: bool = True) -> str:
+        """Text of `token_ids`."""
+        return str(self.hf.decode(list(token_ids), skip_special_tokens=skip_special_tokens))
+
+    def convert_ids_to_tokens(self, token_ids: Sequence[int]) -> list[str]:
+        """The vocabulary strings of `token_ids`."""
+        return [str(t) for t in self.hf.convert_ids_to_tokens(list(token_ids))]
+
+    def render_chat(self, messages: Sequence[ChatMessage]) -> str:
+        """The prompt text for `messages`, ending with the assistant's generation prompt."""
+        if self.chat_template is None:
+            raise InvalidRequestError(
+                "This model has no chat template; set `chat_template` for it in the server config "
+                "(a built-in name such as 'llama-2' or 'chatml', or Jinja text), or use "
+                "/v1/completions.",
+                param="messages",
+            )
+        from jinja2 import TemplateError
+
+        conversation = [{"role": m.role, "content": m.content} for m in messages]
+        try:
+            text = self.hf.apply_chat_template(
+                conversation,
+                chat_template=self.chat_template,
+                tokenize=False,
+                add_generation_prompt=True,
+            )
+        except TemplateError as error:
+            raise InvalidRequestError(str(error), param="messages") from error
+        return str(text)
