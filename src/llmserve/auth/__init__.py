@@ -1,1 +1,14 @@
 """Authentication, per-key limits and usage accounting."""
+
+from llmserve.auth.factory import build_gatekeeper, open_key_store
+from llmserve.auth.gatekeeper import KeyGatekeeper
+from llmserve.auth.policy import BindPolicyError, check_bind_policy, check_queue
+
+__all__ = [
+    "BindPolicyError",
+    "KeyGatekeeper",
+    "build_gatekeeper",
+    "check_bind_policy",
+    "check_queue",
+    "open_key_store",
+]

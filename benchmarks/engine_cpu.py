@@ -1,0 +1,313 @@
+"""CPU engine benchmark: llmserve's engine against Hugging Face generate paths.
+
+    python benchmarks/engine_cpu.py            # 128 new tokens, concurrency 1, 8, 32
+    python benchmarks/engine_cpu.py --quick    # 32 new tokens
+
+Builds a random model with SmolLM2-135M's shape (named bench/smol-135m-shaped-random), measures the
+fp32 GEMM peak, then runs each method in its own subprocess (so peak memory is per method) and
+writes a table (benchmarks/results/engine_cpu.md, .json) and a plot (docs/engine_cpu.png).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+MODEL_NAME = "bench/smol-135m-shaped-random"
+SHAPE = dict(
+    hidden_size=576,
+    num_hidden_layers=30,
+    num_attention_heads=9,
+    num_key_value_heads=3,
+    intermediate_size=1536,
+    vocab_size=49152,
+    max_position_embeddings=2048,
+    tie_word_embeddings=True,
+)
+METHODS = ("hf_generate", "hf_padded_batch", "hf_generate_batch", "llmserve")
+
+
+def build_model(home: Path) -> Path:
+    """The random SmolLM2-135M-shaped Llama, with the built-in tiny chat tokenizer."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    from llmserve.models.builtin import ensure_tiny_chat
+
+    folder = home / "models" / MODEL_NAME
+    if (folder / "config.json").is_file():
+        return folder
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(LlamaConfig(**SHAPE), dtype=torch.float32)
+    model.save_pretrained(folder)
+    tokenizer_dir = ensure_tiny_chat(home)
+    for name in os.listdir(tokenizer_dir):
+        if name.startswith(("tokenizer", "special_tokens")):
+            shutil.copy(tokenizer_dir / name, folder / name)
+    return folder
+
+
+def gemm_peak_flops() -> float:
+    """fp32 GEMM FLOP/s on this machine now (median of a few 1024^3 matmuls)."""
+    import torch
+
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    times = []
+    for _ in range(7):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return 2 * 1024**3 / statistics.median(times)
+
+
+def prompts(num: int, length: int) -> list[list[int]]:
+    return [[(7 * i + 13 * j) % 900 + 3 for j in range(length)] for i in range(num)]
+
+
+class Stamps:
+    """A generate() streamer that timestamps each step."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def put(self, value: Any) -> None:
+        self.times.append(time.perf_counter())
+
+    def end(self) -> None:
+        pass
+
+
+def run_hf(
+    method: str, folder: Path, concurrency: int, new_tokens: int, prompt_len: int
+) -> dict[str, Any]:
+    import torch
+    from transformers import AutoModelForCausalLM, GenerationConfig
+
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    batch = prompts(concurrency, prompt_len)
+    config = GenerationConfig(
+        max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, pad_token_id=0
+    )
+    ttfts: list[float] = []
+    itls: list[float] = []
+    with torch.inference_mode():  # warm up allocator and kernels, untimed
+        model.generate(torch.tensor(batch[:1]), max_new_tokens=2, do_sample=False, pad_token_id=0)
+    start = time.perf_counter()
+    with torch.inference_mode():
+        if method == "hf_generate_batch":
+            model.generate_batch(inputs=batch, generation_config=config, progress_bar=False)
+        elif method == "hf_padded_batch":
+            _timed_generate(model, torch.tensor(batch), config, start, ttfts, itls)
+        else:
+            for prompt in batch:
+                _timed_generate(
+                    model, torch.tensor([prompt]), config, time.perf_counter(), ttfts, itls
+                )
+    return _result(concurrency * new_tokens, time.perf_counter() - start, ttfts, itls)
+
+
+def _timed_generate(
+    model: Any, ids: Any, config: Any, start: float, ttfts: list[float], itls: list[float]
+) -> None:
+    stamps = Stamps()
+    model.generate(ids, generation_config=config, attention_mask=ids.ne(-1), streamer=stamps)
+    token_times = stamps.times[1:]  # the first put() is the prompt
+    ttfts += [token_times[0] - start] * ids.shape[0]
+    itls += [b - a for a, b in itertools.pairwise(token_times)]
+
+
+def run_llmserve(
+    folder: Path, concurrency: int, new_tokens: int, prompt_len: int
+) -> dict[str, Any]:
+    from llmserve.backends.base import GenerateRequest, SamplingParams
+    from llmserve.backends.local import LocalBackend
+    from llmserve.config import EngineConfig, ModelConfig
+
+    engine_config = EngineConfig(
+        max_num_seqs=32,
+        max_num_batched_tokens=512,
+        kv_cache_memory_mb=256,
+        num_threads=os.cpu_count(),
+    )
+    backend = LocalBackend(ModelConfig(name="bench", source=str(folder)), engine_config, folder)
+    params = SamplingParams(max_tokens=new_tokens, temperature=0.0, ignore_eos=True)
+    ttfts: list[float] = []
+    itls: list[float] = []
+
+    async def client(i: int, prompt: list[int], start: float) -> None:
+        last = start
+        async for output in backend.generate(GenerateRequest(f"r{i}", tuple(prompt), params)):
+            now = time.perf_counter()
+            (itls if output.num_output_tokens > 1 else ttfts).append(now - last)
+            last = now
+
+    async def main() -> float:
+        await backend.start()
+        warmup = GenerateRequest("warmup", tuple(prompts(1, prompt_len)[0]), params)
+        async for _ in backend.generate(warmup):
+            pass
+        start = time.perf_counter()
+        await asyncio.gather(
+            *(client(i, p, start) for i, p in enumerate(prompts(concurrency, prompt_len)))
+        )
+        elapsed = time.perf_counter() - start
+        await backend.shutdown()
+        return elapsed
+
+    elapsed = asyncio.run(main())
+    return _result(concurrency * new_tokens, elapsed, ttfts, itls)
+
+
+def _result(
+    num_tokens: int, elapsed: float, ttfts: list[float], itls: list[float]
+) -> dict[str, Any]:
+    def pct(values: list[float], q: float) -> float | None:
+        return sorted(values)[min(len(values) - 1, int(q * len(values)))] * 1000 if values else None
+
+    decode_time = elapsed - (statistics.median(ttfts) if ttfts else 0.0)
+    return {
+        "tokens_per_s": num_tokens / elapsed,
+        "decode_tokens_per_s": num_tokens / decode_time if decode_time > 0 else None,
+        "ttft_ms": {f"p{q}": pct(ttfts, q / 100) for q in (50, 90, 99)},
+        "itl_ms": {f"p{q}": pct(itls, q / 100) for q in (50, 90, 99)},
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def flops_per_token() -> float:
+    """2 x the weights every decoded token multiplies (projections, MLP, LM head)."""
+    h, i, v = SHAPE["hidden_size"], SHAPE["intermediate_size"], SHAPE["vocab_size"]
+    kv = h * SHAPE["num_key_value_heads"] // SHAPE["num_attention_heads"]
+    per_layer = 2 * h * h + 2 * h * kv + 3 * h * i
+    return 2.0 * (SHAPE["num_hidden_layers"] * per_layer + h * v)
+
+
+def run_child(
+    method: str, folder: Path, concurrency: int, new_tokens: int, prompt_len: int
+) -> None:
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    if method == "llmserve":
+        result = run_llmserve(folder, concurrency, new_tokens, prompt_len)
+    else:
+        result = run_hf(method, folder, concurrency, new_tokens, prompt_len)
+    print("RESULT " + json.dumps(result))
+
+
+def measure(
+    method: str, folder: Path, concurrency: int, args: argparse.Namespace
+) -> dict[str, Any] | None:
+    command = [sys.executable, __file__, "--child", method, str(folder), str(concurrency)]
+    command += ["--new-tokens", str(args.new_tokens), "--prompt-len", str(args.prompt_len)]
+    try:
+        done = subprocess.run(
+            command, capture_output=True, text=True, check=False, timeout=args.timeout
+        )
+    except subprocess.TimeoutExpired:
+        print(f"{method} c={concurrency} ran past {args.timeout}s; left out", file=sys.stderr)
+        return None
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if not lines:
+        print(f"{method} c={concurrency} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
+        return None
+    result: dict[str, Any] = json.loads(lines[-1][len("RESULT ") :])
+    return result
+
+
+def fmt(value: float | None, digits: int = 0) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def table(rows: list[dict[str, Any]], peak: float) -> str:
+    lines = [
+        "| method | conc | tok/s | TTFT p50/p90/p99 ms | ITL p50/p90/p99 ms "
+        "| decode % GEMM peak | peak RSS MB |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        decode = r.get("decode_tokens_per_s")
+        share = None if decode is None else 100 * decode * flops_per_token() / peak
+        ttft = "/".join(fmt(r["ttft_ms"][k]) for k in ("p50", "p90", "p99"))
+        itl = "/".join(fmt(r["itl_ms"][k]) for k in ("p50", "p90", "p99"))
+        lines.append(
+            f"| {r['method']} | {r['concurrency']} | {fmt(r['tokens_per_s'], 1)} | {ttft} | {itl} "
+            f"| {fmt(share, 1)} | {fmt(r['peak_rss_mb'])} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for method in METHODS:
+        points = [(r["concurrency"], r["tokens_per_s"]) for r in rows if r["method"] == method]
+        if points:
+            ax.plot(*zip(*points, strict=True), marker="o", label=method)
+    ax.set(xscale="log", xlabel="concurrent streams", ylabel="generated tokens/s", title=MODEL_NAME)
+    ax.set_xticks([1, 8, 32], labels=["1", "8", "32"])
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="32 new tokens instead of 128")
+    parser.add_argument("--new-tokens", type=int, default=None)
+    parser.add_argument("--prompt-len", type=int, default=32)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--home", type=Path, default=Path.home() / ".cache" / "llmserve")
+    parser.add_argument("--timeout", type=float, default=300, help="seconds per measurement")
+    parser.add_argument("--child", nargs=3, metavar=("METHOD", "MODEL_DIR", "CONCURRENCY"))
+    args = parser.parse_args()
+    args.new_tokens = args.new_tokens or (32 if args.quick else 128)
+    if args.child:
+        method, folder, concurrency = args.child
+        run_child(method, Path(folder), int(concurrency), args.new_tokens, args.prompt_len)
+        return
+    folder = build_model(args.home)
+    peak = gemm_peak_flops()
+    rows = []
+    for concurrency in args.concurrency:
+        for method in METHODS:
+            if method == "hf_generate" and concurrency > 8:
+                continue  # one at a time: throughput does not depend on concurrency
+            result = measure(method, folder, concurrency, args)
+            if result is not None:
+                rows.append({"method": method, "concurrency": concurrency, **result})
+                print(table(rows[-1:], peak).splitlines()[-1], flush=True)
+    report = (
+        f"GEMM fp32 peak: {peak / 1e9:.1f} GFLOP/s, {args.new_tokens} new tokens, "
+        f"prompt {args.prompt_len} tokens, greedy, ignore_eos\n\n"
+    )
+    report += table(rows, peak)
+    print(report)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "engine_cpu.md").write_text(report + "\n")
+    (RESULTS / "engine_cpu.json").write_text(
+        json.dumps({"gemm_flops": peak, "rows": rows}, indent=1)
+    )
+    plot(rows, ROOT / "docs" / "engine_cpu.png")
+
+
+if __name__ == "__main__":
+    main()

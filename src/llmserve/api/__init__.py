@@ -1,0 +1,1 @@
+"""The OpenAI-compatible HTTP layer: app factory, schemas, routes, SSE framing, error mapping."""

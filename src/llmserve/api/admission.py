@@ -1,0 +1,111 @@
+"""Admission for every `/v1` generation-like route: authenticate → parse → route → validate → admit.
+
+Usage from a route (chat, completions, embeddings, responses all follow it):
+
+    routed = await route_request(request, MyRequestSchema, kind="chat")   # 401 / 400 / 404
+    ...validate and count tokens with routed.backend (400 context_length_exceeded)...
+    slot = await acquire_slot(request, routed, estimated_tokens)           # 429 / 503
+    try:
+        ...produce the body...
+    finally:
+        await slot.release(UsageRecord(model=routed.model, ...))
+
+For streaming, hand the slot to `api.sse.sse_body`, which releases it after the last byte, on
+error and on client disconnect. Everything that can fail happens before the first byte of a 200.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from fastapi import Request
+from pydantic import ValidationError
+
+from llmserve.api.errors import from_pydantic
+from llmserve.api.schemas import ModelRequest
+from llmserve.auth.base import Gatekeeper, Principal, Slot
+from llmserve.auth.policy import check_queue
+from llmserve.backends.base import Backend, ModelKind
+from llmserve.config import ServerConfig
+from llmserve.errors import InvalidRequestError, ModelNotFoundError
+
+M = TypeVar("M", bound=ModelRequest)
+
+
+@dataclass(frozen=True)
+class ServerState:
+    """What the routes share, stored on `app.state.llmserve` by `create_app`."""
+
+    config: ServerConfig
+    backends: Mapping[str, Backend]
+    gatekeeper: Gatekeeper
+
+
+@dataclass(frozen=True)
+class Routed(Generic[M]):
+    """An authenticated, parsed request and the backend that serves its model."""
+
+    principal: Principal
+    body: M
+    backend: Backend
+    request_id: str
+
+    @property
+    def model(self) -> str:
+        """The model name the client asked for."""
+        return self.body.model
+
+
+def server_state(request: Request) -> ServerState:
+    """The shared state of the app serving `request`."""
+    state: ServerState = request.app.state.llmserve
+    return state
+
+
+def request_id_of(request: Request) -> str:
+    """The id the request-id middleware gave this request."""
+    return str(request.state.request_id)
+
+
+async def parse_body(request: Request, schema: type[M]) -> M:
+    """The JSON body validated against `schema`; a 400 naming the field otherwise."""
+    raw = await request.body()
+    if not raw:
+        raise InvalidRequestError("The request body must be a JSON object.")
+    try:
+        return schema.model_validate_json(raw)
+    except ValidationError as exc:
+        raise from_pydantic(exc) from None
+
+
+def lookup_backend(
+    state: ServerState, principal: Principal, model: str, kind: ModelKind
+) -> Backend:
+    """The backend serving `model`; 404 when unknown or not allowed, 400 when the kind differs."""
+    backend = state.backends.get(model)
+    if backend is None or not principal.can_use_model(model):
+        raise ModelNotFoundError(model)
+    if backend.info.kind != kind:
+        raise InvalidRequestError(
+            f"The model `{model}` is a {backend.info.kind} model and cannot serve this endpoint.",
+            param="model",
+        )
+    return backend
+
+
+async def route_request(request: Request, schema: type[M], *, kind: ModelKind) -> Routed[M]:
+    """Authenticate the caller, parse the body and find the model's backend."""
+    state = server_state(request)
+    principal = await state.gatekeeper.authenticate(request.headers.get("authorization"))
+    body = await parse_body(request, schema)
+    backend = lookup_backend(state, principal, body.model, kind)
+    return Routed(principal, body, backend, request_id_of(request))
+
+
+async def acquire_slot(request: Request, routed: Routed[M], estimated_tokens: int) -> Slot:
+    """Admit the request within the caller's limits and the backend's queue (429 / 503)."""
+    state = server_state(request)
+    check_queue(routed.backend.load(), state.config.auth)
+    return await state.gatekeeper.acquire(routed.principal, routed.model, estimated_tokens)

@@ -1,0 +1,66 @@
+"""The FastAPI app factory. Each endpoint family is a router included here with one line."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from llmserve import __version__
+from llmserve.api.admission import ServerState
+from llmserve.api.errors import install_error_handlers
+from llmserve.api.middleware import RequestIdMiddleware
+from llmserve.api.response_store import ResponseStore
+from llmserve.api.routes import (
+    admin,
+    chat,
+    completions,
+    embeddings,
+    health,
+    models,
+    responses,
+    tokenize,
+)
+from llmserve.auth.base import Gatekeeper
+from llmserve.backends.base import Backend
+from llmserve.config import ServerConfig
+
+
+def create_app(
+    config: ServerConfig, backends: Mapping[str, Backend], gatekeeper: Gatekeeper
+) -> FastAPI:
+    """An app serving `backends` (by model name); its lifespan starts and stops them."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        for backend in backends.values():
+            await backend.start()
+        try:
+            yield
+        finally:
+            for backend in backends.values():
+                await backend.shutdown()
+            await gatekeeper.close()
+
+    app = FastAPI(
+        title="llmserve",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.llmserve = ServerState(config, backends, gatekeeper)
+    app.state.response_store = ResponseStore()  # GET /v1/responses/{id}
+    install_error_handlers(app)
+    app.add_middleware(RequestIdMiddleware)
+    app.include_router(health.router)
+    app.include_router(models.router)
+    app.include_router(chat.router)
+    app.include_router(completions.router)
+    app.include_router(embeddings.router)
+    app.include_router(responses.router)
+    app.include_router(tokenize.router)
+    app.include_router(admin.router)
+    return app

@@ -1,0 +1,44 @@
+"""Stored responses for GET /v1/responses/{id}: an in-memory, bounded LRU per server process.
+
+NOTE: responses do not survive a restart and are not shared between workers; the durable job
+store (SQLite in home) is the place for them once background responses arrive.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Any
+
+DEFAULT_MAX_RESPONSES = 1024
+
+
+class ResponseStore:
+    """Keeps the latest `max_responses` responses, each readable only by the key that made it."""
+
+    def __init__(self, max_responses: int = DEFAULT_MAX_RESPONSES) -> None:
+        if max_responses < 1:
+            raise ValueError("max_responses must be at least 1")
+        self._max_responses = max_responses
+        self._id_to_entry: OrderedDict[str, tuple[str, dict[str, Any]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def put(self, key_id: str, response: dict[str, Any]) -> None:
+        """Store (or replace) `response` under its id, evicting the least recently used."""
+        with self._lock:
+            self._id_to_entry[response["id"]] = (key_id, response)
+            self._id_to_entry.move_to_end(response["id"])
+            while len(self._id_to_entry) > self._max_responses:
+                self._id_to_entry.popitem(last=False)
+
+    def get(self, key_id: str, response_id: str) -> dict[str, Any] | None:
+        """The response, or None when unknown, evicted, or made by another key."""
+        with self._lock:
+            entry = self._id_to_entry.get(response_id)
+            if entry is None or entry[0] != key_id:
+                return None
+            self._id_to_entry.move_to_end(response_id)
+            return entry[1]
+
+    def __len__(self) -> int:
+        return len(self._id_to_entry)

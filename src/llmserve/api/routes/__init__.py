@@ -1,0 +1,1 @@
+"""One router per endpoint family; `api/app.py` includes each with one line."""

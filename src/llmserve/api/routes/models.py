@@ -1,0 +1,45 @@
+"""GET /v1/models and GET /v1/models/{model}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from llmserve.api.admission import server_state
+from llmserve.backends.base import ModelInfo
+from llmserve.errors import ModelNotFoundError
+
+router = APIRouter()
+
+
+def model_card(info: ModelInfo) -> dict[str, Any]:
+    """OpenAI's model object."""
+    return {"id": info.name, "object": "model", "created": info.created, "owned_by": info.owned_by}
+
+
+@router.get("/v1/models")
+async def list_models(request: Request) -> dict[str, Any]:
+    """The models this caller may use; any bearer value gets 200 (see DESIGN.md, ChatAnyscale)."""
+    state = server_state(request)
+    principal = await state.gatekeeper.authenticate_for_listing(
+        request.headers.get("authorization")
+    )
+    public = {m.name for m in state.config.models if m.public}
+    names = [
+        name
+        for name in state.backends
+        if (principal.can_use_model(name) if principal is not None else name in public)
+    ]
+    return {"object": "list", "data": [model_card(state.backends[n].info) for n in names]}
+
+
+@router.get("/v1/models/{model:path}")
+async def retrieve_model(model: str, request: Request) -> dict[str, Any]:
+    """One model; 404 model_not_found when unknown or not open to this caller."""
+    state = server_state(request)
+    principal = await state.gatekeeper.authenticate(request.headers.get("authorization"))
+    backend = state.backends.get(model)
+    if backend is None or not principal.can_use_model(model):
+        raise ModelNotFoundError(model, param=None)
+    return model_card(backend.info)

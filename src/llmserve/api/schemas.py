@@ -1,0 +1,137 @@
+"""OpenAI request schemas for chat and text completions.
+
+Informational fields (user, metadata, store, service_tier) are accepted and ignored. Fields that
+would change the answer but are not supported are declared so that `reject_unsupported` can name
+them in a 400 instead of silently ignoring them. Unknown fields are ignored, as OpenAI does.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from llmserve.errors import InvalidRequestError
+
+
+class StreamOptions(BaseModel):
+    """`stream_options`: only include_usage changes anything."""
+
+    include_usage: bool = False
+
+
+class ModelRequest(BaseModel):
+    """Base of every request body that names a model (unknown fields are ignored)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str
+
+
+class SamplingFields(ModelRequest):
+    """Sampling fields shared by chat and text completions (OpenAI names, plus vLLM extras)."""
+
+    max_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    n: int = Field(default=1, ge=1, le=128)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    presence_penalty: float = Field(default=0.0, ge=-2, le=2)
+    frequency_penalty: float = Field(default=0.0, ge=-2, le=2)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    # Extras accepted by vLLM-compatible servers.
+    top_k: int = Field(default=0, ge=-1)
+    min_p: float = Field(default=0.0, ge=0, le=1)
+    repetition_penalty: float = Field(default=1.0, gt=0)
+    stop_token_ids: list[int] = Field(default_factory=list)
+    ignore_eos: bool = False
+    # Informational: accepted, ignored.
+    user: str | None = None
+    metadata: dict[str, str] | None = None
+    store: bool | None = None
+    service_tier: str | None = None
+    # Answer-changing features not supported: declared only to be rejected by name.
+    logit_bias: dict[str, float] | None = None
+    tools: list[Any] | None = None
+    tool_choice: Any = None
+    functions: list[Any] | None = None
+    function_call: Any = None
+    response_format: dict[str, Any] | None = None
+
+    def reject_unsupported(self) -> None:
+        """Raise a 400 naming the first unsupported answer-changing field that was set."""
+        for name in ("tools", "functions", "logit_bias"):
+            if getattr(self, name):
+                raise InvalidRequestError(f"`{name}` is not supported by this server.", param=name)
+        for name in ("tool_choice", "function_call"):
+            if getattr(self, name) not in (None, "none", "auto"):
+                raise InvalidRequestError(f"`{name}` is not supported by this server.", param=name)
+        if self.response_format and self.response_format.get("type", "text") != "text":
+            raise InvalidRequestError(
+                "Only response_format {'type': 'text'} is supported by this server.",
+                param="response_format",
+            )
+
+    @property
+    def stop_strings(self) -> tuple[str, ...]:
+        """`stop` as a tuple, whether sent as a string or a list."""
+        if self.stop is None:
+            return ()
+        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
+
+    @property
+    def include_usage(self) -> bool:
+        """Whether a streamed response ends with a usage chunk."""
+        return self.stream_options is not None and self.stream_options.include_usage
+
+
+class TextPart(BaseModel):
+    """A text content part of a message."""
+
+    type: Literal["text"]
+    text: str
+
+
+class Message(BaseModel):
+    """One chat message; content is a string or a list of text parts."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[TextPart] | None = None
+    name: str | None = None
+
+    @property
+    def text(self) -> str:
+        """The content as plain text (text parts are joined)."""
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text for part in self.content)
+
+
+class ChatCompletionRequest(SamplingFields):
+    """POST /v1/chat/completions."""
+
+    messages: list[Message] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    logprobs: bool = False
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+
+
+class CompletionRequest(SamplingFields):
+    """POST /v1/completions."""
+
+    prompt: str | list[str]
+    logprobs: int | None = Field(default=None, ge=0, le=5)
+    echo: bool = False
+    suffix: str | None = None
+    best_of: int | None = None
+
+    @property
+    def prompts(self) -> list[str]:
+        """`prompt` as a list, whether sent as a string or a list."""
+        return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)

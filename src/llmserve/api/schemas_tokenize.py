@@ -1,0 +1,30 @@
+"""vLLM-compatible /tokenize and /detokenize schemas."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from llmserve.api.schemas import Message, ModelRequest
+from llmserve.errors import InvalidRequestError
+
+
+class TokenizeRequest(ModelRequest):
+    """POST /tokenize: either `prompt`, or `messages` rendered with the chat template."""
+
+    prompt: str | None = None
+    messages: list[Message] | None = None
+    add_generation_prompt: bool = True
+    add_special_tokens: bool = True
+
+    def check(self) -> None:
+        """Exactly one of `prompt` and `messages` must be set."""
+        if (self.prompt is None) == (self.messages is None):
+            raise InvalidRequestError(
+                "Send exactly one of `prompt` and `messages`.", param="prompt"
+            )
+
+
+class DetokenizeRequest(ModelRequest):
+    """POST /detokenize."""
+
+    tokens: list[int] = Field(min_length=0)

@@ -1,0 +1,161 @@
+"""`KeyGatekeeper`: the server's `Gatekeeper`: keys from the store, limits from the state."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import Mapping
+
+from llmserve.auth.base import ANONYMOUS_KEY_ID, Principal, UsageRecord
+from llmserve.auth.headers import rate_limit_error, ratelimit_headers
+from llmserve.auth.keys import ApiKey, hash_secret, hashes_match, mask
+from llmserve.auth.limits import Admission, Limits, LimitState
+from llmserve.auth.store import SqliteKeyStore
+from llmserve.config import AuthConfig
+from llmserve.errors import AuthenticationError
+
+ANONYMOUS = Principal(key_id=ANONYMOUS_KEY_ID, name="anonymous")
+_NO_KEY_MESSAGE = (
+    "You didn't provide an API key. You need to provide your API key in an Authorization header "
+    "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
+)
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer ...` value, or None."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+class KeySlot:
+    """One admitted request; `release` frees the slot and records usage exactly once."""
+
+    def __init__(
+        self, gatekeeper: KeyGatekeeper, principal: Principal, lease_id: str, tokens: int,
+        admission: Admission, headers: Mapping[str, str],
+    ) -> None:  # fmt: skip
+        self._gatekeeper = gatekeeper
+        self.principal = principal
+        self.lease_id = lease_id
+        self.estimated_tokens = tokens
+        self.admission = admission
+        self._headers = dict(headers)
+        self._is_released = False
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self._headers
+
+    async def release(self, usage: UsageRecord) -> None:
+        if self._is_released:
+            return
+        self._is_released = True
+        await self._gatekeeper.finish(self, usage)
+
+
+class KeyGatekeeper:
+    """Authenticates against a `SqliteKeyStore` and admits within a `LimitState`."""
+
+    def __init__(self, store: SqliteKeyStore, state: LimitState, config: AuthConfig) -> None:
+        self.store = store
+        self.state = state
+        self.config = config
+        self._key_id_to_key: dict[str, ApiKey] = {}  # refreshed by every authenticate
+        self._key_to_leases: dict[str, set[str]] = {}
+        self._heartbeat: asyncio.Task[None] | None = None
+
+    async def authenticate(self, authorization: str | None) -> Principal:
+        token = bearer_token(authorization)
+        if not self.store.has_keys():
+            return ANONYMOUS  # open server (loopback only unless --no-auth: see policy.py)
+        if token is None:
+            raise AuthenticationError(_NO_KEY_MESSAGE)
+        key = self._lookup(token)
+        if key is None or not key.is_usable():
+            state = "" if key is None else f" (this key was {key.status()})"
+            raise AuthenticationError(f"Incorrect API key provided: {mask(token)}{state}.")
+        return self._principal(key)
+
+    async def authenticate_for_listing(self, authorization: str | None) -> Principal | None:
+        try:
+            return await self.authenticate(authorization)
+        except AuthenticationError:
+            return None
+
+    async def acquire(self, principal: Principal, model: str, estimated_tokens: int) -> KeySlot:
+        limits = self._limits(principal)
+        lease_id = secrets.token_hex(8)
+        admission = await self.state.acquire(principal.key_id, lease_id, limits, estimated_tokens)
+        if not admission.is_admitted:
+            self.store.record_rejection(principal.key_id, model)
+            raise rate_limit_error(principal.name, limits, admission, estimated_tokens)
+        if self.state.needs_renewal:
+            self._key_to_leases.setdefault(principal.key_id, set()).add(lease_id)
+            self._start_heartbeat()
+        headers = ratelimit_headers(limits, admission)
+        return KeySlot(self, principal, lease_id, estimated_tokens, admission, headers)
+
+    async def finish(self, slot: KeySlot, usage: UsageRecord) -> None:
+        """Free `slot` and record its usage; runs to the end even if the caller is cancelled."""
+        key_id = slot.principal.key_id
+        self._key_to_leases.get(key_id, set()).discard(slot.lease_id)  # heartbeat stops first
+        try:
+            await asyncio.shield(self._free(slot, usage))
+        finally:
+            self.store.record_usage(key_id, usage)
+
+    async def num_in_flight(self, key_id: str) -> int:
+        """Requests the key has in flight now (across processes with Redis state)."""
+        return await self.state.num_in_flight(key_id)
+
+    async def close(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+        await self.state.close()
+        self.store.close()
+
+    async def _free(self, slot: KeySlot, usage: UsageRecord) -> None:
+        key_id = slot.principal.key_id
+        await self.state.release(key_id, slot.lease_id)
+        delta = usage.prompt_tokens + usage.completion_tokens - slot.estimated_tokens
+        if self._limits(slot.principal).tpm is not None and delta:
+            await self.state.add_tokens(key_id, slot.admission.window_id, delta)
+
+    def _lookup(self, token: str) -> ApiKey | None:
+        token_hash = hash_secret(token)
+        key = self.store.find_by_hash(token_hash)
+        if key is None or not hashes_match(key.key_hash, token_hash):
+            return None
+        self._key_id_to_key[key.key_id] = key
+        return key
+
+    def _principal(self, key: ApiKey) -> Principal:
+        return Principal(
+            key_id=key.key_id,
+            name=key.name,
+            allowed_models=key.allowed_models,
+            max_concurrency=key.max_concurrency,
+        )
+
+    def _limits(self, principal: Principal) -> Limits:
+        key = self._key_id_to_key.get(principal.key_id)
+        if key is None:
+            return Limits(max_concurrency=principal.max_concurrency)
+        return Limits(max_concurrency=key.max_concurrency, rpm=key.rpm, tpm=key.tpm)
+
+    def _start_heartbeat(self) -> None:
+        if self._heartbeat is None or self._heartbeat.done():
+            self._heartbeat = asyncio.create_task(self._renew_forever(), name="lease-heartbeat")
+
+    async def _renew_forever(self) -> None:
+        interval = self.config.lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            held = {key_id: set(leases) for key_id, leases in self._key_to_leases.items() if leases}
+            await self.state.renew(held)

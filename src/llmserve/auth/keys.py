@@ -1,0 +1,136 @@
+"""API keys: how they are made, hashed, masked and described. A key's secret is never stored."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import time
+from dataclasses import dataclass
+
+KEY_PREFIX = "lls-"
+_DURATION = re.compile(r"^(\d+)([smhdw])$")
+_UNIT_TO_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """One API key as stored: its settings and the sha256 of its secret, never the secret."""
+
+    key_id: str
+    name: str
+    key_hash: str
+    hint: str  # "lls-...wxyz": enough to tell keys apart in a listing
+    created_at: float
+    expires_at: float | None = None
+    disabled: bool = False
+    allowed_models: frozenset[str] | None = None  # None: every model
+    max_concurrency: int = 30
+    rpm: int | None = None
+    tpm: int | None = None
+
+    def is_expired(self, now: float | None = None) -> bool:
+        """True once the expiry time has passed."""
+        return self.expires_at is not None and (now or time.time()) >= self.expires_at
+
+    def is_usable(self, now: float | None = None) -> bool:
+        """True when the key is neither revoked nor expired."""
+        return not self.disabled and not self.is_expired(now)
+
+    def status(self, now: float | None = None) -> str:
+        """ "active", "revoked" or "expired"."""
+        if self.disabled:
+            return "revoked"
+        return "expired" if self.is_expired(now) else "active"
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    """What a caller asks for when creating a key."""
+
+    name: str
+    max_concurrency: int = 30
+    allowed_models: frozenset[str] | None = None
+    rpm: int | None = None
+    tpm: int | None = None
+    expires_in_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name or len(self.name) > 128 or not self.name.isprintable():
+            raise ValueError("name must be 1 to 128 printable characters")
+        if self.max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
+        for field_name in ("rpm", "tpm"):
+            value = getattr(self, field_name)
+            if value is not None and value < 1:
+                raise ValueError(f"{field_name} must be at least 1")
+        if self.expires_in_s is not None and self.expires_in_s <= 0:
+            raise ValueError("expires must be a positive duration")
+        if self.allowed_models is not None and not self.allowed_models:
+            raise ValueError("models must name at least one model")
+
+
+def generate_secret() -> str:
+    """A new key: the `lls-` prefix and 256 random bits."""
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_secret(secret: str) -> str:
+    """sha256 hex of the secret: enough for 256-bit random keys (no dictionary to guess from)."""
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def hashes_match(a: str, b: str) -> bool:
+    """Constant-time comparison of two hashes."""
+    return hmac.compare_digest(a.encode("ascii"), b.encode("ascii"))
+
+
+def new_key_id() -> str:
+    """A stable, public id for a key (used in usage rows and as the scheduler tenant)."""
+    return "key_" + secrets.token_hex(8)
+
+
+def mask(secret: str) -> str:
+    """What an error message may show of a presented key: its start and last four characters."""
+    if len(secret) <= 12:
+        return "*" * len(secret)
+    return f"{secret[:6]}{'*' * 8}{secret[-4:]}"
+
+
+def hint_for(secret: str) -> str:
+    """The stored hint of a key: the prefix and its last four characters."""
+    return f"{KEY_PREFIX}...{secret[-4:]}"
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in "90s", "15m", "12h", "30d" or "2w"; raises ValueError otherwise."""
+    match = _DURATION.match(text.strip().lower())
+    if not match or int(match.group(1)) == 0:
+        raise ValueError(f"invalid duration {text!r}: use a number and s, m, h, d or w, e.g. 30d")
+    return float(int(match.group(1)) * _UNIT_TO_SECONDS[match.group(2)])
+
+
+def parse_models(text: str | None) -> frozenset[str] | None:
+    """A comma-separated model list; None or empty means every model."""
+    if not text:
+        return None
+    names = frozenset(name.strip() for name in text.split(",") if name.strip())
+    return names or None
+
+
+def describe_key(key: ApiKey) -> dict[str, object]:
+    """A key as the admin API and `llmserve keys list --json` show it (never its secret)."""
+    return {
+        "id": key.key_id,
+        "object": "api_key",
+        "name": key.name,
+        "hint": key.hint,
+        "status": key.status(),
+        "created_at": int(key.created_at),
+        "expires_at": None if key.expires_at is None else int(key.expires_at),
+        "models": None if key.allowed_models is None else sorted(key.allowed_models),
+        "max_concurrency": key.max_concurrency,
+        "rpm": key.rpm,
+        "tpm": key.tpm,
+    }

@@ -1,0 +1,221 @@
+"""A deterministic backend without torch, for API tests and demos.
+
+Tokens are UTF-8 bytes (id = byte + 3; 1 is BOS, 2 is EOS). Every choice answers `reply`, one byte
+per step, then EOS; with `ignore_eos` it repeats the reply until `max_tokens`. At most
+`max_concurrency` requests run at once; the others wait in the same `FairQueue` the engine uses.
+`token_delay_s` makes it a slow backend for disconnect and limit tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+
+from llmserve.backends.base import (
+    BackendLoad,
+    ChatMessage,
+    EmbeddingResult,
+    FinishReason,
+    GenerateOutput,
+    GenerateRequest,
+    ModelInfo,
+    TokenLogprob,
+    TopLogprob,
+    UnsupportedOperationError,
+)
+from llmserve.engine.fair_queue import FairQueue
+
+BOS_ID, EOS_ID, BYTE_OFFSET = 1, 2, 3
+BOS_TEXT = "<s>"
+DEFAULT_REPLY = "Hello! I am a fake model."
+
+
+class FakeBackend:
+    """Implements the `Backend` protocol with byte tokens and a fixed reply."""
+
+    def __init__(
+        self,
+        name: str = "fake-model",
+        *,
+        reply: str = DEFAULT_REPLY,
+        max_model_len: int = 256,
+        max_concurrency: int = 8,
+        token_delay_s: float = 0.0,
+        fail_after_tokens: int | None = None,
+    ) -> None:
+        self._info = ModelInfo(name=name, kind="chat", max_model_len=max_model_len, source="fake")
+        self._reply_ids = [b + BYTE_OFFSET for b in reply.encode()]
+        self._max_concurrency = max_concurrency
+        self._token_delay_s = token_delay_s
+        self._fail_after_tokens = fail_after_tokens
+        self._waiting: FairQueue[asyncio.Future[None]] = FairQueue()
+        self._num_running = 0
+        self._aborting: set[str] = set()
+        self._is_shut_down = False
+        self.aborted_request_ids: list[str] = []  # for tests: requests closed or aborted early
+
+    @property
+    def info(self) -> ModelInfo:
+        """The served model."""
+        return self._info
+
+    async def start(self) -> None:
+        """Nothing to load."""
+        self._is_shut_down = False
+
+    async def shutdown(self) -> None:
+        """Abort every request in flight."""
+        self._is_shut_down = True
+
+    def encode(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
+        """UTF-8 bytes as ids, after BOS when `add_special_tokens`."""
+        ids = [b + BYTE_OFFSET for b in text.encode()]
+        return [BOS_ID, *ids] if add_special_tokens else ids
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        """Text of the ids; special tokens are skipped."""
+        return bytes(i - BYTE_OFFSET for i in token_ids if i >= BYTE_OFFSET).decode(
+            errors="replace"
+        )
+
+    def render_chat(self, messages: Sequence[ChatMessage]) -> str:
+        """A ChatML-like prompt ending with the assistant's turn."""
+        turns = "".join(f"<|{m.role}|>\n{m.content}\n" for m in messages)
+        return f"{BOS_TEXT}{turns}<|assistant|>\n"
+
+    async def embed(self, texts: Sequence[str]) -> EmbeddingResult:
+        """Chat models do not embed."""
+        raise UnsupportedOperationError("fake chat model cannot embed")
+
+    def load(self) -> BackendLoad:
+        """Requests running and waiting."""
+        return BackendLoad(self._num_running, len(self._waiting), self._waiting.count_by_tenant())
+
+    async def abort(self, request_id: str) -> None:
+        """End the request at its next step with finish_reason "abort"."""
+        self._aborting.add(request_id)
+
+    async def generate(self, request: GenerateRequest) -> AsyncIterator[GenerateOutput]:
+        """Stream the reply for every choice, one byte-token per step, round-robin over choices."""
+        finished = False
+        await self._admit(request)
+        try:
+            async for output in self._steps(request):
+                yield output
+            finished = True
+        finally:
+            if not finished:
+                self.aborted_request_ids.append(request.request_id)
+            self._aborting.discard(request.request_id)
+            self._num_running -= 1
+            self._start_next()
+
+    async def _admit(self, request: GenerateRequest) -> None:
+        if self._num_running < self._max_concurrency and not self._waiting:
+            self._num_running += 1
+            return
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.push(turn, tenant=request.tenant, priority=int(request.priority))
+        try:
+            await turn
+        except BaseException:
+            if not self._waiting.remove(turn):  # already started: give the slot back
+                self._num_running -= 1
+                self._start_next()
+            self.aborted_request_ids.append(request.request_id)
+            raise
+
+    def _start_next(self) -> None:
+        while self._waiting and self._num_running < self._max_concurrency:
+            turn = self._waiting.pop()
+            if not turn.done():
+                self._num_running += 1
+                turn.set_result(None)
+
+    async def _steps(self, request: GenerateRequest) -> AsyncIterator[GenerateOutput]:
+        sampling = request.sampling
+        texts = [_StopText(sampling.stop) for _ in range(sampling.n)]
+        for step in range(sampling.max_tokens):
+            await asyncio.sleep(self._token_delay_s)
+            if self._fail_after_tokens is not None and step >= self._fail_after_tokens:
+                raise RuntimeError("fake backend failure")
+            token_id = self._token_at(step, sampling.ignore_eos)
+            finish = self._finish_reason(request, step, token_id)
+            for index, text in enumerate(texts):
+                delta, stopped = (
+                    ("", False) if finish in ("stop", "abort") else text.add(token_id, self)
+                )
+                if stopped:
+                    finish = "stop"
+                elif finish == "length":
+                    delta += text.flush()
+                yield GenerateOutput(
+                    request_id=request.request_id,
+                    index=index,
+                    text=delta,
+                    token_ids=() if finish == "abort" else (token_id,),
+                    num_prompt_tokens=len(request.prompt_token_ids),
+                    num_output_tokens=step if finish == "abort" else step + 1,
+                    finish_reason=finish,
+                    logprobs=self._logprobs(token_id, sampling.logprobs),
+                )
+            if finish is not None:
+                return
+
+    def _token_at(self, step: int, ignore_eos: bool) -> int:
+        if ignore_eos:
+            return self._reply_ids[step % len(self._reply_ids)]
+        return self._reply_ids[step] if step < len(self._reply_ids) else EOS_ID
+
+    def _finish_reason(
+        self, request: GenerateRequest, step: int, token_id: int
+    ) -> FinishReason | None:
+        if self._is_shut_down or request.request_id in self._aborting:
+            return "abort"
+        if token_id == EOS_ID or token_id in request.sampling.stop_token_ids:
+            return "stop"
+        return "length" if step + 1 >= request.sampling.max_tokens else None
+
+    def _logprobs(self, token_id: int, num_top: int | None) -> tuple[TokenLogprob, ...] | None:
+        if num_top is None:
+            return None
+        tops = tuple(
+            TopLogprob(token_id + k, self.decode([token_id + k]), -0.5 - k) for k in range(num_top)
+        )
+        return (TokenLogprob(token_id, self.decode([token_id]), -0.5, tops),)
+
+
+class _StopText:
+    """One choice's text; holds back a tail that may be the start of a stop string."""
+
+    def __init__(self, stops: Sequence[str]) -> None:
+        self.stops = [s for s in stops if s]
+        self.text = ""
+        self.num_emitted = 0
+
+    def add(self, token_id: int, backend: FakeBackend) -> tuple[str, bool]:
+        """The text safe to emit after `token_id`, and whether a stop string matched."""
+        self.text += backend.decode([token_id])
+        matches = [self.text.find(s) for s in self.stops if s in self.text]
+        if matches:
+            end = max(min(matches), self.num_emitted)
+            return self._emit(end), True
+        held = max((_overlap(self.text, s) for s in self.stops), default=0)
+        return self._emit(len(self.text) - held), False
+
+    def flush(self) -> str:
+        """Everything not yet emitted."""
+        return self._emit(len(self.text))
+
+    def _emit(self, end: int) -> str:
+        delta = self.text[self.num_emitted : end]
+        self.num_emitted = max(end, self.num_emitted)
+        return delta
+
+
+def _overlap(text: str, stop: str) -> int:
+    """Length of the longest suffix of `text` that is a proper prefix of `stop`."""
+    for length in range(min(len(stop) - 1, len(text)), 0, -1):
+        if text.endswith(stop[:length]):
+            return length
+    return 0

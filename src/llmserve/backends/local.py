@@ -1,0 +1,138 @@
+"""`LocalBackend`: serves one causal LM with llmserve's own continuous-batching engine."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from llmserve.backends.base import (
+    BackendLoad,
+    ChatMessage,
+    EmbeddingResult,
+    GenerateOutput,
+    GenerateRequest,
+    ModelInfo,
+    UnsupportedOperationError,
+)
+from llmserve.config import EngineConfig, ModelConfig
+from llmserve.engine.engine_thread import EngineThread
+from llmserve.engine.llm_engine import LLMEngine
+from llmserve.models.source import resolve_model_path
+from llmserve.models.tokenizer import ChatTokenizer
+
+
+class LocalBackend:
+    """A transformers causal LM on this machine, stepped by a background engine thread."""
+
+    def __init__(self, model_config: ModelConfig, engine_config: EngineConfig, home: Path) -> None:
+        self._model_config = model_config
+        self._engine_config = engine_config
+        self._home = home
+        self._info: ModelInfo | None = None
+        self._tokenizer: ChatTokenizer | None = None
+        self._thread: EngineThread | None = None
+
+    @property
+    def info(self) -> ModelInfo:
+        """The served model (reads its config on first use if not started yet)."""
+        if self._info is None:
+            from transformers import AutoConfig
+
+            path = resolve_model_path(self._model_config, self._home)
+            config = AutoConfig.from_pretrained(path, revision=self._model_config.revision)
+            self._info = self._model_info(config)
+        return self._info
+
+    async def start(self) -> None:
+        """Load weights and tokenizer off the event loop, then start the engine thread."""
+        if self._thread is None:
+            self._thread = await asyncio.to_thread(self._load)
+            self._thread.start()
+
+    async def shutdown(self) -> None:
+        """Abort every request in flight and stop the engine thread."""
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            await asyncio.to_thread(thread.stop)
+
+    def encode(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
+        return self._chat_tokenizer().encode(text, add_special_tokens=add_special_tokens)
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        return self._chat_tokenizer().decode(token_ids)
+
+    def render_chat(self, messages: Sequence[ChatMessage]) -> str:
+        return self._chat_tokenizer().render_chat(messages)
+
+    async def generate(self, request: GenerateRequest) -> AsyncIterator[GenerateOutput]:
+        """Stream outputs of `request`; closing early aborts it and frees its KV blocks."""
+        if self._thread is None:
+            raise RuntimeError("LocalBackend.start() was not called")
+        stream = self._thread.generate(request)
+        try:
+            async for output in stream:
+                yield output
+        finally:
+            await stream.aclose()
+
+    async def abort(self, request_id: str) -> None:
+        if self._thread is not None:
+            await self._thread.abort(request_id)
+
+    async def embed(self, texts: Sequence[str]) -> EmbeddingResult:
+        raise UnsupportedOperationError(
+            f"model {self.info.name} is a chat model, not an embedding model"
+        )
+
+    def load(self) -> BackendLoad:
+        return self._thread.load() if self._thread is not None else BackendLoad(0, 0)
+
+    def _chat_tokenizer(self) -> ChatTokenizer:
+        if self._tokenizer is None:
+            raise RuntimeError("LocalBackend.start() was not called")
+        return self._tokenizer
+
+    def _model_info(self, config: Any) -> ModelInfo:
+        text_config = config.get_text_config()
+        max_len = self._model_config.max_model_len or int(text_config.max_position_embeddings)
+        return ModelInfo(
+            name=self._model_config.name,
+            kind="chat",
+            max_model_len=max_len,
+            source=self._model_config.source,
+        )
+
+    def _load(self) -> EngineThread:
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        if self._engine_config.num_threads is not None:
+            torch.set_num_threads(self._engine_config.num_threads)
+        path = resolve_model_path(self._model_config, self._home)
+        dtype = getattr(torch, self._engine_config.dtype)
+        model = AutoModelForCausalLM.from_pretrained(
+            path, revision=self._model_config.revision, dtype=dtype
+        )  # from_pretrained returns the model in eval mode
+        self._tokenizer = ChatTokenizer.from_pretrained(
+            path,
+            chat_template=self._model_config.chat_template,
+            revision=self._model_config.revision,
+        )
+        self._info = self._model_info(model.config)
+        engine = LLMEngine(
+            model,
+            self._tokenizer,
+            self._engine_config,
+            max_model_len=self._info.max_model_len,
+            eos_token_ids=_eos_token_ids(model, self._tokenizer),
+        )
+        return EngineThread(engine, num_threads=self._engine_config.num_threads)
+
+
+def _eos_token_ids(model: Any, tokenizer: ChatTokenizer) -> frozenset[int]:
+    """EOS ids from the generation config and the tokenizer."""
+    eos = getattr(model.generation_config, "eos_token_id", None)
+    ids = {eos} if isinstance(eos, int) else set(eos or ())
+    return frozenset(ids) | tokenizer.eos_token_ids

@@ -1,0 +1,154 @@
+"""Runs an `LLMEngine` in a background thread and streams its outputs to asyncio consumers.
+
+The event loop never steps the engine: it posts commands (add, abort) to the thread, and the
+thread hands outputs back with `loop.call_soon_threadsafe`, so /health stays fast while it works.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass
+
+from llmserve.backends.base import BackendLoad, GenerateOutput, GenerateRequest
+from llmserve.engine.llm_engine import LLMEngine
+from llmserve.errors import InvalidRequestError, ServerError
+
+StreamItem = GenerateOutput | BaseException
+
+
+@dataclass(frozen=True)
+class _Stream:
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue[StreamItem]
+
+    def put(self, item: StreamItem) -> None:
+        self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+
+
+class EngineThread:
+    """Owns the engine; every engine call happens on its one thread."""
+
+    def __init__(self, engine: LLMEngine, *, num_threads: int | None = None) -> None:
+        self._engine = engine
+        self._num_threads = num_threads
+        self._wakeup = threading.Condition()
+        self._commands: list[Callable[[], None]] = []
+        self._request_to_stream: dict[str, _Stream] = {}
+        self._is_stopping = False
+        self._load = engine.load()
+        self._thread = threading.Thread(target=self._run, name="llmserve-engine", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Abort every request in flight and join the thread (blocking)."""
+        with self._wakeup:
+            self._is_stopping = True
+            self._wakeup.notify()
+        self._thread.join()
+
+    @property
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def load(self) -> BackendLoad:
+        return self._load  # a snapshot the engine thread refreshes after every step
+
+    async def generate(self, request: GenerateRequest) -> AsyncGenerator[GenerateOutput, None]:
+        """Outputs of `request`; closing the iterator early aborts it before `aclose` returns."""
+        if not self.is_alive:
+            raise ServerError("the engine is not running")
+        stream = _Stream(asyncio.get_running_loop(), asyncio.Queue())
+        self._request_to_stream[request.request_id] = stream
+        self._post(lambda: self._add(request, stream))
+        num_finished = 0
+        try:
+            while num_finished < request.sampling.n:
+                item = await stream.queue.get()
+                if isinstance(item, BaseException):
+                    raise item
+                num_finished += item.finish_reason is not None
+                yield item
+        finally:
+            if num_finished < request.sampling.n:
+                await self.abort(request.request_id)
+            self._request_to_stream.pop(request.request_id, None)
+
+    async def abort(self, request_id: str) -> None:
+        """Abort `request_id` and return once its KV blocks are free."""
+        if not self.is_alive:
+            return
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def abort_now() -> None:
+            self._deliver(self._engine.abort_request(request_id))
+            self._load = self._engine.load()
+            loop.call_soon_threadsafe(_resolve, done)
+
+        self._post(abort_now)
+        await done
+
+    def _post(self, command: Callable[[], None]) -> None:
+        with self._wakeup:
+            self._commands.append(command)
+            self._wakeup.notify()
+
+    def _add(self, request: GenerateRequest, stream: _Stream) -> None:
+        try:
+            self._engine.add_request(request)
+        except ValueError as exc:
+            stream.put(InvalidRequestError(str(exc), param="prompt"))
+
+    def _deliver(self, outputs: list[GenerateOutput]) -> None:
+        for output in outputs:
+            stream = self._request_to_stream.get(output.request_id)
+            if stream is not None:
+                stream.put(output)
+
+    def _run(self) -> None:
+        if self._num_threads is not None:
+            import torch
+
+            torch.set_num_threads(self._num_threads)
+        while True:
+            with self._wakeup:
+                while not (
+                    self._commands or self._is_stopping or self._engine.has_unfinished_requests()
+                ):
+                    self._wakeup.wait()
+                commands, self._commands = self._commands, []
+                is_stopping = self._is_stopping
+            for command in commands:
+                command()
+            self._load = self._engine.load()
+            if is_stopping:
+                self._abort_all()
+                return
+            if self._engine.has_unfinished_requests():
+                self._step()
+
+    def _step(self) -> None:
+        try:
+            outputs = self._engine.step()
+        except Exception as exc:  # a model failure fails its requests, not the server
+            for request_id, stream in list(self._request_to_stream.items()):
+                self._engine.abort_request(request_id)
+                stream.put(ServerError(f"request {request_id} failed in the engine: {exc!r}"))
+            return
+        finally:
+            self._load = self._engine.load()
+        self._deliver(outputs)
+
+    def _abort_all(self) -> None:
+        for request_id in list(self._request_to_stream):
+            self._deliver(self._engine.abort_request(request_id))
+        self._load = self._engine.load()
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

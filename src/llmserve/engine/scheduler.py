@@ -1,0 +1,138 @@
+"""Decides which sequences run each step and how many tokens each computes.
+
+Policy: running sequences first (oldest first; each decodes one token or continues its prefill
+chunk), then waiting ones from the fair queue while the token budget, `max_num_seqs` and free KV
+blocks allow. When a running sequence needs a block and none is free, the newest running
+sequence is preempted: its blocks are freed and it waits, first in line, to be recomputed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from llmserve.config import EngineConfig
+from llmserve.engine.block_manager import BlockManager
+from llmserve.engine.fair_queue import FairQueue
+from llmserve.engine.sequence import Sequence, SequenceStatus
+
+
+@dataclass(frozen=True)
+class ScheduledChunk:
+    """`num_tokens` tokens of `seq`, from position `start`, computed this step."""
+
+    seq: Sequence
+    start: int
+    num_tokens: int
+
+    @property
+    def is_last(self) -> bool:
+        """True when this chunk reaches the sequence's end: the step samples a token for it."""
+        return self.start + self.num_tokens == self.seq.num_tokens
+
+
+@dataclass(frozen=True)
+class SchedulerOutput:
+    """The only contract between scheduler and model runner: one-token chunks come first."""
+
+    chunks: list[ScheduledChunk]
+    preempted: list[Sequence] = field(default_factory=list)
+    finished: list[Sequence] = field(default_factory=list)  # could never fit the KV cache
+
+    @property
+    def num_tokens(self) -> int:
+        return sum(c.num_tokens for c in self.chunks)
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.chunks
+
+
+class Scheduler:
+    """Owns the waiting queue, the running list and the block manager."""
+
+    def __init__(self, config: EngineConfig, block_manager: BlockManager) -> None:
+        self.config = config
+        self.block_manager = block_manager
+        self.waiting: FairQueue[Sequence] = FairQueue()
+        self.running: list[Sequence] = []
+        self.num_preemptions = 0  # since start: a sign the KV cache is too small for the load
+
+    def add(self, seq: Sequence) -> None:
+        self.waiting.push(seq, tenant=seq.tenant, priority=seq.priority)
+
+    def has_work(self) -> bool:
+        return bool(self.waiting) or bool(self.running)
+
+    def remove(self, seq: Sequence) -> None:
+        """Drop `seq` from wherever it is and free its blocks at once."""
+        if seq in self.running:
+            self.running.remove(seq)
+        else:
+            self.waiting.remove(seq)
+        self.block_manager.free(seq)
+
+    def schedule(self) -> SchedulerOutput:
+        budget = self.config.max_num_batched_tokens
+        chunks: list[ScheduledChunk] = []
+        preempted: list[Sequence] = []
+        finished: list[Sequence] = []
+        for seq in list(self.running):
+            if budget == 0:
+                break
+            if seq not in self.running:  # preempted earlier in this loop
+                continue
+            num_new = min(seq.num_tokens - seq.num_computed_tokens, budget)
+            if not self._make_room(seq, num_new, preempted, finished):
+                continue
+            self.block_manager.allocate(seq, num_new)
+            chunks.append(ScheduledChunk(seq, seq.num_computed_tokens, num_new))
+            budget -= num_new
+        while self.waiting and budget > 0 and not preempted:
+            if len(self.running) >= self.config.max_num_seqs:
+                break
+            candidate = self.waiting.peek()
+            if candidate is None:
+                break
+            num_new = min(candidate.num_tokens - candidate.num_computed_tokens, budget)
+            if not self.block_manager.can_allocate(candidate, num_new):
+                break
+            self.waiting.pop()
+            self.block_manager.allocate(candidate, num_new)
+            candidate.status = SequenceStatus.RUNNING
+            self.running.append(candidate)
+            chunks.append(ScheduledChunk(candidate, candidate.num_computed_tokens, num_new))
+            budget -= num_new
+        chunks.sort(key=lambda c: c.num_tokens != 1)
+        return SchedulerOutput(chunks, preempted, finished)
+
+    def _make_room(
+        self, seq: Sequence, num_new: int, preempted: list[Sequence], finished: list[Sequence]
+    ) -> bool:
+        """Preempt newest sequences until `seq` fits; False if `seq` itself had to go."""
+        while not self.block_manager.can_allocate(seq, num_new):
+            victim = self.running[-1]
+            if victim is seq and len(self.running) == 1:
+                # NOTE: alone and still too big for the whole cache: it can never finish.
+                self.running.remove(seq)
+                self.block_manager.free(seq)
+                seq.status = SequenceStatus.FINISHED
+                seq.finish_reason = "length"
+                finished.append(seq)
+                return False
+            self._preempt(victim)
+            preempted.append(victim)
+            if victim is seq:
+                return False
+        return True
+
+    def _preempt(self, seq: Sequence) -> None:
+        self.num_preemptions += 1
+        self.running.remove(seq)
+        self.block_manager.free(seq)
+        seq.status = SequenceStatus.WAITING
+        self.waiting.push_front(seq, tenant=seq.tenant, priority=seq.priority)
+
+    def finish(self, seq: Sequence) -> None:
+        """Mark `seq` finished and free its blocks immediately."""
+        self.remove(seq)
+        seq.status = SequenceStatus.FINISHED

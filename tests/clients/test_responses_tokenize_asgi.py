@@ -1,0 +1,105 @@
+"""Responses, the response store and /tokenize edge cases, through the app in process (fast)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from llmserve.api.app import create_app
+from llmserve.api.response_store import ResponseStore
+from llmserve.auth.open import OpenGatekeeper
+from llmserve.backends.fake import FakeBackend
+from llmserve.config import ModelConfig, ServerConfig
+
+MODEL = "fake-chat"
+REPLY = "Hello there."
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    config = ServerConfig(models=(ModelConfig(MODEL, source="fake", backend="fake"),))
+    backends = {MODEL: FakeBackend(MODEL, reply=REPLY, max_model_len=128)}
+    app = create_app(config, backends, OpenGatekeeper())
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        yield client
+
+
+async def test_response_cut_at_max_output_tokens_is_incomplete(http: httpx.AsyncClient) -> None:
+    body = {"model": MODEL, "input": "hi", "max_output_tokens": 5}
+    response = (await http.post("/v1/responses", json=body)).json()
+    assert response["status"] == "incomplete"
+    assert response["incomplete_details"] == {"reason": "max_output_tokens"}
+    assert response["output"][0]["content"][0]["text"] == REPLY[:5]
+    assert response["usage"]["output_tokens"] == 5
+
+
+async def test_streamed_response_ends_incomplete_and_is_stored(http: httpx.AsyncClient) -> None:
+    body = {"model": MODEL, "input": "hi", "max_output_tokens": 3, "stream": True}
+    answer = await http.post("/v1/responses", json=body)
+    lines = [line for line in answer.text.split("\n\n") if line.startswith("data: {")]
+    events = [json.loads(line.removeprefix("data: ")) for line in lines]
+    assert events[-1]["type"] == "response.incomplete"
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    stored = await http.get(f"/v1/responses/{events[-1]['response']['id']}")
+    assert stored.json()["output"][0]["content"][0]["text"] == REPLY[:3]
+
+
+async def test_store_false_is_not_retrievable(http: httpx.AsyncClient) -> None:
+    body = {"model": MODEL, "input": "hi", "store": False}
+    response = (await http.post("/v1/responses", json=body)).json()
+    missing = await http.get(f"/v1/responses/{response['id']}")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["message"] == f"No response found with id '{response['id']}'."
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "text"),
+    [
+        ({"input": "hi", "background": True}, "background", "async-jobs feature"),
+        ({"input": "hi", "tools": [{"type": "web_search"}]}, "tools", "not supported"),
+        (
+            {"input": [{"role": "user", "content": [{"type": "input_image"}]}]},
+            "input",
+            "input_text",
+        ),
+        ({"input": "hi " * 200}, "input", "maximum context length is 128 tokens"),
+    ],
+)
+async def test_unsupported_response_requests_are_400(
+    http: httpx.AsyncClient, body: dict[str, object], param: str, text: str
+) -> None:
+    answer = await http.post("/v1/responses", json={"model": MODEL, **body})
+    assert answer.status_code == 400
+    assert answer.json()["error"]["param"] == param
+    assert text in answer.json()["error"]["message"]
+
+
+async def test_tokenize_needs_exactly_one_of_prompt_and_messages(http: httpx.AsyncClient) -> None:
+    both = {"model": MODEL, "prompt": "a", "messages": [{"role": "user", "content": "a"}]}
+    assert (await http.post("/tokenize", json=both)).status_code == 400
+    assert (await http.post("/tokenize", json={"model": MODEL})).status_code == 400
+    unknown = await http.post("/tokenize", json={"model": "nope", "prompt": "a"})
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["code"] == "model_not_found"
+
+
+async def test_tokenize_round_trips_through_detokenize(http: httpx.AsyncClient) -> None:
+    body = {"model": MODEL, "prompt": "héllo", "add_special_tokens": False}
+    tokens = (await http.post("/tokenize", json=body)).json()
+    assert tokens["count"] == len("héllo".encode()) and tokens["max_model_len"] == 128
+    body = {"model": MODEL, "tokens": tokens["tokens"]}
+    assert (await http.post("/detokenize", json=body)).json() == {"prompt": "héllo"}
+
+
+def test_response_store_evicts_least_recent_and_hides_other_keys() -> None:
+    store = ResponseStore(max_responses=2)
+    for name in ("a", "b"):
+        store.put("key-1", {"id": name})
+    assert store.get("key-1", "a") == {"id": "a"}  # a is now the most recent
+    store.put("key-1", {"id": "c"})
+    assert store.get("key-1", "b") is None and len(store) == 2
+    assert store.get("key-2", "a") is None

@@ -1,0 +1,122 @@
+"""`load_config_file`: YAML to ServerConfig, and every mistake named by its field path."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+
+from llmserve.config import (
+    BUILTIN_CHAT_MODEL,
+    AuthConfig,
+    ConfigError,
+    EngineConfig,
+    ModelConfig,
+    ServerConfig,
+    load_config_file,
+)
+
+FULL = """
+host: 0.0.0.0
+port: 9000
+home: ~/llmserve-home
+models:
+  - name: chat
+    source: llmserve/tiny-chat
+    kind: chat
+    backend: local
+    chat_template: llama-2
+    max_model_len: 512
+    revision: main
+    public: false
+engine:
+  max_num_seqs: 8
+  max_num_batched_tokens: 256
+  block_size: 16
+  kv_cache_memory_mb: 128
+  num_threads: 2
+  dtype: float32
+auth:
+  state: redis://localhost:6379/0
+  no_auth: true
+  admin_key: secret
+  default_max_concurrency: 4
+  max_queue: 10
+  lease_seconds: 15
+  request_timeout_s: 60
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "llmserve.yaml"
+    path.write_text(text)
+    return path
+
+
+def problems(tmp_path: Path, text: str) -> list[str]:
+    with pytest.raises(ConfigError) as error:
+        load_config_file(write(tmp_path, text))
+    return error.value.problems
+
+
+def test_every_field_is_read(tmp_path: Path) -> None:
+    config = load_config_file(write(tmp_path, FULL))
+    assert config.host == "0.0.0.0"
+    assert config.port == 9000
+    assert config.home == Path("~/llmserve-home").expanduser()
+    assert config.models == (
+        ModelConfig("chat", "llmserve/tiny-chat", "chat", "local", "llama-2", 512, "main", False),
+    )
+    assert config.engine == EngineConfig(8, 256, 16, 128, 2, "float32")
+    assert config.auth == AuthConfig("redis://localhost:6379/0", True, "secret", 4, 10, 15.0, 60.0)
+
+
+def test_empty_file_serves_the_builtin_model(tmp_path: Path) -> None:
+    config = load_config_file(write(tmp_path, ""))
+    assert [m.source for m in config.models] == [BUILTIN_CHAT_MODEL]
+
+
+def test_unknown_keys_are_named_with_what_is_allowed(tmp_path: Path) -> None:
+    found = problems(tmp_path, "prot: 80\nengine:\n  max_seqs: 3\n")
+    assert found[0] == "prot: unknown field; allowed: models, host, port, home, engine, auth"
+    assert found[1].startswith("engine.max_seqs: unknown field; allowed: max_num_seqs,")
+
+
+def test_wrong_types_and_choices_are_named(tmp_path: Path) -> None:
+    text = "port: '80'\nmodels:\n  - name: a\n    source: b\n    backend: torch\n  - {}\n"
+    assert problems(tmp_path, text) == [
+        "models.0.backend: 'torch' is not allowed; allowed: 'local', 'vllm', 'fake'",
+        "models.1.name: required",
+        "models.1.source: required",
+        "port: expected an integer, got text '80'",
+    ]
+
+
+def test_values_rejected_by_the_dataclass_are_named(tmp_path: Path) -> None:
+    assert problems(tmp_path, "engine:\n  max_num_seqs: 0\n") == [
+        "engine: max_num_seqs must be at least 1"
+    ]
+
+
+def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
+    assert problems(tmp_path, "models: [")[0].startswith("not valid YAML")
+    with pytest.raises(ConfigError, match="cannot read the file"):
+        load_config_file(tmp_path / "missing.yaml")
+
+
+def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
+    assert problems(tmp_path, "- 1\n") == [
+        "the top level: expected a mapping of fields, got a list"
+    ]
+
+
+def test_readme_config_reference_loads_and_names_every_field(tmp_path: Path) -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    (block,) = re.findall(r"```yaml\n(.*?)```", readme, flags=re.S)
+    config = load_config_file(write(tmp_path, block))
+    assert config.models[0].source == BUILTIN_CHAT_MODEL
+    for cls in (ServerConfig, ModelConfig, EngineConfig, AuthConfig):
+        for field in dataclasses.fields(cls):
+            assert re.search(rf"^\s*-?\s*{field.name}:", block, flags=re.M), field.name
