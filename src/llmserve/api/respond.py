@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, Response
 
 from llmserve.api.admission import request_id_of
 from llmserve.api.generation import Choice, collect_unless_disconnected
-from llmserve.api.sse import UsageMeter, sse_body, sse_response
+from llmserve.api.sse import UsageMeter, sse_response
 from llmserve.auth.base import Slot
 from llmserve.backends.base import GenerateOutput
 
@@ -57,10 +57,13 @@ async def respond(
     """
     headers = dict(slot.headers)
     if stream:
-        body = sse_body(
-            to_chunks(outputs), slot=slot, meter=meter, request_id=request_id_of(request)
+        return sse_response(
+            to_chunks(outputs),
+            slot=slot,
+            meter=meter,
+            request_id=request_id_of(request),
+            headers=headers,
         )
-        return sse_response(body, headers)
     try:
         choices = await collect_unless_disconnected(request, outputs, num_choices)
         if choices is None:

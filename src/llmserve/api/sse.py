@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
 from fastapi.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from llmserve.api.errors import server_error
 from llmserve.api.generation import close_iterator
@@ -46,7 +47,7 @@ class UsageMeter:
 
 async def sse_body(
     chunks: AsyncGenerator[dict[str, Any], None], *, slot: Slot, meter: UsageMeter, request_id: str
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """Frame `chunks` as SSE; release `slot` after the last byte, on error or on disconnect."""
     try:
         try:
@@ -66,10 +67,49 @@ async def sse_body(
             await slot.release(meter.record())
 
 
-def sse_response(body: AsyncIterator[bytes], headers: dict[str, str]) -> StreamingResponse:
-    """A streaming response with the SSE media type."""
-    return StreamingResponse(
-        body,
-        media_type="text/event-stream",
-        headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"},
-    )
+class SseResponse(StreamingResponse):
+    """A streaming response that runs `on_close` when it ends, even if its body never started.
+
+    NOTE: a client that leaves before the first byte cancels the response before Starlette
+    iterates the body, so the body generator's own `finally` never runs; this one always does.
+    """
+
+    def __init__(
+        self,
+        body: AsyncGenerator[bytes, None],
+        *,
+        headers: MutableMapping[str, str],
+        on_close: Callable[[], Awaitable[None]],
+    ) -> None:
+        super().__init__(
+            body,
+            media_type="text/event-stream",
+            headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"},
+        )
+        self._on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._on_close()
+
+
+def sse_response(
+    chunks: AsyncGenerator[dict[str, Any], None],
+    *,
+    slot: Slot,
+    meter: UsageMeter,
+    request_id: str,
+    headers: MutableMapping[str, str],
+) -> SseResponse:
+    """Stream `chunks` as SSE; `slot` is released once, whenever and however the stream ends."""
+    body = sse_body(chunks, slot=slot, meter=meter, request_id=request_id)
+
+    async def close() -> None:
+        await body.aclose()  # runs sse_body's `finally` if it started, else marks it closed
+        await close_iterator(chunks)
+        await slot.release(meter.record())
+
+    return SseResponse(body, headers=headers, on_close=close)
