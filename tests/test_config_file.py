@@ -87,7 +87,7 @@ def test_unknown_keys_are_named_with_what_is_allowed(tmp_path: Path) -> None:
 def test_wrong_types_and_choices_are_named(tmp_path: Path) -> None:
     text = "port: '80'\nmodels:\n  - name: a\n    source: b\n    backend: torch\n  - {}\n"
     assert problems(tmp_path, text) == [
-        "models.0.backend: 'torch' is not allowed; allowed: 'local', 'vllm', 'fake'",
+        "models.0.backend: 'torch' is not allowed; allowed: 'local', 'fake'",
         "models.1.name: required",
         "models.1.source: required",
         "port: expected an integer, got text '80'",

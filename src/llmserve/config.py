@@ -16,7 +16,7 @@ from typing import Literal
 BUILTIN_CHAT_MODEL = "llmserve/tiny-chat"
 BUILTIN_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
-BackendKind = Literal["local", "vllm", "fake"]
+BackendKind = Literal["local", "fake"]
 ModelKindSetting = Literal["auto", "chat", "embedding"]
 
 

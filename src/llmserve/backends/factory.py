@@ -18,12 +18,10 @@ def build_backend(model: ModelConfig, server: ServerConfig) -> Backend:
         from llmserve.backends.encoder import EncoderBackend
 
         return EncoderBackend.from_config(model, server.home)
-    if model.backend == "local":
-        # NOTE: imported here so that the CLI and API tests do not import torch.
-        from llmserve.backends.local import LocalBackend
+    # NOTE: imported here so that the CLI and API tests do not import torch.
+    from llmserve.backends.local import LocalBackend
 
-        return LocalBackend(model, server.engine, server.home)
-    raise ValueError(f"model {model.name}: backend {model.backend!r} is not available yet")
+    return LocalBackend(model, server.engine, server.home)
 
 
 def build_backends(server: ServerConfig) -> dict[str, Backend]:
