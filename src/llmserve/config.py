@@ -77,7 +77,7 @@ class AuthConfig:
     default_max_concurrency: int = 30
     max_queue: int = 256  # waiting requests across all keys before 503
     lease_seconds: float = 30.0  # a slot held by a dead process expires after this (redis)
-    request_timeout_s: float = 600.0
+    request_timeout_s: float = 600.0  # a generation running longer is aborted: 504
 
     def __post_init__(self) -> None:
         if not (self.state == "sqlite" or self.state.startswith(("redis://", "rediss://"))):
@@ -88,6 +88,8 @@ class AuthConfig:
             raise ValueError("max_queue must be non-negative")
         if self.lease_seconds <= 0:
             raise ValueError("lease_seconds must be positive")
+        if self.request_timeout_s <= 0:
+            raise ValueError("request_timeout_s must be positive")
 
 
 @dataclass(frozen=True)

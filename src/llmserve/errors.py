@@ -119,3 +119,18 @@ class OverloadedError(LlmserveError):
 
 class ServerError(LlmserveError):
     """500: an unexpected failure; the message carries the request id, never a traceback."""
+
+
+class RequestTimeoutError(LlmserveError):
+    """504: the request ran longer than `auth.request_timeout_s`; its generation was aborted."""
+
+    status_code = 504
+    error_type = "server_error"
+    code = "timeout"
+
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__(
+            f"The request timed out after {timeout_s:g} seconds; the generation was stopped. "
+            "Ask for fewer tokens (max_tokens) or retry later."
+        )
+        self.timeout_s = timeout_s

@@ -40,8 +40,8 @@ async def test_response_cut_at_max_output_tokens_is_incomplete(http: httpx.Async
 async def test_streamed_response_ends_incomplete_and_is_stored(http: httpx.AsyncClient) -> None:
     body = {"model": MODEL, "input": "hi", "max_output_tokens": 3, "stream": True}
     answer = await http.post("/v1/responses", json=body)
-    lines = [line for line in answer.text.split("\n\n") if line.startswith("data: {")]
-    events = [json.loads(line.removeprefix("data: ")) for line in lines]
+    blocks = [block.split("\n") for block in answer.text.split("\n\n") if block]
+    events = [json.loads(data.removeprefix("data: ")) for _, data in blocks]
     assert events[-1]["type"] == "response.incomplete"
     assert [e["sequence_number"] for e in events] == list(range(len(events)))
     stored = await http.get(f"/v1/responses/{events[-1]['response']['id']}")

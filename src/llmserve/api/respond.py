@@ -9,9 +9,10 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
-from llmserve.api.admission import request_id_of
+from llmserve.api.admission import request_id_of, server_state
+from llmserve.api.deadline import Deadline
 from llmserve.api.generation import Choice, collect_unless_disconnected
-from llmserve.api.sse import UsageMeter, sse_response
+from llmserve.api.sse import CHAT_SSE, SseFormat, UsageMeter, sse_response
 from llmserve.auth.base import Slot
 from llmserve.backends.base import GenerateOutput
 
@@ -50,12 +51,16 @@ async def respond(
     stream: bool,
     to_chunks: Callable[[Outputs], AsyncGenerator[dict[str, Any], None]],
     to_body: Callable[[list[Choice]], dict[str, Any]],
+    sse_format: SseFormat = CHAT_SSE,
 ) -> Response:
     """Answer with SSE or one JSON body; the slot is released after the last byte in both cases.
 
-    Call this right after `acquire_slot`: from here on, the slot's release is guaranteed.
+    Call this right after `acquire_slot`: from here on, the slot's release is guaranteed. The
+    generation may run `auth.request_timeout_s` from here; then it is aborted with a 504 (in-band
+    when streaming).
     """
     headers = dict(slot.headers)
+    deadline = Deadline.after(server_state(request).config.auth.request_timeout_s)
     if stream:
         return sse_response(
             to_chunks(outputs),
@@ -63,9 +68,12 @@ async def respond(
             meter=meter,
             request_id=request_id_of(request),
             headers=headers,
+            sse_format=sse_format,
+            deadline=deadline,
         )
     try:
-        choices = await collect_unless_disconnected(request, outputs, num_choices)
+        async with deadline.enforce():
+            choices = await collect_unless_disconnected(request, outputs, num_choices)
         if choices is None:
             return Response(status_code=CLIENT_CLOSED_REQUEST)
         meter.completion_tokens = sum(choice.num_output_tokens for choice in choices)

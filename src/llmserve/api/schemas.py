@@ -61,7 +61,12 @@ class SamplingFields(ModelRequest):
     response_format: dict[str, Any] | None = None
 
     def reject_unsupported(self) -> None:
-        """Raise a 400 naming the first unsupported answer-changing field that was set."""
+        """Raise a 400 naming the first field set that this server rejects here."""
+        if self.stream_options is not None and not self.stream:
+            raise InvalidRequestError(
+                "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+                param="stream_options",
+            )
         for name in ("tools", "functions", "logit_bias"):
             if getattr(self, name):
                 raise InvalidRequestError(f"`{name}` is not supported by this server.", param=name)

@@ -25,7 +25,7 @@ from llmserve.api.schemas_responses import (
     response_object,
     usage,
 )
-from llmserve.api.sse import UsageMeter
+from llmserve.api.sse import RESPONSES_SSE, UsageMeter
 from llmserve.backends.base import GenerateRequest, SamplingParams
 from llmserve.errors import InvalidRequestError, NotFoundError
 
@@ -82,6 +82,7 @@ async def create_response(request: Request) -> Response:
         stream=body.stream,
         to_chunks=lambda outputs: response_events(routed, outputs, meter, store),
         to_body=lambda choices: final_response(routed, choices[0], meter, store),
+        sse_format=RESPONSES_SSE,
     )
 
 
