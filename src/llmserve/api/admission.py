@@ -17,16 +17,16 @@ error and on client disconnect. Everything that can fail happens before the firs
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from fastapi import Request
 from pydantic import ValidationError
 
 from llmserve.api.errors import from_pydantic
+from llmserve.api.queue_gauge import QueueGauge
 from llmserve.api.schemas import ModelRequest
 from llmserve.auth.base import Gatekeeper, Principal, Slot
-from llmserve.auth.policy import check_queue
 from llmserve.backends.base import Backend, ModelKind
 from llmserve.config import ServerConfig
 from llmserve.errors import InvalidRequestError, ModelNotFoundError
@@ -41,6 +41,7 @@ class ServerState:
     config: ServerConfig
     backends: Mapping[str, Backend]
     gatekeeper: Gatekeeper
+    queue: QueueGauge = field(default_factory=QueueGauge)  # admitted requests, per model
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,15 @@ async def route_request(request: Request, schema: type[M], *, kind: ModelKind) -
 
 
 async def acquire_slot(request: Request, routed: Routed[M], estimated_tokens: int) -> Slot:
-    """Admit the request within the caller's limits and the backend's queue (429 / 503)."""
+    """Admit the request within the backend's queue and the caller's limits (503 / 429).
+
+    The request counts in `state.queue` from its queue check until its slot is released.
+    """
     state = server_state(request)
-    check_queue(routed.backend.load(), state.config.auth)
-    return await state.gatekeeper.acquire(routed.principal, routed.model, estimated_tokens)
+    ticket = state.queue.admit(routed.model, routed.backend.load(), state.config.auth)
+    try:
+        slot = await state.gatekeeper.acquire(routed.principal, routed.model, estimated_tokens)
+    except BaseException:
+        ticket.leave()
+        raise
+    return ticket.hold(slot)

@@ -149,6 +149,7 @@ class BackendLoad:
     num_running: int
     num_waiting: int
     waiting_by_tenant: dict[str, int] = field(default_factory=dict)
+    max_running: int | None = None  # requests it runs at once, when fixed; None: unknown
 
 
 class UnsupportedOperationError(Exception):

@@ -89,7 +89,12 @@ class FakeBackend:
 
     def load(self) -> BackendLoad:
         """Requests running and waiting."""
-        return BackendLoad(self._num_running, len(self._waiting), self._waiting.count_by_tenant())
+        return BackendLoad(
+            self._num_running,
+            len(self._waiting),
+            self._waiting.count_by_tenant(),
+            max_running=self._max_concurrency,
+        )
 
     async def abort(self, request_id: str) -> None:
         """End the request at its next step with finish_reason "abort"."""
