@@ -1,7 +1,8 @@
 """CPU engine benchmark: llmserve's engine against Hugging Face generate paths.
 
-    python benchmarks/engine_cpu.py            # 128 new tokens, concurrency 1, 8, 32
-    python benchmarks/engine_cpu.py --quick    # 32 new tokens
+    python benchmarks/engine_cpu.py                  # 128 new tokens, concurrency 1, 8, 32
+    python benchmarks/engine_cpu.py --quick          # 32 new tokens
+    python benchmarks/engine_cpu.py --new-tokens 64  # what docs/benchmarks.md reports
 
 Builds a random model with SmolLM2-135M's shape (named bench/smol-135m-shaped-random), measures the
 fp32 GEMM peak, then runs each method in its own subprocess (so peak memory is per method) and
@@ -36,29 +37,35 @@ SHAPE = dict(
     max_position_embeddings=2048,
     tie_word_embeddings=True,
 )
-METHODS = ("hf_generate", "hf_padded_batch", "hf_generate_batch", "llmserve")
+METHODS = ("hf_generate", "hf_padded_batch", "hf_generate_batch", "llmserve_http", "llmserve")
 
 
 def build_model(home: Path) -> Path:
-    """The random SmolLM2-135M-shaped Llama, with the built-in tiny chat tokenizer."""
-    import shutil
-
+    """The random SmolLM2-135M-shaped Llama, with a word-level tokenizer over its whole vocab."""
     import torch
     from transformers import AutoModelForCausalLM, LlamaConfig
 
-    from llmserve.models.builtin import ensure_tiny_chat
-
     folder = home / "models" / MODEL_NAME
-    if (folder / "config.json").is_file():
+    if (folder / "tokenizer.json").is_file():
         return folder
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(LlamaConfig(**SHAPE), dtype=torch.float32)
     model.save_pretrained(folder)
-    tokenizer_dir = ensure_tiny_chat(home)
-    for name in os.listdir(tokenizer_dir):
-        if name.startswith(("tokenizer", "special_tokens")):
-            shutil.copy(tokenizer_dir / name, folder / name)
+    word_level_tokenizer(SHAPE["vocab_size"]).save_pretrained(folder)
     return folder
+
+
+def word_level_tokenizer(vocab_size: int) -> Any:
+    """Token i (i >= 3) is the word `w{i}`: every id the model emits decodes to visible text."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2} | {f"w{i}": i for i in range(3, vocab_size)}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, unk_token="<unk>", bos_token="<s>", eos_token="</s>"
+    )
 
 
 def gemm_peak_flops() -> float:
@@ -100,24 +107,61 @@ def run_hf(
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
     batch = prompts(concurrency, prompt_len)
     config = GenerationConfig(
-        max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, pad_token_id=0
+        max_new_tokens=new_tokens,
+        min_new_tokens=new_tokens,
+        do_sample=False,
+        pad_token_id=0,
+        eos_token_id=None,
     )
     ttfts: list[float] = []
     itls: list[float] = []
     with torch.inference_mode():  # warm up allocator and kernels, untimed
         model.generate(torch.tensor(batch[:1]), max_new_tokens=2, do_sample=False, pad_token_id=0)
     start = time.perf_counter()
+    if method == "hf_generate_batch":  # runs its own thread; fails under inference_mode
+        _timed_generate_batch(model, batch, config, start, ttfts, itls)
     with torch.inference_mode():
-        if method == "hf_generate_batch":
-            model.generate_batch(inputs=batch, generation_config=config, progress_bar=False)
-        elif method == "hf_padded_batch":
+        if method == "hf_padded_batch":
             _timed_generate(model, torch.tensor(batch), config, start, ttfts, itls)
-        else:
-            for prompt in batch:
-                _timed_generate(
-                    model, torch.tensor([prompt]), config, time.perf_counter(), ttfts, itls
-                )
+        elif method == "hf_generate":
+            for prompt in batch:  # one at a time, as without batching: later ones queue
+                _timed_generate(model, torch.tensor([prompt]), config, start, ttfts, itls)
     return _result(concurrency * new_tokens, time.perf_counter() - start, ttfts, itls)
+
+
+def _timed_generate_batch(
+    model: Any,
+    batch: list[list[int]],
+    config: Any,
+    start: float,
+    ttfts: list[float],
+    itls: list[float],
+) -> None:
+    """transformers' own continuous batching, with a KV cache sized like ours (not % of RAM)."""
+    from transformers.generation.configuration_utils import ContinuousBatchingConfig
+
+    page_size = 16
+    tokens = len(batch) * (len(batch[0]) + config.max_new_tokens)
+    batching = ContinuousBatchingConfig(
+        page_size=page_size,
+        num_blocks=2 * tokens // page_size + 8,
+        max_batch_tokens=512,
+        max_requests_per_batch=32,
+    )
+    outputs = model.generate_batch(
+        inputs=batch,
+        generation_config=config,
+        continuous_batching_config=batching,
+        record_timestamps=True,
+        progress_bar=False,
+    )
+    for output in outputs.values():
+        if output.error or len(output.generated_tokens) != config.max_new_tokens:
+            raise RuntimeError(f"generate_batch failed: {output.error}")
+        stamps = output.timestamps or []
+        if stamps:
+            ttfts.append(stamps[0] - start)
+            itls.extend(b - a for a, b in itertools.pairwise(stamps))
 
 
 def _timed_generate(
@@ -172,6 +216,89 @@ def run_llmserve(
     return _result(concurrency * new_tokens, elapsed, ttfts, itls)
 
 
+def run_http(folder: Path, concurrency: int, new_tokens: int, prompt_len: int) -> dict[str, Any]:
+    """`llmserve serve --model folder` in a subprocess, driven by streaming HTTP clients."""
+    import tempfile
+
+    home = tempfile.mkdtemp(prefix="llmserve-bench-")
+    command = [sys.executable, "-m", "llmserve", "serve", "--model", str(folder), "--port", "0"]
+    server = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "LLMSERVE_HOME": home},
+    )
+    try:
+        base = _wait_for_url(server)
+        elapsed, ttfts, itls = asyncio.run(
+            _http_clients(base, str(folder), concurrency, new_tokens, prompt_len)
+        )
+        result = _result(concurrency * new_tokens, elapsed, ttfts, itls)
+        result["peak_rss_mb"] = _peak_rss_mb(server.pid)
+        return result
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _wait_for_url(server: subprocess.Popen[str]) -> str:
+    assert server.stdout is not None
+    for line in server.stdout:
+        if "serving an OpenAI-compatible API at " in line:
+            return line.split(" at ", 1)[1].strip().removesuffix("/v1")
+    raise RuntimeError("llmserve serve exited before it listened")
+
+
+async def _http_clients(
+    base: str, model: str, concurrency: int, new_tokens: int, prompt_len: int
+) -> tuple[float, list[float], list[float]]:
+    import httpx
+
+    ttfts: list[float] = []
+    itls: list[float] = []
+
+    async def client(
+        http: httpx.AsyncClient, prompt: list[int], start: float, record: bool
+    ) -> None:
+        body = {
+            "model": model,
+            "prompt": " ".join(f"w{i}" for i in prompt),
+            "max_tokens": new_tokens,
+            "temperature": 0,
+            "ignore_eos": True,
+            "stream": True,
+        }
+        last, first = start, True
+        async with http.stream("POST", f"{base}/v1/completions", json=body) as response:
+            response.raise_for_status()
+            async for line in response.aiter_lines():
+                if not line.startswith("data: {"):
+                    continue
+                choices = json.loads(line[6:]).get("choices") or [{}]
+                if not choices[0].get("text"):
+                    continue
+                now = time.perf_counter()
+                if record:
+                    (ttfts if first else itls).append(now - last)
+                last, first = now, False
+
+    async with httpx.AsyncClient(timeout=None) as http:
+        await client(http, prompts(1, prompt_len)[0], time.perf_counter(), record=False)  # warm up
+        start = time.perf_counter()
+        batch = prompts(concurrency, prompt_len)
+        await asyncio.gather(*(client(http, p, start, record=True) for p in batch))
+        return time.perf_counter() - start, ttfts, itls
+
+
+def _peak_rss_mb(pid: int) -> float | None:
+    status = Path(f"/proc/{pid}/status")
+    for line in status.read_text().splitlines() if status.exists() else []:
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return None
+
+
 def _result(
     num_tokens: int, elapsed: float, ttfts: list[float], itls: list[float]
 ) -> dict[str, Any]:
@@ -204,6 +331,8 @@ def run_child(
     torch.set_num_threads(os.cpu_count() or 1)
     if method == "llmserve":
         result = run_llmserve(folder, concurrency, new_tokens, prompt_len)
+    elif method == "llmserve_http":
+        result = run_http(folder, concurrency, new_tokens, prompt_len)
     else:
         result = run_hf(method, folder, concurrency, new_tokens, prompt_len)
     print("RESULT " + json.dumps(result))
@@ -276,6 +405,7 @@ def main() -> None:
     parser.add_argument("--prompt-len", type=int, default=32)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--home", type=Path, default=Path.home() / ".cache" / "llmserve")
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=METHODS[:4])
     parser.add_argument("--timeout", type=float, default=300, help="seconds per measurement")
     parser.add_argument("--child", nargs=3, metavar=("METHOD", "MODEL_DIR", "CONCURRENCY"))
     args = parser.parse_args()
@@ -288,7 +418,7 @@ def main() -> None:
     peak = gemm_peak_flops()
     rows = []
     for concurrency in args.concurrency:
-        for method in METHODS:
+        for method in args.methods:
             if method == "hf_generate" and concurrency > 8:
                 continue  # one at a time: throughput does not depend on concurrency
             result = measure(method, folder, concurrency, args)

@@ -17,6 +17,7 @@ from llmserve.backends.base import (
 )
 from llmserve.backends.local import LocalBackend
 from llmserve.config import BUILTIN_CHAT_MODEL, EngineConfig, ModelConfig
+from llmserve.errors import OverloadedError
 
 
 @pytest.fixture(scope="module")
@@ -158,3 +159,16 @@ def test_max_model_len_defaults_to_the_models_position_limit(home: Path) -> None
     local = LocalBackend(ModelConfig(name="tiny", source=BUILTIN_CHAT_MODEL), EngineConfig(), home)
     assert local.info.max_model_len == 2048
     assert local.info.name == "tiny"
+
+
+async def test_generate_after_shutdown_is_refused_as_overloaded(home: Path) -> None:
+    local = LocalBackend(
+        ModelConfig(name="tiny", source=BUILTIN_CHAT_MODEL),
+        EngineConfig(kv_cache_memory_mb=4),
+        home,
+    )
+    await local.start()
+    req = request(local, "late", 2)
+    await local.shutdown()
+    with pytest.raises(OverloadedError, match="not loaded"):
+        await anext(local.generate(req))

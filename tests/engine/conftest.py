@@ -56,10 +56,15 @@ class ByteDecoder:
         return data.decode("utf-8", errors="replace")
 
 
-def make_engine(model: Any, **config: Any) -> LLMEngine:
+def make_engine(model: Any, num_blocks: int | None = None, **config: Any) -> LLMEngine:
     engine_config = EngineConfig(**{"kv_cache_memory_mb": 8, "block_size": 4, **config})
     return LLMEngine(
-        model, ByteDecoder(), engine_config, max_model_len=256, eos_token_ids=frozenset()
+        model,
+        ByteDecoder(),
+        engine_config,
+        max_model_len=256,
+        eos_token_ids=frozenset(),
+        num_blocks=num_blocks,
     )
 
 

@@ -42,9 +42,8 @@ def test_requests_joining_mid_way_match_generate(llama: Any) -> None:
 
 
 def test_preemption_with_tiny_block_budget_still_matches(llama: Any) -> None:
-    engine = make_engine(llama, max_num_batched_tokens=64)
     # 12 blocks of 4 tokens: not enough for all five sequences at once.
-    engine.block_manager.__init__(12, 4)  # type: ignore[misc]
+    engine = make_engine(llama, num_blocks=12, max_num_batched_tokens=64)
     batch = prompts(5, seed=3)
     requests = [GenerateRequest(f"r{i}", tuple(p), greedy(8)) for i, p in enumerate(batch)]
     for request in requests:

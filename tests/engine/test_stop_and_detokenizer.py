@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from llmserve.backends.base import GenerateRequest
 from llmserve.engine.detokenizer import IncrementalDetokenizer
+from llmserve.models.builtin import ensure_tiny_chat
+from llmserve.models.tokenizer import ChatTokenizer
 
 from .conftest import ByteDecoder, greedy, make_engine, run_all
 
@@ -65,3 +68,17 @@ def test_abort_frees_blocks_at_once(llama: Any) -> None:
     assert [o.finish_reason for o in outputs] == ["abort", "abort"]
     assert engine.block_manager.num_free_blocks == free_before
     assert not engine.has_unfinished_requests()
+
+
+def test_real_byte_level_tokenizer_streams_emoji_and_cjk_whole(tmp_path: Path) -> None:
+    tokenizer = ChatTokenizer.from_pretrained(str(ensure_tiny_chat(tmp_path)))
+    text = "Emoji 😀🎉 and 中文字符 and naïve café"
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    assert len(ids) > len(text.split())  # rare characters take several byte-level tokens
+    detokenizer = IncrementalDetokenizer(tokenizer.decode)
+    deltas = []
+    for token_id in ids:
+        detokenizer.add_token(token_id)
+        deltas.append(detokenizer.take_delta(final=False))
+    assert "".join(deltas) == text
+    assert all("\ufffd" not in d for d in deltas)

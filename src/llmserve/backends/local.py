@@ -19,6 +19,7 @@ from llmserve.backends.base import (
 from llmserve.config import EngineConfig, ModelConfig
 from llmserve.engine.engine_thread import EngineThread
 from llmserve.engine.llm_engine import LLMEngine
+from llmserve.errors import OverloadedError
 from llmserve.models.source import resolve_model_path
 from llmserve.models.tokenizer import ChatTokenizer
 
@@ -69,7 +70,7 @@ class LocalBackend:
     async def generate(self, request: GenerateRequest) -> AsyncIterator[GenerateOutput]:
         """Stream outputs of `request`; closing early aborts it and frees its KV blocks."""
         if self._thread is None:
-            raise RuntimeError("LocalBackend.start() was not called")
+            raise OverloadedError(f"model {self.info.name} is not loaded (starting or stopped)")
         stream = self._thread.generate(request)
         try:
             async for output in stream:
@@ -97,6 +98,11 @@ class LocalBackend:
     def _model_info(self, config: Any) -> ModelInfo:
         text_config = config.get_text_config()
         max_len = self._model_config.max_model_len or int(text_config.max_position_embeddings)
+        window = getattr(text_config, "sliding_window", None)
+        if window and getattr(text_config, "use_sliding_window", True):
+            # NOTE: the paged attention attends to the whole context; capping the length at the
+            # window keeps sliding-window models (Mistral) exact.
+            max_len = min(max_len, int(window))
         return ModelInfo(
             name=self._model_config.name,
             kind="chat",

@@ -1,1 +1,15 @@
-"""The continuous-batching engine: scheduler, KV-cache blocks, model runner, sampler."""
+"""The continuous-batching engine: scheduler, KV-cache blocks, model runner, sampler.
+
+Map (one idea per module):
+- `sequence`: one choice of a request (tokens, progress, blocks).
+- `fair_queue`: the waiting queue (priority class, then round-robin by tenant).
+- `block_manager`: counts fixed-size KV blocks within `EngineConfig.kv_cache_memory_mb`.
+- `scheduler`: decides each step's chunks (decodes first, then prefill chunks within the token
+  budget) and preempts the newest sequence when blocks run out; emits `SchedulerOutput`.
+- `model_runner` + `attention`: the only torch code; runs transformers' own model classes with a
+  paged attention function registered through `AttentionInterface`.
+- `sampler`: per-row penalties, temperature, top-k/top-p/min-p, seeds, logprobs.
+- `detokenizer`: incremental text that never splits a character and never emits a stop string.
+- `llm_engine`: `step()` = schedule -> run -> sample -> update -> detokenize.
+- `engine_thread`: runs the engine off the event loop and streams outputs to asyncio.
+"""

@@ -37,10 +37,18 @@ class KVCache:
         dtype: torch.dtype,
     ) -> KVCache:
         shape = (num_slots, num_kv_heads, head_dim)
-        return cls(
-            [torch.zeros(shape, dtype=dtype) for _ in range(num_layers)],
-            [torch.zeros(shape, dtype=dtype) for _ in range(num_layers)],
-        )
+        keys = [_empty_but_slot_zero(shape, dtype) for _ in range(num_layers)]
+        values = [_empty_but_slot_zero(shape, dtype) for _ in range(num_layers)]
+        return cls(keys, values)
+
+
+def _empty_but_slot_zero(shape: tuple[int, int, int], dtype: torch.dtype) -> torch.Tensor:
+    # NOTE: every slot a sequence reads is written first, except slot 0, which pads decode
+    # batches (masked out, but it must hold finite numbers). Not zero-filling the rest keeps
+    # resident memory proportional to the blocks actually used.
+    cache = torch.empty(shape, dtype=dtype)
+    cache[0].zero_()
+    return cache
 
 
 @dataclass(frozen=True)
@@ -88,11 +96,18 @@ def paged_attention(
     v_cache.index_copy_(0, batch.slot_mapping, value[0].transpose(0, 1))
     outputs: list[torch.Tensor] = []
     if batch.num_decodes:
-        q = query[0, :, : batch.num_decodes].transpose(0, 1).unsqueeze(2)  # [D, H, 1, d]
+        num_decodes, num_kv_heads = batch.num_decodes, k_cache.shape[1]
+        # NOTE: one query per sequence, so the query heads of a KV group can ride in the
+        # "query length" axis: [D, kv, groups, d] attends to [D, kv, ctx, d] without repeating KV.
+        q = (
+            query[0, :, :num_decodes]
+            .transpose(0, 1)
+            .reshape(num_decodes, num_kv_heads, -1, query.shape[-1])
+        )
         k = _gather(k_cache, batch.decode_slots).transpose(1, 2)  # [D, kv, ctx, d]
         v = _gather(v_cache, batch.decode_slots).transpose(1, 2)
-        out = _sdpa(q, k, v, batch.decode_mask, scaling, is_causal=False)
-        outputs.append(out.squeeze(2))  # [D, H, d]
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=batch.decode_mask, scale=scaling)
+        outputs.append(out.reshape(num_decodes, -1, query.shape[-1]))  # [D, H, d]
     for chunk in batch.prefills:
         q = query[:, :, chunk.q_start : chunk.q_end]  # [1, H, n, d]
         k = k_cache.index_select(0, chunk.context_slots).transpose(0, 1).unsqueeze(0)

@@ -104,10 +104,14 @@ class EngineThread:
             stream.put(InvalidRequestError(str(exc), param="prompt"))
 
     def _deliver(self, outputs: list[GenerateOutput]) -> None:
+        """Hand a step's outputs over with one wake-up per event loop, not one per output."""
+        loop_to_items: dict[asyncio.AbstractEventLoop, list[tuple[_Stream, StreamItem]]] = {}
         for output in outputs:
             stream = self._request_to_stream.get(output.request_id)
             if stream is not None:
-                stream.put(output)
+                loop_to_items.setdefault(stream.loop, []).append((stream, output))
+        for loop, items in loop_to_items.items():
+            loop.call_soon_threadsafe(_put_all, items)
 
     def _run(self) -> None:
         if self._num_threads is not None:
@@ -147,6 +151,11 @@ class EngineThread:
         for request_id in list(self._request_to_stream):
             self._deliver(self._engine.abort_request(request_id))
         self._load = self._engine.load()
+
+
+def _put_all(items: list[tuple[_Stream, StreamItem]]) -> None:
+    for stream, item in items:
+        stream.queue.put_nowait(item)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

@@ -38,12 +38,13 @@ class LLMEngine:
         *,
         max_model_len: int,
         eos_token_ids: frozenset[int],
+        num_blocks: int | None = None,  # overrides the block count the memory budget gives
     ) -> None:
         text_config = model.config.get_text_config()
         head_dim = getattr(text_config, "head_dim", None) or (
             text_config.hidden_size // text_config.num_attention_heads
         )
-        num_blocks = num_kv_blocks(
+        num_blocks = num_blocks or num_kv_blocks(
             config.kv_cache_memory_mb,
             block_size=config.block_size,
             num_layers=text_config.num_hidden_layers,
@@ -103,7 +104,12 @@ class LLMEngine:
 
     def load(self) -> BackendLoad:
         waiting = self.scheduler.waiting
-        return BackendLoad(len(self.scheduler.running), len(waiting), waiting.count_by_tenant())
+        return BackendLoad(
+            num_running=len(self.scheduler.running),
+            num_waiting=len(waiting),
+            waiting_by_tenant=waiting.count_by_tenant(),
+            max_running=self.scheduler.config.max_num_seqs,
+        )
 
     def step(self) -> list[GenerateOutput]:
         """One engine iteration; returns the outputs it produced."""

@@ -32,15 +32,15 @@ class Sampler:
         results: list[SampledToken] = []
         greedy_ids = logits.argmax(dim=-1).tolist()
         for row, seq in enumerate(seqs):
-            row_logits = _apply_penalties(logits[row], seq)
-            params = seq.sampling
-            if params.is_greedy:
-                token_id = (
-                    greedy_ids[row] if row_logits is logits[row] else int(row_logits.argmax())
-                )
+            raw = logits[row]
+            penalized = _apply_penalties(raw, seq)
+            if not seq.sampling.is_greedy:
+                token_id = self._draw(penalized, seq)
+            elif penalized is raw:
+                token_id = greedy_ids[row]
             else:
-                token_id = self._draw(row_logits, seq)
-            results.append(_with_logprobs(logits[row], token_id, params.logprobs))
+                token_id = int(penalized.argmax())
+            results.append(_with_logprobs(raw, token_id, seq.sampling.logprobs))
         return results
 
     def _draw(self, row_logits: torch.Tensor, seq: Sequence) -> int:
