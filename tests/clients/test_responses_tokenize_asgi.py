@@ -103,3 +103,20 @@ def test_response_store_evicts_least_recent_and_hides_other_keys() -> None:
     store.put("key-1", {"id": "c"})
     assert store.get("key-1", "b") is None and len(store) == 2
     assert store.get("key-2", "a") is None
+
+
+async def test_developer_messages_count_the_same_in_chat_and_tokenize(
+    http: httpx.AsyncClient,
+) -> None:
+    messages = [
+        {"role": "developer", "content": "Answer briefly."},
+        {"role": "user", "content": "Hi"},
+    ]
+    counted = (await http.post("/tokenize", json={"model": MODEL, "messages": messages})).json()
+    chat = await http.post(
+        "/v1/chat/completions", json={"model": MODEL, "messages": messages, "max_tokens": 1}
+    )
+    as_system = [{"role": "system", "content": "Answer briefly."}, messages[1]]
+    system_count = await http.post("/tokenize", json={"model": MODEL, "messages": as_system})
+    assert counted["count"] == chat.json()["usage"]["prompt_tokens"]
+    assert counted["count"] == system_count.json()["count"]

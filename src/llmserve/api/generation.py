@@ -9,17 +9,36 @@ from dataclasses import dataclass, field
 
 import anyio
 from fastapi import Request
+from jinja2 import TemplateError
 
 from llmserve.api.schemas import SamplingFields
 from llmserve.backends.base import (
     Backend,
+    ChatMessage,
     FinishReason,
     GenerateOutput,
     GenerateRequest,
     SamplingParams,
     TokenLogprob,
+    UnsupportedOperationError,
 )
 from llmserve.errors import ContextLengthExceededError, InvalidRequestError, OverloadedError
+
+
+def chat_prompt_ids(backend: Backend, messages: Sequence[ChatMessage], param: str) -> list[int]:
+    """The chat template applied to `messages`, tokenized without extra special tokens.
+
+    Chat, Responses and /tokenize all count a conversation's tokens here, so their numbers agree.
+    """
+    # NOTE: "developer" is OpenAI's newer name for "system"; chat templates know only "system".
+    renamed = [
+        ChatMessage("system" if m.role == "developer" else m.role, m.content) for m in messages
+    ]
+    try:
+        text = backend.render_chat(renamed)
+    except (UnsupportedOperationError, TemplateError, ValueError) as exc:
+        raise InvalidRequestError(f"Invalid {param}: {exc}", param=param) from None
+    return backend.encode(text, add_special_tokens=False)
 
 
 def check_context(

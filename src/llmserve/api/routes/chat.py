@@ -8,11 +8,11 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from jinja2 import TemplateError
 
 from llmserve.api.admission import Routed, acquire_slot, route_request
 from llmserve.api.generation import (
     Choice,
+    chat_prompt_ids,
     check_context,
     check_not_aborted,
     merge_outputs,
@@ -29,17 +29,9 @@ router = APIRouter()
 
 
 def prompt_token_ids(routed: Routed[ChatCompletionRequest]) -> list[int]:
-    """The chat template applied to the messages, tokenized without extra special tokens."""
-    # NOTE: "developer" is OpenAI's newer name for "system"; chat templates know only "system".
-    messages = [
-        ChatMessage("system" if m.role == "developer" else m.role, m.text)
-        for m in routed.body.messages
-    ]
-    try:
-        text = routed.backend.render_chat(messages)
-    except (TemplateError, ValueError) as exc:
-        raise InvalidRequestError(f"Invalid messages: {exc}", param="messages") from None
-    return routed.backend.encode(text, add_special_tokens=False)
+    """The conversation's prompt tokens."""
+    messages = [ChatMessage(m.role, m.text) for m in routed.body.messages]
+    return chat_prompt_ids(routed.backend, messages, "messages")
 
 
 def requested_logprobs(body: ChatCompletionRequest) -> int | None:

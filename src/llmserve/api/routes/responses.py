@@ -12,10 +12,15 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from jinja2 import TemplateError
 
 from llmserve.api.admission import Routed, acquire_slot, route_request, server_state
-from llmserve.api.generation import Choice, check_context, check_not_aborted, merge_outputs
+from llmserve.api.generation import (
+    Choice,
+    chat_prompt_ids,
+    check_context,
+    check_not_aborted,
+    merge_outputs,
+)
 from llmserve.api.respond import Outputs, respond
 from llmserve.api.response_store import ResponseStore
 from llmserve.api.schemas_responses import (
@@ -27,7 +32,7 @@ from llmserve.api.schemas_responses import (
 )
 from llmserve.api.sse import RESPONSES_SSE, UsageMeter
 from llmserve.backends.base import GenerateRequest, SamplingParams
-from llmserve.errors import InvalidRequestError, NotFoundError
+from llmserve.errors import NotFoundError
 
 router = APIRouter()
 ResponsesRouted = Routed[ResponseCreateRequest]
@@ -41,12 +46,7 @@ def response_store(request: Request) -> ResponseStore:
 
 def prompt_token_ids(routed: ResponsesRouted) -> list[int]:
     """Instructions and input rendered with the chat template, then tokenized."""
-    messages = routed.body.chat_messages()
-    try:
-        text = routed.backend.render_chat(messages)
-    except (TemplateError, ValueError) as exc:
-        raise InvalidRequestError(f"Invalid input: {exc}", param="input") from None
-    return routed.backend.encode(text, add_special_tokens=False)
+    return chat_prompt_ids(routed.backend, routed.body.chat_messages(), "input")
 
 
 def sampling(body: ResponseCreateRequest, max_tokens: int) -> SamplingParams:

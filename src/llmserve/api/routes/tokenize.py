@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
-from jinja2 import TemplateError
 
 from llmserve.api.admission import parse_body, server_state
+from llmserve.api.generation import chat_prompt_ids
 from llmserve.api.schemas import ModelRequest
 from llmserve.api.schemas_tokenize import DetokenizeRequest, TokenizeRequest
-from llmserve.backends.base import Backend, ChatMessage, UnsupportedOperationError
+from llmserve.backends.base import Backend, ChatMessage
 from llmserve.errors import InvalidRequestError, ModelNotFoundError
 
 router = APIRouter()
@@ -37,13 +37,7 @@ def _token_ids(backend: Backend, body: TokenizeRequest) -> list[int]:
             "Only `add_generation_prompt: true` is supported.", param="add_generation_prompt"
         )
     messages = [ChatMessage(m.role, m.text) for m in body.messages]
-    try:
-        text = backend.render_chat(messages)
-    except UnsupportedOperationError as exc:
-        raise InvalidRequestError(str(exc), param="messages") from None
-    except (TemplateError, ValueError) as exc:
-        raise InvalidRequestError(f"Invalid messages: {exc}", param="messages") from None
-    return backend.encode(text, add_special_tokens=False)
+    return chat_prompt_ids(backend, messages, "messages")
 
 
 @router.post("/tokenize")
