@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 
 from llmserve import __version__
@@ -16,10 +18,13 @@ from .conftest import FAKE_MODEL
 async def test_models_lists_served_models(client: httpx.AsyncClient) -> None:
     response = await client.get("/v1/models", headers={"authorization": "Bearer **********"})
     assert response.status_code == 200
-    assert response.json() == {
+    body = response.json()
+    created = body["data"][0].pop("created")
+    assert body == {
         "object": "list",
-        "data": [{"id": FAKE_MODEL, "object": "model", "created": 0, "owned_by": "llmserve"}],
+        "data": [{"id": FAKE_MODEL, "object": "model", "owned_by": "llmserve"}],
     }
+    assert abs(created - time.time()) < 60  # a Unix timestamp, as OpenAI gives
 
 
 async def test_model_with_slash_is_retrieved_url_encoded() -> None:

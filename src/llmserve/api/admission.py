@@ -16,6 +16,7 @@ error and on client disconnect. Everything that can fail happens before the firs
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -42,6 +43,7 @@ class ServerState:
     backends: Mapping[str, Backend]
     gatekeeper: Gatekeeper
     queue: QueueGauge = field(default_factory=QueueGauge)  # admitted requests, per model
+    started_at: int = field(default_factory=lambda: int(time.time()))  # `created` of models
 
 
 @dataclass(frozen=True)

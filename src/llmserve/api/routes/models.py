@@ -6,16 +6,17 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from llmserve.api.admission import server_state
+from llmserve.api.admission import ServerState, server_state
 from llmserve.backends.base import ModelInfo
 from llmserve.errors import ModelNotFoundError
 
 router = APIRouter()
 
 
-def model_card(info: ModelInfo) -> dict[str, Any]:
-    """OpenAI's model object."""
-    return {"id": info.name, "object": "model", "created": info.created, "owned_by": info.owned_by}
+def model_card(info: ModelInfo, state: ServerState) -> dict[str, Any]:
+    """OpenAI's model object; `created` is when this server began serving it, unless known."""
+    created = info.created or state.started_at
+    return {"id": info.name, "object": "model", "created": created, "owned_by": info.owned_by}
 
 
 @router.get("/v1/models")
@@ -31,7 +32,7 @@ async def list_models(request: Request) -> dict[str, Any]:
         for name in state.backends
         if (principal.can_use_model(name) if principal is not None else name in public)
     ]
-    return {"object": "list", "data": [model_card(state.backends[n].info) for n in names]}
+    return {"object": "list", "data": [model_card(state.backends[n].info, state) for n in names]}
 
 
 @router.get("/v1/models/{model:path}")
@@ -42,4 +43,4 @@ async def retrieve_model(model: str, request: Request) -> dict[str, Any]:
     backend = state.backends.get(model)
     if backend is None or not principal.can_use_model(model):
         raise ModelNotFoundError(model, param=None)
-    return model_card(backend.info)
+    return model_card(backend.info, state)
