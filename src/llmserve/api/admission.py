@@ -84,13 +84,16 @@ async def parse_body(request: Request, schema: type[M]) -> M:
 
 
 def lookup_backend(
-    state: ServerState, principal: Principal, model: str, kind: ModelKind
+    state: ServerState, principal: Principal, model: str, kind: ModelKind | None
 ) -> Backend:
-    """The backend serving `model`; 404 when unknown or not allowed, 400 when the kind differs."""
+    """The backend serving `model`; 404 when unknown or not allowed, 400 when the kind differs.
+
+    `kind` None accepts a model of any kind (the tokenizer routes).
+    """
     backend = state.backends.get(model)
     if backend is None or not principal.can_use_model(model):
         raise ModelNotFoundError(model)
-    if backend.info.kind != kind:
+    if kind is not None and backend.info.kind != kind:
         raise InvalidRequestError(
             f"The model `{model}` is a {backend.info.kind} model and cannot serve this endpoint.",
             param="model",
@@ -98,7 +101,7 @@ def lookup_backend(
     return backend
 
 
-async def route_request(request: Request, schema: type[M], *, kind: ModelKind) -> Routed[M]:
+async def route_request(request: Request, schema: type[M], *, kind: ModelKind | None) -> Routed[M]:
     """Authenticate the caller, parse the body and find the model's backend."""
     state = server_state(request)
     principal = await state.gatekeeper.authenticate(request.headers.get("authorization"))

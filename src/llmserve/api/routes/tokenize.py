@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any
 
 from fastapi import APIRouter, Request
 
-from llmserve.api.admission import parse_body, server_state
+from llmserve.api.admission import route_request
 from llmserve.api.generation import chat_prompt_ids
-from llmserve.api.schemas import ModelRequest
 from llmserve.api.schemas_tokenize import DetokenizeRequest, TokenizeRequest
 from llmserve.backends.base import Backend, ChatMessage
-from llmserve.errors import InvalidRequestError, ModelNotFoundError
+from llmserve.errors import InvalidRequestError
 
 router = APIRouter()
-M = TypeVar("M", bound=ModelRequest)
-
-
-async def _parse(request: Request, schema: type[M]) -> tuple[M, Backend]:
-    """Authenticate, parse the body, and find its model's backend (401, 400, 404)."""
-    state = server_state(request)
-    principal = await state.gatekeeper.authenticate(request.headers.get("authorization"))
-    body = await parse_body(request, schema)
-    backend = state.backends.get(body.model)
-    if backend is None or not principal.can_use_model(body.model):
-        raise ModelNotFoundError(body.model)
-    return body, backend
 
 
 def _token_ids(backend: Backend, body: TokenizeRequest) -> list[int]:
@@ -43,7 +30,8 @@ def _token_ids(backend: Backend, body: TokenizeRequest) -> list[int]:
 @router.post("/tokenize")
 async def tokenize(request: Request) -> dict[str, Any]:
     """{count, max_model_len, tokens} for a prompt or chat messages."""
-    body, backend = await _parse(request, TokenizeRequest)
+    routed = await route_request(request, TokenizeRequest, kind=None)
+    body, backend = routed.body, routed.backend
     body.check()
     tokens = _token_ids(backend, body)
     return {"count": len(tokens), "max_model_len": backend.info.max_model_len, "tokens": tokens}
@@ -52,7 +40,8 @@ async def tokenize(request: Request) -> dict[str, Any]:
 @router.post("/detokenize")
 async def detokenize(request: Request) -> dict[str, Any]:
     """{prompt} for a list of token ids."""
-    body, backend = await _parse(request, DetokenizeRequest)
+    routed = await route_request(request, DetokenizeRequest, kind=None)
+    body, backend = routed.body, routed.backend
     try:
         return {"prompt": backend.decode(body.tokens)}
     except (ValueError, OverflowError, IndexError, TypeError) as exc:
