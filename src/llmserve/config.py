@@ -93,6 +93,25 @@ class AuthConfig:
 
 
 @dataclass(frozen=True)
+class LimitsConfig:
+    """What one HTTP request may cost the server before any model sees it."""
+
+    max_request_body_mb: float = 8.0  # a larger body is refused with 413, unread
+    body_timeout_s: float = 30.0  # a body that has not arrived by then gets 408
+
+    def __post_init__(self) -> None:
+        if not 0 < self.max_request_body_mb <= 1024:
+            raise ValueError("max_request_body_mb must be in (0, 1024]")
+        if self.body_timeout_s <= 0:
+            raise ValueError("body_timeout_s must be positive")
+
+    @property
+    def max_request_body_bytes(self) -> int:
+        """The body limit in bytes."""
+        return int(self.max_request_body_mb * 2**20)
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     """Everything `llmserve serve` needs."""
 
@@ -102,6 +121,7 @@ class ServerConfig:
     home: Path = field(default_factory=default_home)
     engine: EngineConfig = field(default_factory=EngineConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
 
     def __post_init__(self) -> None:
         if not self.models:

@@ -85,6 +85,35 @@ class MethodNotAllowedError(LlmserveError):
     code = "method_not_allowed"
 
 
+class RequestTooLargeError(LlmserveError):
+    """413: the request body is over `limits.max_request_body_mb`; it was not read."""
+
+    status_code = 413
+    error_type = "invalid_request_error"
+    code = "request_too_large"
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(
+            f"The request body is larger than this server's limit of {max_bytes} bytes "
+            f"({max_bytes / 2**20:g} MB). Send a smaller request (split the input, or upload "
+            "large inputs as files)."
+        )
+
+
+class BodyTimeoutError(LlmserveError):
+    """408: the client sent headers but its body did not arrive within `limits.body_timeout_s`."""
+
+    status_code = 408
+    error_type = "invalid_request_error"
+    code = "request_timeout"
+
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__(
+            f"The request body did not arrive within {timeout_s:g} seconds. Send the whole body "
+            "right after the headers."
+        )
+
+
 class RateLimitError(LlmserveError):
     """429: over a per-key limit. `retry_after_s` becomes Retry-After and retry-after-ms."""
 

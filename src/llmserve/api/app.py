@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from llmserve import __version__
 from llmserve.api.admission import ServerState
+from llmserve.api.body_limit import BodyLimitMiddleware
 from llmserve.api.errors import install_error_handlers
 from llmserve.api.middleware import RequestIdMiddleware
 from llmserve.api.response_store import ResponseStore
@@ -54,7 +55,12 @@ def create_app(
     app.state.llmserve = ServerState(config, backends, gatekeeper)
     app.state.response_store = ResponseStore()  # GET /v1/responses/{id}
     install_error_handlers(app)
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=config.limits.max_request_body_bytes,
+        timeout_s=config.limits.body_timeout_s,
+    )
+    app.add_middleware(RequestIdMiddleware)  # outermost: its id is on every answer, 413s included
     app.include_router(health.router)
     app.include_router(models.router)
     app.include_router(chat.router)

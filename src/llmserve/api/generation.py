@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+import functools
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import ParamSpec, TypeVar
 
 import anyio
 from fastapi import Request
@@ -24,11 +26,15 @@ from llmserve.backends.base import (
 )
 from llmserve.errors import ContextLengthExceededError, InvalidRequestError, OverloadedError
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
 
 def chat_prompt_ids(backend: Backend, messages: Sequence[ChatMessage], param: str) -> list[int]:
     """The chat template applied to `messages`, tokenized without extra special tokens.
 
     Chat, Responses and /tokenize all count a conversation's tokens here, so their numbers agree.
+    CPU-bound: routes call it through `off_loop`.
     """
     # NOTE: "developer" is OpenAI's newer name for "system"; chat templates know only "system".
     renamed = [
@@ -38,7 +44,45 @@ def chat_prompt_ids(backend: Backend, messages: Sequence[ChatMessage], param: st
         text = backend.render_chat(renamed)
     except (UnsupportedOperationError, TemplateError, ValueError) as exc:
         raise InvalidRequestError(f"Invalid {param}: {exc}", param=param) from None
-    return backend.encode(text, add_special_tokens=False)
+    return encode_bounded(backend, text, add_special_tokens=False, param=param)
+
+
+# NOTE: tokens a prefix cut can merge or split at its end; far fewer than this in any tokenizer.
+_PREFIX_CUT_SLACK = 64
+
+
+def encode_bounded(
+    backend: Backend, text: str, *, add_special_tokens: bool, param: str
+) -> list[int]:
+    """`backend.encode(text)`, but a text far over the context costs only a prefix's tokenizing.
+
+    A prefix of (max_model_len + slack) x the model's longest token holds at least that many
+    tokens unless the tokenizer drops characters; when it does hold them, the whole text cannot
+    fit and is refused without tokenizing the rest (megabytes would take seconds).
+    """
+    info = backend.info
+    if info.max_chars_per_token is not None:
+        num_chars = (info.max_model_len + _PREFIX_CUT_SLACK) * info.max_chars_per_token
+        if len(text) > num_chars:
+            prefix_ids = backend.encode(text[:num_chars], add_special_tokens=add_special_tokens)
+            if len(prefix_ids) >= info.max_model_len + _PREFIX_CUT_SLACK // 2:
+                raise too_long(info.max_model_len, param)
+    return backend.encode(text, add_special_tokens=add_special_tokens)
+
+
+def too_long(max_model_len: int, param: str) -> ContextLengthExceededError:
+    """A 400 for a prompt known to exceed the context without counting all of its tokens."""
+    what = "messages" if param == "messages" else "prompt"
+    return ContextLengthExceededError(
+        f"This model's maximum context length is {max_model_len} tokens. However, your {what} "
+        f"resulted in more than {max_model_len} tokens. Please reduce the length of the {what}.",
+        param=param,
+    )
+
+
+async def off_loop(function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run CPU-bound work (templates, tokenizing) in a worker thread, keeping the loop free."""
+    return await anyio.to_thread.run_sync(functools.partial(function, *args, **kwargs))
 
 
 def check_context(

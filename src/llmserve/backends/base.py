@@ -8,12 +8,22 @@ usage numbers and context checks are exact before the first byte of a response i
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
 FinishReason = Literal["stop", "length", "abort"]
 ModelKind = Literal["chat", "embedding"]
+
+# Sampling bounds (OpenAI's ranges where it has one; vLLM's temperature rule).
+SEED_RANGE = (-(2**63), 2**63 - 1)  # a signed 64-bit integer, as OpenAI and vLLM accept
+MAX_PENALTY = 2.0  # presence_penalty and frequency_penalty lie in [-2, 2]
+REPETITION_PENALTY_RANGE = (0.01, 100.0)  # 1 disables it; the bounds keep logits / penalty finite
+MAX_N = 128
+MAX_LOGPROBS = 20  # OpenAI's top_logprobs limit
+GREEDY_TEMPERATURE = 1e-5  # below it, sampling is argmax
+MIN_SAMPLING_TEMPERATURE = 1e-2  # smaller ones overflow float32 logits, so they are raised to it
 
 
 class Priority(enum.IntEnum):
@@ -43,27 +53,70 @@ class SamplingParams:
     logprobs: int | None = None  # None: no logprobs; k >= 0: the sampled token plus k top ones
 
     def __post_init__(self) -> None:
-        if self.max_tokens < 1:
-            raise ValueError("max_tokens must be at least 1")
-        if self.temperature < 0:
-            raise ValueError("temperature must be non-negative")
-        if not 0 < self.top_p <= 1:
-            raise ValueError("top_p must be in (0, 1]")
-        if self.top_k < 0:
-            raise ValueError("top_k must be 0 (disabled) or positive")
-        if not 0 <= self.min_p <= 1:
-            raise ValueError("min_p must be in [0, 1]")
-        if self.repetition_penalty <= 0:
-            raise ValueError("repetition_penalty must be positive")
-        if self.n < 1:
-            raise ValueError("n must be at least 1")
-        if self.logprobs is not None and self.logprobs < 0:
-            raise ValueError("logprobs must be non-negative")
+        # NOTE: every value is bounded so the sampler's float32 arithmetic stays finite; one
+        # request's parameters must never be able to fail a batch it shares with others.
+        _check_int("max_tokens", self.max_tokens, 1)
+        _check_number("temperature", self.temperature, 0.0, math.inf)
+        _check_number("top_p", self.top_p, 0.0, 1.0, low_is_open=True)
+        _check_int("top_k", self.top_k, 0)
+        _check_number("min_p", self.min_p, 0.0, 1.0)
+        _check_number("presence_penalty", self.presence_penalty, -MAX_PENALTY, MAX_PENALTY)
+        _check_number("frequency_penalty", self.frequency_penalty, -MAX_PENALTY, MAX_PENALTY)
+        _check_number("repetition_penalty", self.repetition_penalty, *REPETITION_PENALTY_RANGE)
+        _check_int("n", self.n, 1, MAX_N)
+        if self.seed is not None:
+            _check_int("seed", self.seed, *SEED_RANGE)
+        if self.logprobs is not None:
+            _check_int("logprobs", self.logprobs, 0, MAX_LOGPROBS)
 
     @property
     def is_greedy(self) -> bool:
-        """True when sampling reduces to argmax."""
-        return self.temperature == 0 or self.top_k == 1
+        """True when sampling reduces to argmax (vLLM's rule: temperature below 1e-5 is 0)."""
+        return self.temperature < GREEDY_TEMPERATURE or self.top_k == 1
+
+    @property
+    def sampling_temperature(self) -> float:
+        """The temperature the sampler divides by: at least MIN_SAMPLING_TEMPERATURE (as vLLM)."""
+        return max(float(self.temperature), MIN_SAMPLING_TEMPERATURE)
+
+
+def _check_int(name: str, value: object, low: int, high: int | None = None) -> None:
+    """ValueError unless `value` is an int (not a bool) in [low, high]."""
+    if (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and low <= value
+        and (high is None or value <= high)
+    ):
+        return
+    bounds = f">= {low}" if high is None else f"between {low} and {high}"
+    raise ValueError(f"{name} must be an integer {bounds}")
+
+
+def _check_number(
+    name: str, value: object, low: float, high: float, *, low_is_open: bool = False
+) -> None:
+    """ValueError unless `value` is a finite real number in [low, high] ((low, high] if open)."""
+    number = _as_float(value)
+    above_low = number > low if low_is_open else number >= low
+    if not (math.isfinite(number) and above_low and number <= high):
+        raise ValueError(f"{name} must be a finite number {_interval(low, high, low_is_open)}")
+
+
+def _as_float(value: object) -> float:
+    """`value` as a float; NaN when it is no real number (a bool, a string) or too big for one."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return math.nan
+    try:
+        return float(value)
+    except OverflowError:
+        return math.nan
+
+
+def _interval(low: float, high: float, low_is_open: bool) -> str:
+    if high == math.inf:
+        return f">= {low:g}"
+    return f"in ({low:g}, {high:g}]" if low_is_open else f"between {low:g} and {high:g}"
 
 
 @dataclass(frozen=True)
@@ -140,6 +193,8 @@ class ModelInfo:
     owned_by: str = "llmserve"
     created: int = 0
     source: str = ""
+    # The most characters one token stands for (None: unknown); bounds the cost of huge prompts.
+    max_chars_per_token: int | None = None
 
 
 @dataclass(frozen=True)

@@ -108,6 +108,7 @@ class LocalBackend:
             kind="chat",
             max_model_len=max_len,
             source=self._model_config.source,
+            max_chars_per_token=self._tokenizer.max_chars_per_token if self._tokenizer else None,
         )
 
     def _load(self) -> EngineThread:

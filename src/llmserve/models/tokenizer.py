@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -39,6 +40,14 @@ class ChatTokenizer:
         """Token ids that end generation."""
         eos = self.hf.eos_token_id
         return frozenset() if eos is None else frozenset([int(eos)])
+
+    @functools.cached_property
+    def max_chars_per_token(self) -> int:
+        """The longest vocabulary entry: no token stands for more characters of text.
+
+        (Byte-level entries spell one character per byte, so they overcount, never under.)
+        """
+        return max((len(token) for token in self.hf.get_vocab()), default=1)
 
     @property
     def vocab_size(self) -> int:

@@ -16,6 +16,7 @@ from llmserve.api.generation import (
     check_context,
     check_not_aborted,
     merge_outputs,
+    off_loop,
     sampling_params,
 )
 from llmserve.api.logprobs import chat_logprobs
@@ -49,7 +50,7 @@ async def create_chat_completion(request: Request) -> Response:
     routed = await route_request(request, ChatCompletionRequest, kind="chat")
     body = routed.body
     body.reject_unsupported()
-    ids = prompt_token_ids(routed)
+    ids = await off_loop(prompt_token_ids, routed)
     max_tokens = body.max_completion_tokens or body.max_tokens
     max_tokens = check_context(len(ids), max_tokens, routed.backend.info.max_model_len, "messages")
     sampling = sampling_params(body, max_tokens, requested_logprobs(body))

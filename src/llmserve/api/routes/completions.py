@@ -14,7 +14,9 @@ from llmserve.api.generation import (
     Choice,
     check_context,
     check_not_aborted,
+    encode_bounded,
     merge_outputs,
+    off_loop,
     sampling_params,
 )
 from llmserve.api.logprobs import completion_logprobs
@@ -29,7 +31,7 @@ router = APIRouter()
 
 def encode_prompt(backend: Backend, prompt: str) -> list[int]:
     """Tokens of a raw prompt, with the model's special prefix (BOS) exactly once."""
-    ids = backend.encode(prompt, add_special_tokens=True)
+    ids = encode_bounded(backend, prompt, add_special_tokens=True, param="prompt")
     prefix = backend.encode("", add_special_tokens=True)
     # NOTE: a prompt that already starts with the BOS text would otherwise get two BOS tokens.
     if prefix and ids[: 2 * len(prefix)] == prefix * 2:
@@ -61,7 +63,7 @@ async def create_completion(request: Request) -> Response:
     max_model_len = routed.backend.info.max_model_len
     generates: list[GenerateRequest] = []
     for position, prompt in enumerate(body.prompts):
-        ids = encode_prompt(routed.backend, prompt)
+        ids = await off_loop(encode_prompt, routed.backend, prompt)
         max_tokens = check_context(len(ids), body.max_tokens, max_model_len, "prompt")
         request_id = (
             routed.request_id if len(body.prompts) == 1 else f"{routed.request_id}-{position}"

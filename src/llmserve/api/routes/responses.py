@@ -20,6 +20,7 @@ from llmserve.api.generation import (
     check_context,
     check_not_aborted,
     merge_outputs,
+    off_loop,
 )
 from llmserve.api.respond import Outputs, respond
 from llmserve.api.response_store import ResponseStore
@@ -64,7 +65,7 @@ async def create_response(request: Request) -> Response:
     routed = await route_request(request, ResponseCreateRequest, kind="chat")
     body = routed.body
     body.reject_unsupported()
-    ids = prompt_token_ids(routed)
+    ids = await off_loop(prompt_token_ids, routed)
     max_model_len = routed.backend.info.max_model_len
     max_tokens = check_context(len(ids), body.max_output_tokens, max_model_len, "input")
     generate = GenerateRequest(

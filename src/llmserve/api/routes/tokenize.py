@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from llmserve.api.admission import route_request
-from llmserve.api.generation import chat_prompt_ids
+from llmserve.api.generation import chat_prompt_ids, encode_bounded, off_loop
 from llmserve.api.schemas_tokenize import DetokenizeRequest, TokenizeRequest
 from llmserve.backends.base import Backend, ChatMessage
 from llmserve.errors import InvalidRequestError
@@ -18,7 +18,10 @@ router = APIRouter()
 def _token_ids(backend: Backend, body: TokenizeRequest) -> list[int]:
     """The prompt's tokens, or the messages rendered as the chat endpoint renders them."""
     if body.messages is None:
-        return backend.encode(body.prompt or "", add_special_tokens=body.add_special_tokens)
+        prompt = body.prompt or ""
+        return encode_bounded(
+            backend, prompt, add_special_tokens=body.add_special_tokens, param="prompt"
+        )
     if not body.add_generation_prompt:
         raise InvalidRequestError(
             "Only `add_generation_prompt: true` is supported.", param="add_generation_prompt"
@@ -33,7 +36,7 @@ async def tokenize(request: Request) -> dict[str, Any]:
     routed = await route_request(request, TokenizeRequest, kind=None)
     body, backend = routed.body, routed.backend
     body.check()
-    tokens = _token_ids(backend, body)
+    tokens = await off_loop(_token_ids, backend, body)
     return {"count": len(tokens), "max_model_len": backend.info.max_model_len, "tokens": tokens}
 
 
