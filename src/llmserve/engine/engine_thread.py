@@ -7,15 +7,28 @@ thread hands outputs back with `loop.call_soon_threadsafe`, so /health stays fas
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 
 from llmserve.backends.base import BackendLoad, GenerateOutput, GenerateRequest
-from llmserve.engine.llm_engine import LLMEngine
+from llmserve.engine.llm_engine import DuplicateRequestError, LLMEngine
 from llmserve.errors import InvalidRequestError, ServerError
 
+logger = logging.getLogger(__name__)
 StreamItem = GenerateOutput | BaseException
+
+
+class RequestFailedError(RuntimeError):
+    """The engine could not finish this request; the cause (for the log) is `__cause__`.
+
+    Not an `LlmserveError` on purpose: the API answers it with a generic 500 and logs it.
+    """
+
+    def __init__(self, request_id: str, cause: BaseException | None = None) -> None:
+        super().__init__(f"request {request_id} failed in the engine")
+        self.__cause__ = cause
 
 
 @dataclass(frozen=True)
@@ -58,11 +71,15 @@ class EngineThread:
         return self._load  # a snapshot the engine thread refreshes after every step
 
     async def generate(self, request: GenerateRequest) -> AsyncGenerator[GenerateOutput, None]:
-        """Outputs of `request`; closing the iterator early aborts it before `aclose` returns."""
+        """Outputs of `request`; closing the iterator early aborts it before `aclose` returns.
+
+        A request id already in flight is refused (DuplicateRequestError), never taken over.
+        """
         if not self.is_alive:
             raise ServerError("the engine is not running")
         stream = _Stream(asyncio.get_running_loop(), asyncio.Queue())
-        self._request_to_stream[request.request_id] = stream
+        if self._request_to_stream.setdefault(request.request_id, stream) is not stream:
+            raise DuplicateRequestError(f"request {request.request_id!r} is already in flight")
         self._post(lambda: self._add(request, stream))
         num_finished = 0
         try:
@@ -85,9 +102,11 @@ class EngineThread:
         done: asyncio.Future[None] = loop.create_future()
 
         def abort_now() -> None:
-            self._deliver(self._engine.abort_request(request_id))
-            self._load = self._engine.load()
-            loop.call_soon_threadsafe(_resolve, done)
+            try:
+                self._deliver(self._engine.abort_request(request_id))
+                self._load = self._engine.load()
+            finally:
+                loop.call_soon_threadsafe(_resolve, done)
 
         self._post(abort_now)
         await done
@@ -100,8 +119,13 @@ class EngineThread:
     def _add(self, request: GenerateRequest, stream: _Stream) -> None:
         try:
             self._engine.add_request(request)
+        except DuplicateRequestError as exc:  # only when called around `generate`
+            stream.put(RequestFailedError(request.request_id, exc))
         except ValueError as exc:
             stream.put(InvalidRequestError(str(exc), param="prompt"))
+        except Exception as exc:
+            logger.exception("request %s could not be added", request.request_id)
+            stream.put(RequestFailedError(request.request_id, exc))
 
     def _deliver(self, outputs: list[GenerateOutput]) -> None:
         """Hand a step's outputs over with one wake-up per event loop, not one per output."""
@@ -127,7 +151,7 @@ class EngineThread:
                 commands, self._commands = self._commands, []
                 is_stopping = self._is_stopping
             for command in commands:
-                command()
+                _run_logged(command)
             self._load = self._engine.load()
             if is_stopping:
                 self._abort_all()
@@ -138,19 +162,39 @@ class EngineThread:
     def _step(self) -> None:
         try:
             outputs = self._engine.step()
-        except Exception as exc:  # a model failure fails its requests, not the server
-            for request_id, stream in list(self._request_to_stream.items()):
-                self._engine.abort_request(request_id)
-                stream.put(ServerError(f"request {request_id} failed in the engine: {exc!r}"))
+        except Exception as exc:  # not one request's fault (those fail alone): fail them all
+            logger.exception("engine step failed; failing every request in flight")
+            self._fail_all(exc)
             return
         finally:
             self._load = self._engine.load()
         self._deliver(outputs)
+        for request_id, cause in self._engine.pop_failures().items():
+            self._fail(request_id, cause)
+
+    def _fail(self, request_id: str, cause: BaseException) -> None:
+        stream = self._request_to_stream.get(request_id)
+        if stream is not None:
+            stream.put(RequestFailedError(request_id, cause))
+
+    def _fail_all(self, cause: BaseException) -> None:
+        for request_id in list(self._request_to_stream):
+            _run_logged(self._engine.abort_request, request_id)
+            self._fail(request_id, cause)
+        self._engine.pop_failures()
 
     def _abort_all(self) -> None:
         for request_id in list(self._request_to_stream):
             self._deliver(self._engine.abort_request(request_id))
         self._load = self._engine.load()
+
+
+def _run_logged(command: Callable[..., object], *args: object) -> None:
+    """Run `command` on the engine thread; an error is logged, never the end of the thread."""
+    try:
+        command(*args)
+    except Exception:
+        logger.exception("engine command failed")
 
 
 def _put_all(items: list[tuple[_Stream, StreamItem]]) -> None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Sequence as Seq
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from llmserve.backends.base import (
     BackendLoad,
@@ -19,8 +20,17 @@ from llmserve.engine.block_manager import BlockManager, num_kv_blocks
 from llmserve.engine.detokenizer import IncrementalDetokenizer
 from llmserve.engine.model_runner import ModelRunner
 from llmserve.engine.sampler import SampledToken, Sampler
-from llmserve.engine.scheduler import Scheduler
+from llmserve.engine.scheduler import ScheduledChunk, Scheduler, SchedulerOutput
 from llmserve.engine.sequence import Sequence, SequenceStatus
+
+if TYPE_CHECKING:
+    import torch
+
+logger = logging.getLogger(__name__)
+
+
+class DuplicateRequestError(ValueError):
+    """A request id that is already in flight: refused, so no request takes over another's."""
 
 
 class TextDecoder(Protocol):
@@ -59,17 +69,18 @@ class LLMEngine:
         self.tokenizer = tokenizer
         self.max_model_len = max_model_len
         self.eos_token_ids = eos_token_ids
+        self.vocab_size = int(model.get_input_embeddings().num_embeddings)
         self._request_to_seqs: dict[str, list[Sequence]] = {}
+        self._request_to_failure: dict[str, Exception] = {}
         self._seq_to_detokenizer: dict[Sequence, IncrementalDetokenizer] = {}
         self._arrivals = itertools.count()
 
     def add_request(self, request: GenerateRequest) -> None:
         """Queue `request`: one sequence per choice (`sampling.n`)."""
-        num_prompt = len(request.prompt_token_ids)
-        if num_prompt == 0 or num_prompt >= self.max_model_len:
-            raise ValueError(f"prompt must have 1 to {self.max_model_len - 1} tokens")
         if request.request_id in self._request_to_seqs:
-            raise ValueError(f"request {request.request_id!r} is already running")
+            raise DuplicateRequestError(f"request {request.request_id!r} is already running")
+        self._check_prompt(request.prompt_token_ids)
+        num_prompt = len(request.prompt_token_ids)
         seqs = []
         for index in range(request.sampling.n):
             seq = Sequence(
@@ -89,6 +100,12 @@ class LLMEngine:
             seqs.append(seq)
         self._request_to_seqs[request.request_id] = seqs
 
+    def _check_prompt(self, token_ids: Seq[int]) -> None:
+        if not 0 < len(token_ids) < self.max_model_len:
+            raise ValueError(f"prompt must have 1 to {self.max_model_len - 1} tokens")
+        if min(token_ids) < 0 or max(token_ids) >= self.vocab_size:
+            raise ValueError(f"prompt token ids must lie in [0, {self.vocab_size})")
+
     def abort_request(self, request_id: str) -> list[GenerateOutput]:
         """Stop every unfinished choice of `request_id` and free its blocks now."""
         outputs = []
@@ -98,6 +115,14 @@ class LLMEngine:
                 outputs.append(self._finish(seq, "abort"))
         self._request_to_seqs.pop(request_id, None)
         return outputs
+
+    def pop_failures(self) -> dict[str, Exception]:
+        """Requests that failed since the last call, with their causes; their callers must be told.
+
+        A failed request is already stopped and its blocks freed; the other requests go on.
+        """
+        failures, self._request_to_failure = self._request_to_failure, {}
+        return failures
 
     def has_unfinished_requests(self) -> bool:
         return self.scheduler.has_work()
@@ -117,14 +142,69 @@ class LLMEngine:
         outputs = [self._finish(seq, "length") for seq in scheduled.finished]
         if scheduled.is_empty:
             return outputs
-        logits = self.runner.execute(scheduled)
-        sampled_seqs = [c.seq for c in scheduled.chunks if c.is_last]
-        tokens = self.sampler.sample(logits, sampled_seqs)
-        for chunk in scheduled.chunks:
-            chunk.seq.num_computed_tokens += chunk.num_tokens
-        for seq, token in zip(sampled_seqs, tokens, strict=True):
-            outputs.append(self._append_token(seq, token))
+        for chunks, logits in self._forward(scheduled):
+            outputs += self._postprocess(chunks, logits)
         return outputs
+
+    def _forward(
+        self, scheduled: SchedulerOutput
+    ) -> list[tuple[list[ScheduledChunk], torch.Tensor]]:
+        """The step's logits; if the batch fails, each chunk runs alone and only failures fail.
+
+        Returns (chunks, their logits) groups: one normally, one per surviving chunk otherwise.
+        """
+        try:
+            return [(scheduled.chunks, self.runner.execute(scheduled))]
+        except Exception:
+            logger.warning(
+                "a batch of %d chunks failed; running each alone",
+                len(scheduled.chunks),
+                exc_info=True,
+            )
+        groups = []
+        for chunk in scheduled.chunks:
+            if chunk.seq.is_finished:  # a sibling choice of its request failed alone
+                continue
+            try:
+                groups.append(([chunk], self.runner.execute(SchedulerOutput([chunk]))))
+            except Exception as exc:
+                self._fail(chunk.seq.request_id, exc)
+        return [(chunks, logits) for chunks, logits in groups if not chunks[0].seq.is_finished]
+
+    def _postprocess(
+        self, chunks: list[ScheduledChunk], logits: torch.Tensor
+    ) -> list[GenerateOutput]:
+        sampled_seqs = [c.seq for c in chunks if c.is_last]
+        tokens = self.sampler.sample(logits, sampled_seqs)
+        for chunk in chunks:
+            chunk.seq.num_computed_tokens += chunk.num_tokens
+        outputs = []
+        for seq, token in zip(sampled_seqs, tokens, strict=True):
+            if not seq.is_finished:  # else a sibling choice failed its request this step
+                outputs += self._append_or_fail(seq, token)
+        return outputs
+
+    def _append_or_fail(
+        self, seq: Sequence, token: SampledToken | Exception
+    ) -> list[GenerateOutput]:
+        try:
+            if isinstance(token, Exception):
+                raise token
+            return [self._append_token(seq, token)]
+        except Exception as exc:  # this request's own failure: the rest of the batch goes on
+            self._fail(seq.request_id, exc)
+            return []
+
+    def _fail(self, request_id: str, error: Exception) -> None:
+        """Stop every choice of `request_id` and free its blocks; `pop_failures` reports it."""
+        logger.error("request %s failed in the engine", request_id, exc_info=error)
+        for seq in self._request_to_seqs.pop(request_id, []):
+            if not seq.is_finished:
+                self.scheduler.remove(seq)
+                seq.status = SequenceStatus.FINISHED
+            self.sampler.forget(seq)
+            self._seq_to_detokenizer.pop(seq, None)  # never run again: it may be what failed
+        self._request_to_failure[request_id] = error
 
     def _append_token(self, seq: Sequence, token: SampledToken) -> GenerateOutput:
         seq.token_ids.append(token.token_id)

@@ -18,8 +18,16 @@ class SampledToken:
     top: tuple[tuple[int, float], ...] = ()
 
 
+class SamplingError(ValueError):
+    """A row could not be sampled (its numbers are not finite); only its request fails."""
+
+
 class Sampler:
-    """Per-row penalties, temperature, top-k/top-p/min-p and a per-sequence seeded generator."""
+    """Per-row penalties, temperature, top-k/top-p/min-p and a per-sequence seeded generator.
+
+    Rows are independent: a row that cannot be sampled yields its exception in place of a token,
+    and the other rows of the batch are sampled as if it were not there.
+    """
 
     def __init__(self) -> None:
         self._generators: dict[tuple[str, int], torch.Generator] = {}
@@ -28,28 +36,39 @@ class Sampler:
         self._generators.pop((seq.request_id, seq.index), None)
 
     @torch.inference_mode()
-    def sample(self, logits: torch.Tensor, seqs: list[Sequence]) -> list[SampledToken]:
-        results: list[SampledToken] = []
+    def sample(self, logits: torch.Tensor, seqs: list[Sequence]) -> list[SampledToken | Exception]:
+        """One token per row of `logits`, or the exception that row raised."""
+        if not seqs:
+            return []
         greedy_ids = logits.argmax(dim=-1).tolist()
+        row_is_finite = torch.isfinite(logits.amax(dim=-1)).tolist()  # NaN and +inf propagate
+        results: list[SampledToken | Exception] = []
         for row, seq in enumerate(seqs):
-            raw = logits[row]
-            penalized = _apply_penalties(raw, seq)
-            if not seq.sampling.is_greedy:
-                token_id = self._draw(penalized, seq)
-            elif penalized is raw:
-                token_id = greedy_ids[row]
-            else:
-                token_id = int(penalized.argmax())
-            results.append(_with_logprobs(raw, token_id, seq.sampling.logprobs))
+            try:
+                if not row_is_finite[row]:
+                    raise SamplingError("the model's logits are not finite")
+                results.append(self._sample_row(logits[row], seq, greedy_ids[row]))
+            except Exception as exc:  # the row's own failure: its request fails, not the batch
+                results.append(exc)
         return results
+
+    def _sample_row(self, raw: torch.Tensor, seq: Sequence, greedy_id: int) -> SampledToken:
+        penalized = _apply_penalties(raw, seq)
+        if not seq.sampling.is_greedy:
+            token_id = self._draw(penalized, seq)
+        elif penalized is raw:
+            token_id = greedy_id
+        else:
+            token_id = int(_require_finite(penalized, "penalized logits").argmax())
+        return _with_logprobs(raw, token_id, seq.sampling.logprobs)
 
     def _draw(self, row_logits: torch.Tensor, seq: Sequence) -> int:
         params = seq.sampling
-        scaled = row_logits / params.temperature
+        scaled = _require_finite(row_logits / params.sampling_temperature, "scaled logits")
         if params.top_k > 0:
             kth = torch.topk(scaled, min(params.top_k, scaled.numel())).values[-1]
             scaled = scaled.masked_fill(scaled < kth, float("-inf"))
-        probs = torch.softmax(scaled, dim=-1)
+        probs = torch.softmax(scaled, dim=-1)  # finite: the row's maximum is finite
         if params.min_p > 0:
             probs = probs.masked_fill(probs < params.min_p * probs.max(), 0.0)
         if params.top_p < 1:
@@ -64,9 +83,17 @@ class Sampler:
         key = (seq.request_id, seq.index)
         if key not in self._generators:
             generator = torch.Generator()
-            generator.manual_seed(seq.sampling.seed + seq.index)
+            # NOTE: torch seeds are unsigned 64-bit; wrapping keeps every signed seed + index valid.
+            generator.manual_seed((seq.sampling.seed + seq.index) % 2**64)
             self._generators[key] = generator
         return self._generators[key]
+
+
+def _require_finite(row: torch.Tensor, what: str) -> torch.Tensor:
+    """`row`, whose maximum must be finite (then softmax and argmax are well defined)."""
+    if not bool(torch.isfinite(row.max())):
+        raise SamplingError(f"the {what} are not finite")
+    return row
 
 
 def _apply_penalties(row: torch.Tensor, seq: Sequence) -> torch.Tensor:
