@@ -1,4 +1,9 @@
-"""Request ids on every response, and the last-resort 500 for unexpected exceptions."""
+"""Request ids on every response, and the last-resort 500 for unexpected exceptions.
+
+The id the server works with (engine requests, stored responses, logs) is always made here; a
+client's `x-request-id` is only echoed and logged, never trusted as a key: two clients may send
+the same one.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +27,7 @@ def new_request_id() -> str:
 
 
 class RequestIdMiddleware:
-    """Echo the client's `x-request-id` (or make one), expose it as `request.state.request_id`."""
+    """Make `request.state.request_id`; answer with the client's `x-request-id`, else with it."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -31,16 +36,16 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        sent = Headers(scope=scope).get("x-request-id", "")
-        request_id = sent if _CLIENT_REQUEST_ID.match(sent) else new_request_id()
+        request_id = new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
+        echoed = _client_request_id(scope, request_id) or request_id
         started = False
 
         async def send_with_id(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                MutableHeaders(scope=message)["x-request-id"] = request_id
+                MutableHeaders(scope=message)["x-request-id"] = echoed
             await send(message)
 
         try:
@@ -50,3 +55,12 @@ class RequestIdMiddleware:
             if started:
                 raise
             await error_response(server_error(request_id))(scope, receive, send_with_id)
+
+
+def _client_request_id(scope: Scope, request_id: str) -> str | None:
+    """The client's `x-request-id` when it is printable ASCII; logged beside the server's id."""
+    sent = Headers(scope=scope).get("x-request-id", "")
+    if not _CLIENT_REQUEST_ID.match(sent):
+        return None
+    logger.info("request %s has x-request-id %s", request_id, sent)
+    return sent

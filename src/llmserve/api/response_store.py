@@ -24,8 +24,14 @@ class ResponseStore:
         self._lock = threading.Lock()
 
     def put(self, key_id: str, response: dict[str, Any]) -> None:
-        """Store (or replace) `response` under its id, evicting the least recently used."""
+        """Store (or replace) `response` under its id, evicting the least recently used.
+
+        Ids are server-made; still, an id stored by another key is never replaced (ValueError).
+        """
         with self._lock:
+            entry = self._id_to_entry.get(response["id"])
+            if entry is not None and entry[0] != key_id:
+                raise ValueError(f"response {response['id']} belongs to another key")
             self._id_to_entry[response["id"]] = (key_id, response)
             self._id_to_entry.move_to_end(response["id"])
             while len(self._id_to_entry) > self._max_responses:

@@ -9,7 +9,8 @@ per step, then EOS; with `ignore_eos` it repeats the reply until `max_tokens`. A
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 
 from llmserve.backends.base import (
     BackendLoad,
@@ -51,6 +52,7 @@ class FakeBackend:
         self._waiting: FairQueue[asyncio.Future[None]] = FairQueue()
         self._num_running = 0
         self._aborting: set[str] = set()
+        self._in_flight: set[str] = set()  # request ids: a duplicate is refused, as the engine does
         self._is_shut_down = False
         self.aborted_request_ids: list[str] = []  # for tests: requests closed or aborted early
 
@@ -102,6 +104,17 @@ class FakeBackend:
 
     async def generate(self, request: GenerateRequest) -> AsyncIterator[GenerateOutput]:
         """Stream the reply for every choice, one byte-token per step, round-robin over choices."""
+        if request.request_id in self._in_flight:
+            raise ValueError(f"request {request.request_id!r} is already in flight")
+        self._in_flight.add(request.request_id)
+        try:
+            async with contextlib.aclosing(self._generate(request)) as outputs:
+                async for output in outputs:
+                    yield output
+        finally:
+            self._in_flight.discard(request.request_id)
+
+    async def _generate(self, request: GenerateRequest) -> AsyncGenerator[GenerateOutput, None]:
         finished = False
         await self._admit(request)
         try:
