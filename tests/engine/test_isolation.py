@@ -115,9 +115,11 @@ def test_nan_logits_of_one_row_fail_only_that_request(
     engine.add_request(poison)
     engine.step()  # the prompt is in the KV cache
     (seq,) = engine.scheduler.running
-    # Its cached key at position 1 turns NaN (slot 0 is left alone: it pads every decode batch).
-    engine.runner.kv.keys[0][seq.block_ids[0] * 4 + 1].fill_(math.nan)
-    outputs, failures = run(engine, HEALTHY)
+    assert seq.block_ids[0] == 0  # it holds slot 0, which once padded every decode batch
+    for cache in [*engine.runner.kv.keys, *engine.runner.kv.values]:  # its KV turns NaN
+        for block_id in seq.block_ids:
+            cache[block_id * 4 : (block_id + 1) * 4].fill_(math.nan)
+    outputs, failures = run(engine, HEALTHY)  # prompts of 3 lengths: padded decode batches
     assert list(failures) == ["poison"]
     assert_healthy_unchanged(outputs, lone_ids)
 

@@ -21,7 +21,10 @@ ATTENTION_NAME = "llmserve_paged"
 
 @dataclass(frozen=True)
 class KVCache:
-    """Per layer, keys and values for every slot: `[num_slots, num_kv_heads, head_dim]`."""
+    """Per layer, keys and values for every slot: `[num_slots + 1, num_kv_heads, head_dim]`.
+
+    The extra last slot (`pad_slot`) belongs to no sequence: it pads decode batches.
+    """
 
     keys: list[torch.Tensor]
     values: list[torch.Tensor]
@@ -36,18 +39,24 @@ class KVCache:
         head_dim: int,
         dtype: torch.dtype,
     ) -> KVCache:
-        shape = (num_slots, num_kv_heads, head_dim)
-        keys = [_empty_but_slot_zero(shape, dtype) for _ in range(num_layers)]
-        values = [_empty_but_slot_zero(shape, dtype) for _ in range(num_layers)]
+        shape = (num_slots + 1, num_kv_heads, head_dim)
+        keys = [_empty_but_pad_slot(shape, dtype) for _ in range(num_layers)]
+        values = [_empty_but_pad_slot(shape, dtype) for _ in range(num_layers)]
         return cls(keys, values)
 
+    @property
+    def pad_slot(self) -> int:
+        """The slot that pads decode batches: always zero, never handed to a sequence."""
+        return self.keys[0].shape[0] - 1
 
-def _empty_but_slot_zero(shape: tuple[int, int, int], dtype: torch.dtype) -> torch.Tensor:
-    # NOTE: every slot a sequence reads is written first, except slot 0, which pads decode
-    # batches (masked out, but it must hold finite numbers). Not zero-filling the rest keeps
-    # resident memory proportional to the blocks actually used.
+
+def _empty_but_pad_slot(shape: tuple[int, int, int], dtype: torch.dtype) -> torch.Tensor:
+    # NOTE: every slot a sequence reads is written first, except the pad slot, which decode
+    # batches read masked out; it must hold finite numbers (0 * NaN is NaN), and it belongs to no
+    # sequence, so no request's numbers can leak into another's row through it. Not zero-filling
+    # the rest keeps resident memory proportional to the blocks actually used.
     cache = torch.empty(shape, dtype=dtype)
-    cache[0].zero_()
+    cache[-1].zero_()
     return cache
 
 
@@ -68,7 +77,7 @@ class PagedBatch:
     kv: KVCache
     slot_mapping: torch.Tensor  # [T]: where each packed token's key and value go
     num_decodes: int  # the first `num_decodes` packed tokens are one-token chunks
-    decode_slots: torch.Tensor  # [D, max_ctx], padded with slot 0
+    decode_slots: torch.Tensor  # [D, max_ctx], padded with the pad slot
     decode_mask: torch.Tensor | None  # [D, 1, 1, max_ctx] bool; None when no row is padded
     prefills: tuple[PrefillChunk, ...]
 

@@ -77,7 +77,7 @@ class ModelRunner:
                     PrefillChunk(q_start, q_start + chunk.num_tokens, context, _mask(chunk))
                 )
             q_start += chunk.num_tokens
-        padded, mask = _pad_decodes(decode_slots)
+        padded, mask = _pad_decodes(decode_slots, self.kv.pad_slot)
         return PagedBatch(
             kv=self.kv,
             slot_mapping=torch.cat(slot_parts),
@@ -107,12 +107,14 @@ def _mask(chunk: ScheduledChunk) -> torch.Tensor | None:
     return k_positions[None, :] <= q_positions[:, None]
 
 
-def _pad_decodes(slots: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _pad_decodes(
+    slots: list[torch.Tensor], pad_slot: int
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Decode context slots padded to one length, and the mask of real positions (if needed)."""
     if not slots:
         return torch.zeros(0, 1, dtype=torch.long), None
     lengths = [len(s) for s in slots]
-    padded = torch.nn.utils.rnn.pad_sequence(slots, batch_first=True)
+    padded = torch.nn.utils.rnn.pad_sequence(slots, batch_first=True, padding_value=pad_slot)
     if min(lengths) == max(lengths):
         return padded, None
     mask = torch.arange(padded.shape[1]) < torch.tensor(lengths)[:, None]
