@@ -90,8 +90,24 @@ async def test_burst_never_exceeds_concurrency_limit(
     assert await gatekeeper.num_in_flight(principal.key_id) == 0
     again = [await gatekeeper.acquire(principal, "m", 1) for _ in range(5)]
     assert len(again) == 5
-    [row] = store.usage("alice")
+    [row] = await gatekeeper.usage("alice")
     assert (row.requests, row.rejections, row.prompt_tokens) == (5, 195, 5)
+
+
+async def test_usage_is_written_at_admission_and_completed_on_release(
+    gatekeeper: KeyGatekeeper, store: SqliteKeyStore
+) -> None:
+    _, secret = store.create_key(KeySpec("alice"))
+    principal = await gatekeeper.authenticate(f"Bearer {secret}")
+    slot = await gatekeeper.acquire(principal, "m", 50)
+    slot.report(UsageRecord("m", 12, 0))  # admitted: counted at once, before any token
+    [row] = await gatekeeper.usage("alice")
+    assert (row.requests, row.prompt_tokens, row.completion_tokens) == (1, 12, 0)
+    slot.report(UsageRecord("m", 12, 3))  # running: written within a second, or at release
+    await slot.release(UsageRecord("m", 12, 7, is_error=True))
+    slot.report(UsageRecord("m", 12, 9))  # too late: the request ended
+    [row] = await gatekeeper.usage("alice")
+    assert (row.requests, row.prompt_tokens, row.completion_tokens, row.errors) == (1, 12, 7, 1)
 
 
 async def test_rpm_limit_gives_429_with_openai_headers(
@@ -135,22 +151,23 @@ async def test_release_during_cancellation_still_frees_the_slot(
 ) -> None:
     _, secret = store.create_key(KeySpec("alice", max_concurrency=1))
     principal = await gatekeeper.authenticate(f"Bearer {secret}")
+    holding = asyncio.Event()
 
     async def hold() -> None:
         slot = await gatekeeper.acquire(principal, "m", 1)
         try:
-            await asyncio.sleep(10)
+            holding.set()
+            await asyncio.sleep(60)
         finally:
             await slot.release(UsageRecord("m", 1, 0, is_error=True))
 
     task = asyncio.create_task(hold())
-    await asyncio.sleep(0.05)
+    await holding.wait()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    await asyncio.sleep(0.05)
     assert await gatekeeper.num_in_flight(principal.key_id) == 0
-    [row] = store.usage("alice")
+    [row] = await gatekeeper.usage("alice")
     assert (row.requests, row.errors) == (1, 1)
 
 

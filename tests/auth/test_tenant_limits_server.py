@@ -89,7 +89,7 @@ async def test_burst_of_200_streams_never_exceeds_limit_of_5(server: Server) -> 
         again = await asyncio.gather(*(stream_chat(client, secret) for _ in range(5)))
         assert [status for status, _, _ in again] == [200] * 5
         assert server.backend.peak_active == 5
-    [usage] = server.gatekeeper.store.usage("alice")
+    [usage] = await server.gatekeeper.usage("alice")
     assert (usage.requests, usage.rejections) == (len(ok) + 5, len(rejected))
     assert usage.completion_tokens > 0 and usage.errors == 0
 
@@ -114,14 +114,18 @@ async def test_disconnecting_clients_free_slots_and_backend(tmp_path: Path) -> N
                         return  # closes the connection mid-stream
 
         await asyncio.gather(*(read_one_chunk_then_leave() for _ in range(50)))
-        took = await wait_until(
-            lambda: backend.load().num_running == 0 and backend.num_active == 0, 5
-        )
-        assert await gatekeeper.num_in_flight(key.key_id) == 0
-        assert took < 2  # the streams would have run 10 s more
+
+        async def all_released() -> bool:
+            # NOTE: the server notices each disconnect a few event-loop turns after the client
+            # left; wait for the state asserted below, not for a sign that comes before it.
+            if await gatekeeper.num_in_flight(key.key_id) or backend.num_active:
+                return False
+            return [row.requests for row in await gatekeeper.usage("alice")] == [50]
+
+        await wait_until(all_released, 30)
+        assert backend.load().num_running == 0
+        # Aborted, not finished: each stream would have run 10 s more without its client.
         assert len(backend.aborted_request_ids) == 50
-        [usage] = gatekeeper.store.usage("alice")
-        assert usage.requests == 50
 
 
 async def test_full_queue_answers_503(tmp_path: Path) -> None:

@@ -88,6 +88,10 @@ class TicketSlot:
         """The gatekeeper's rate-limit headers."""
         return self._slot.headers
 
+    def report(self, usage: UsageRecord) -> None:
+        """The gatekeeper's slot records the usage so far."""
+        self._slot.report(usage)
+
     async def release(self, usage: UsageRecord) -> None:
         """Leave the gauge at once (even if cancelled later), then release the gatekeeper's slot."""
         self._ticket.leave()

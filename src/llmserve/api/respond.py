@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncGenerator, Callable
 from typing import Any
@@ -41,6 +42,16 @@ def usage_body(meter: UsageMeter) -> dict[str, int]:
     }
 
 
+async def reporting_usage(
+    chunks: AsyncGenerator[dict[str, Any], None], slot: Slot, meter: UsageMeter
+) -> AsyncGenerator[dict[str, Any], None]:
+    """`chunks`, reporting the tokens sent so far to `slot` with each (stored once a second)."""
+    async with contextlib.aclosing(chunks):
+        async for chunk in chunks:
+            slot.report(meter.record())
+            yield chunk
+
+
 async def respond(
     request: Request,
     *,
@@ -61,9 +72,10 @@ async def respond(
     """
     headers = dict(slot.headers)
     deadline = Deadline.after(server_state(request).config.auth.request_timeout_s)
+    slot.report(meter.record())  # from here the request counts in usage, even if we are killed
     if stream:
         return sse_response(
-            to_chunks(outputs),
+            reporting_usage(to_chunks(outputs), slot, meter),
             slot=slot,
             meter=meter,
             request_id=request_id_of(request),

@@ -36,7 +36,7 @@ class Principal:
 
 @dataclass(frozen=True)
 class UsageRecord:
-    """What one finished request cost, recorded when its slot is released."""
+    """What one request cost: so far while it runs (`Slot.report`), in all once it ended."""
 
     model: str
     prompt_tokens: int = 0
@@ -50,6 +50,14 @@ class Slot(Protocol):
     @property
     def headers(self) -> Mapping[str, str]:
         """The `x-ratelimit-*` headers to send with the response."""
+        ...
+
+    def report(self, usage: UsageRecord) -> None:
+        """The request's usage so far, while it runs (totals, not increments). Never blocks.
+
+        The gatekeeper records it durably (the first report at once, later ones about once a
+        second), so a server killed mid-request still counts the request and its tokens.
+        """
         ...
 
     async def release(self, usage: UsageRecord) -> None:
@@ -73,6 +81,13 @@ class Gatekeeper(Protocol):
 
     async def acquire(self, principal: Principal, model: str, estimated_tokens: int) -> Slot:
         """Admit one request; raises `RateLimitError` (429) or `OverloadedError` (503)."""
+        ...
+
+    async def dependency_problem(self) -> str | None:
+        """None while every service admission needs answers (Redis); else what is wrong.
+
+        Cheap enough for every `/health` call (a remote check is cached for a second or so).
+        """
         ...
 
     async def close(self) -> None:

@@ -9,13 +9,15 @@ from collections.abc import Mapping
 
 from llmserve.auth.base import ANONYMOUS_KEY_ID, Principal, UsageRecord
 from llmserve.auth.headers import rate_limit_error, ratelimit_headers
-from llmserve.auth.keys import ApiKey, hash_secret, hashes_match, mask
+from llmserve.auth.keys import ApiKey, KeySpec, hash_secret, hashes_match, mask
 from llmserve.auth.limits import Admission, Limits, LimitState
-from llmserve.auth.store import SqliteKeyStore
+from llmserve.auth.store import SqliteKeyStore, UsageDelta, UsageRow
+from llmserve.auth.usage_writer import RequestUsage, UsageWriter
 from llmserve.config import AuthConfig
 from llmserve.errors import AuthenticationError
 
 ANONYMOUS = Principal(key_id=ANONYMOUS_KEY_ID, name="anonymous")
+FLUSH_TIMEOUT_S = 15.0  # how long reading or closing waits for pending usage to be written
 _NO_KEY_MESSAGE = (
     "You didn't provide an API key. You need to provide your API key in an Authorization header "
     "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
@@ -43,12 +45,17 @@ class KeySlot:
         self.lease_id = lease_id
         self.estimated_tokens = tokens
         self.admission = admission
+        self.usage = RequestUsage(gatekeeper.usage_writer, principal.key_id)
         self._headers = dict(headers)
         self._is_released = False
 
     @property
     def headers(self) -> Mapping[str, str]:
         return self._headers
+
+    def report(self, usage: UsageRecord) -> None:
+        if not self._is_released:
+            self.usage.update(usage)
 
     async def release(self, usage: UsageRecord) -> None:
         if self._is_released:
@@ -64,17 +71,21 @@ class KeyGatekeeper:
         self.store = store
         self.state = state
         self.config = config
+        # NOTE: a second connection, written from its own thread: the loop never waits on SQLite.
+        self.usage_writer = UsageWriter(SqliteKeyStore(store.path))
         self._key_id_to_key: dict[str, ApiKey] = {}  # refreshed by every authenticate
         self._key_to_leases: dict[str, set[str]] = {}
         self._heartbeat: asyncio.Task[None] | None = None
 
     async def authenticate(self, authorization: str | None) -> Principal:
         token = bearer_token(authorization)
-        if not self.store.has_keys():
+        has_keys, key = await asyncio.to_thread(self._find_key, token)
+        if not has_keys:
             return ANONYMOUS  # open server (loopback only unless --no-auth: see policy.py)
         if token is None:
             raise AuthenticationError(_NO_KEY_MESSAGE)
-        key = self._lookup(token)
+        if key is not None:
+            self._key_id_to_key[key.key_id] = key
         if key is None or not key.is_usable():
             state = "" if key is None else f" (this key was {key.status()})"
             raise AuthenticationError(f"Incorrect API key provided: {mask(token)}{state}.")
@@ -91,7 +102,7 @@ class KeyGatekeeper:
         lease_id = secrets.token_hex(8)
         admission = await self.state.acquire(principal.key_id, lease_id, limits, estimated_tokens)
         if not admission.is_admitted:
-            self.store.record_rejection(principal.key_id, model)
+            self.usage_writer.add(principal.key_id, model, UsageDelta(rejections=1))
             raise rate_limit_error(principal.name, limits, admission, estimated_tokens)
         if self.state.needs_renewal:
             self._key_to_leases.setdefault(principal.key_id, set()).add(lease_id)
@@ -106,11 +117,31 @@ class KeyGatekeeper:
         try:
             await asyncio.shield(self._free(slot, usage))
         finally:
-            self.store.record_usage(key_id, usage)
+            slot.usage.finish(usage)  # queued for the writer thread
 
     async def num_in_flight(self, key_id: str) -> int:
         """Requests the key has in flight now (across processes with Redis state)."""
         return await self.state.num_in_flight(key_id)
+
+    async def dependency_problem(self) -> str | None:
+        return await self.state.dependency_problem()
+
+    async def usage(self, name: str | None = None) -> list[UsageRow]:
+        """Usage totals (see `SqliteKeyStore.usage`), including every request released so far."""
+        await asyncio.to_thread(self.usage_writer.flush, FLUSH_TIMEOUT_S)
+        return await asyncio.to_thread(self.store.usage, name)
+
+    async def create_key(self, spec: KeySpec) -> tuple[ApiKey, str]:
+        """`SqliteKeyStore.create_key`, off the event loop."""
+        return await asyncio.to_thread(self.store.create_key, spec)
+
+    async def revoke_key(self, name: str) -> ApiKey:
+        """`SqliteKeyStore.revoke`, off the event loop."""
+        return await asyncio.to_thread(self.store.revoke, name)
+
+    async def list_keys(self) -> list[ApiKey]:
+        """Every key, revoked ones included, off the event loop."""
+        return await asyncio.to_thread(self.store.list_keys)
 
     async def close(self) -> None:
         if self._heartbeat is not None:
@@ -118,6 +149,7 @@ class KeyGatekeeper:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._heartbeat
         await self.state.close()
+        await asyncio.to_thread(self.usage_writer.close, FLUSH_TIMEOUT_S)
         self.store.close()
 
     async def _free(self, slot: KeySlot, usage: UsageRecord) -> None:
@@ -127,13 +159,14 @@ class KeyGatekeeper:
         if self._limits(slot.principal).tpm is not None and delta:
             await self.state.add_tokens(key_id, slot.admission.window_id, delta)
 
-    def _lookup(self, token: str) -> ApiKey | None:
+    def _find_key(self, token: str | None) -> tuple[bool, ApiKey | None]:
+        """Whether any key exists, and the key of `token` (runs in a worker thread)."""
+        has_keys = self.store.has_keys()
+        if not has_keys or token is None:
+            return has_keys, None
         token_hash = hash_secret(token)
         key = self.store.find_by_hash(token_hash)
-        if key is None or not hashes_match(key.key_hash, token_hash):
-            return None
-        self._key_id_to_key[key.key_id] = key
-        return key
+        return True, key if key is not None and hashes_match(key.key_hash, token_hash) else None
 
     def _principal(self, key: ApiKey) -> Principal:
         return Principal(

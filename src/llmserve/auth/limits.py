@@ -66,6 +66,10 @@ class LimitState(Protocol):
         """Slots the key holds now, across every process sharing this state."""
         ...
 
+    async def dependency_problem(self) -> str | None:
+        """None while the state's store answers; else what is wrong (cheap: /health asks)."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -128,6 +132,9 @@ class LocalLimitState:
 
     async def num_in_flight(self, key_id: str) -> int:
         return len(self._key_to_leases.get(key_id, ()))
+
+    async def dependency_problem(self) -> str | None:
+        return None  # in memory: nothing to reach
 
     async def close(self) -> None:
         return None

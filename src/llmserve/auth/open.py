@@ -21,6 +21,9 @@ class OpenSlot:
         """No limits, so no x-ratelimit headers."""
         return {}
 
+    def report(self, usage: UsageRecord) -> None:
+        """Nothing to store while the request runs: the final record is kept on release."""
+
     async def release(self, usage: UsageRecord) -> None:
         """Record usage once."""
         if not self._released:
@@ -48,6 +51,10 @@ class OpenGatekeeper:
         """Admit at once."""
         self.num_in_flight += 1
         return OpenSlot(self)
+
+    async def dependency_problem(self) -> str | None:
+        """Nothing to depend on."""
+        return None
 
     async def close(self) -> None:
         """Nothing to close."""

@@ -8,17 +8,24 @@ leases with a heartbeat; a killed process stops renewing and its slots free with
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Mapping
 from typing import Any, cast
+from urllib.parse import urlsplit, urlunsplit
 
+import redis
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from llmserve.auth.limits import WINDOW_SECONDS, Admission, Limits, Verdict
+from llmserve.errors import OverloadedError
 
 logger = logging.getLogger(__name__)
+
+PING_TIMEOUT_S = 2.0  # a Redis that does not answer a PING by then counts as down
+READINESS_TTL_S = 1.0  # /health pings Redis at most this often
 
 _ACQUIRE = """
 local t = redis.call('TIME')
@@ -69,6 +76,41 @@ return 0
 """
 
 
+class RedisUnreachableError(ValueError):
+    """`--state redis://...` names a Redis that does not answer (a start-up check)."""
+
+
+def redacted(url: str) -> str:
+    """`url` without its user name and password, for messages and logs."""
+    parts = urlsplit(url)
+    host_port = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host_port, parts.path, "", ""))
+
+
+def unreachable(url: str, exc: Exception) -> str:
+    """What is wrong when Redis at `url` did not answer."""
+    detail = str(exc) or f"no answer within {PING_TIMEOUT_S:g} s"
+    return f"cannot reach Redis at {redacted(url)} ({detail})"
+
+
+def check_redis(url: str, timeout_s: float = PING_TIMEOUT_S) -> None:
+    """Ping Redis once, synchronously (before the server starts); raise RedisUnreachableError."""
+    try:
+        client = redis.Redis.from_url(
+            url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s
+        )
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except ValueError as exc:
+        raise RedisUnreachableError(f"{redacted(url)} is not a valid Redis URL ({exc})") from None
+    except RedisError as exc:
+        raise RedisUnreachableError(
+            f"{unreachable(url, exc)}: start redis-server there, or fix --state (auth.state)"
+        ) from None
+
+
 class RedisLimitState:
     """Limits in Redis at `url`, shared by every process that uses the same URL and prefix."""
 
@@ -76,8 +118,13 @@ class RedisLimitState:
 
     def __init__(self, url: str, *, lease_seconds: float, prefix: str = "llmserve") -> None:
         # A blocking pool: a burst waits for a free connection instead of failing.
-        pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=32, timeout=30)
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=32, timeout=30, socket_connect_timeout=PING_TIMEOUT_S
+        )
         self._redis = aioredis.Redis.from_pool(pool)
+        self._url = url
+        self._problem: str | None = None
+        self._problem_checked_until = 0.0  # monotonic time; pings are cached until then
         self._lease_seconds = lease_seconds
         self._prefix = prefix
         self._acquire = self._redis.register_script(_ACQUIRE)
@@ -94,7 +141,13 @@ class RedisLimitState:
         keys = [self._leases_key(key_id), self._window_key(key_id)]
         args: list[str | float] = [self._lease_seconds, limits.max_concurrency or 0]
         args += [limits.rpm or 0, limits.tpm or 0, tokens, lease_id, WINDOW_SECONDS]
-        reply = cast(list[Any], await self._acquire(keys=keys, args=args))
+        try:
+            reply = cast(list[Any], await self._acquire(keys=keys, args=args))
+        except RedisError as exc:  # a 503 the client may retry, never a 500
+            logger.warning("could not admit a request of key %s: %s", key_id, exc)
+            raise OverloadedError(
+                "The server cannot reach its rate-limit store (Redis); please retry shortly."
+            ) from None
         verdict = cast(Verdict, reply[0].decode() if isinstance(reply[0], bytes) else reply[0])
         count, used_r, used_t, reset_ms, window = (int(value) for value in reply[1:])
         return Admission(verdict, count, used_r, used_t, reset_ms / 1000, window)
@@ -115,11 +168,27 @@ class RedisLimitState:
             logger.warning("could not renew slot leases: %s", exc)
 
     async def add_tokens(self, key_id: str, window_id: int, delta: int) -> None:
-        await self._add_tokens(keys=[self._window_key(key_id)], args=[window_id, delta])
+        try:
+            await self._add_tokens(keys=[self._window_key(key_id)], args=[window_id, delta])
+        except RedisError as exc:  # the window only keeps the estimate made at admission
+            logger.warning("could not correct the token count of key %s: %s", key_id, exc)
 
     async def num_in_flight(self, key_id: str) -> int:
         # Client clock: close enough for a listing; admission itself uses Redis' clock.
         return int(await self._redis.zcount(self._leases_key(key_id), f"({time.time()}", "+inf"))
+
+    async def dependency_problem(self) -> str | None:
+        """None while Redis answers a PING; pinged at most once per READINESS_TTL_S."""
+        now = time.monotonic()
+        if now < self._problem_checked_until:
+            return self._problem
+        self._problem_checked_until = now + READINESS_TTL_S  # callers meanwhile share this ping
+        try:
+            await asyncio.wait_for(self._redis.ping(), PING_TIMEOUT_S)
+            self._problem = None
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._problem = unreachable(self._url, exc)
+        return self._problem
 
     async def close(self) -> None:
         await self._redis.aclose()

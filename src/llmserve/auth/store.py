@@ -11,7 +11,8 @@ import json
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import astuple, dataclass
 from pathlib import Path
 
 from llmserve.auth.base import UsageRecord
@@ -56,12 +57,38 @@ _KEY_COLUMNS = (
 )
 
 
+_ADD_USAGE = (
+    "INSERT INTO usage VALUES (?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT(key_id, model) DO UPDATE SET requests = requests + excluded.requests,"
+    " prompt_tokens = prompt_tokens + excluded.prompt_tokens,"
+    " completion_tokens = completion_tokens + excluded.completion_tokens,"
+    " errors = errors + excluded.errors, rejections = rejections + excluded.rejections"
+)
+
+
 class DuplicateKeyNameError(ValueError):
     """An active key already has this name."""
 
 
 class UnknownKeyError(LookupError):
     """No active key has this name."""
+
+
+@dataclass(frozen=True)
+class UsageDelta:
+    """What to add to one key's usage totals on one model."""
+
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    errors: int = 0
+    rejections: int = 0
+
+    def __add__(self, other: UsageDelta) -> UsageDelta:
+        return UsageDelta(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
+
+
+UsageDeltas = Mapping[tuple[str, str], UsageDelta]  # (key_id, model) -> what to add
 
 
 @dataclass(frozen=True)
@@ -179,15 +206,18 @@ class SqliteKeyStore:
 
     def record_usage(self, key_id: str, usage: UsageRecord) -> None:
         """Add one finished request to the key's totals for its model."""
-        self._add_usage(
-            key_id,
-            usage.model,
-            (1, usage.prompt_tokens, usage.completion_tokens, int(usage.is_error), 0),
-        )
+        delta = UsageDelta(1, usage.prompt_tokens, usage.completion_tokens, int(usage.is_error))
+        self.add_usage({(key_id, usage.model): delta})
 
     def record_rejection(self, key_id: str, model: str) -> None:
         """Count one request refused by a limit (429)."""
-        self._add_usage(key_id, model, (0, 0, 0, 0, 1))
+        self.add_usage({(key_id, model): UsageDelta(rejections=1)})
+
+    def add_usage(self, deltas: UsageDeltas) -> None:
+        """Add each delta to its key's totals for its model, all in one transaction."""
+        rows = [(key_id, model, *astuple(d)) for (key_id, model), d in deltas.items()]
+        with self._lock, self._db:
+            self._db.executemany(_ADD_USAGE, rows)
 
     def usage(self, name: str | None = None) -> list[UsageRow]:
         """Usage totals per key and model, optionally for the keys called `name`."""
@@ -203,17 +233,6 @@ class SqliteKeyStore:
         with self._lock:
             rows = self._db.execute(query + " ORDER BY 2, u.model", params).fetchall()
         return [UsageRow(*row) for row in rows]
-
-    def _add_usage(self, key_id: str, model: str, deltas: tuple[int, int, int, int, int]) -> None:
-        with self._lock, self._db:
-            self._db.execute(
-                "INSERT INTO usage VALUES (?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT(key_id, model) DO UPDATE SET requests = requests + excluded.requests,"
-                " prompt_tokens = prompt_tokens + excluded.prompt_tokens,"
-                " completion_tokens = completion_tokens + excluded.completion_tokens,"
-                " errors = errors + excluded.errors, rejections = rejections + excluded.rejections",
-                (key_id, model, *deltas),
-            )
 
     def _one(self, query: str, params: tuple[str, ...]) -> ApiKey | None:
         with self._lock:

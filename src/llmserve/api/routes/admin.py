@@ -93,7 +93,7 @@ async def create_key(request: Request) -> dict[str, Any]:
     gatekeeper = require_admin(request)
     spec = await parse_create(request)
     try:
-        key, secret = gatekeeper.store.create_key(spec)
+        key, secret = await gatekeeper.create_key(spec)
     except DuplicateKeyNameError as exc:
         raise InvalidRequestError(str(exc), param="name") from None
     return {**describe_key(key), "key": secret, "in_flight": 0}
@@ -105,7 +105,7 @@ async def list_keys(request: Request) -> dict[str, Any]:
     gatekeeper = require_admin(request)
     data = [
         {**describe_key(key), "in_flight": await gatekeeper.num_in_flight(key.key_id)}
-        for key in gatekeeper.store.list_keys()
+        for key in await gatekeeper.list_keys()
     ]
     return {"object": "list", "data": data}
 
@@ -115,7 +115,7 @@ async def revoke_key(name: str, request: Request) -> JSONResponse:
     """Revoke the active key called `name`; its next request gets 401."""
     gatekeeper = require_admin(request)
     try:
-        key = gatekeeper.store.revoke(name)
+        key = await gatekeeper.revoke_key(name)
     except UnknownKeyError as exc:
         raise NotFoundError(str(exc)) from None
     return JSONResponse({**describe_key(key), "deleted": True})
@@ -125,5 +125,5 @@ async def revoke_key(name: str, request: Request) -> JSONResponse:
 async def usage(request: Request, key: str | None = None) -> dict[str, Any]:
     """Usage totals per key and model (`?key=NAME` for one key)."""
     gatekeeper = require_admin(request)
-    rows = gatekeeper.store.usage(key)
+    rows = await gatekeeper.usage(key)
     return {"object": "list", "data": [describe_usage(row) for row in rows]}

@@ -5,22 +5,28 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 
 from llmserve import __version__
 from llmserve.api.admission import server_state
 
 router = APIRouter()
+RETRY_AFTER_S = 1
 
 
 @router.get("/health")
-async def health(request: Request) -> dict[str, Any]:
-    """Liveness plus the work in each backend."""
+async def health(request: Request) -> JSONResponse:
+    """Readiness plus the work in each backend: 503 with the reason while a dependency is down."""
     state = server_state(request)
-    models = {}
+    models: dict[str, Any] = {}
     for name, backend in state.backends.items():
         load = backend.load()
         models[name] = {"num_running": load.num_running, "num_waiting": load.num_waiting}
-    return {"status": "ok", "models": models}
+    problem = await state.gatekeeper.dependency_problem()
+    if problem is not None:
+        body = {"status": "unavailable", "reason": problem, "models": models}
+        return JSONResponse(body, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
+    return JSONResponse({"status": "ok", "models": models})
 
 
 @router.get("/version")
