@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
 import json
 import shlex
+import socket
 import sys
 from collections.abc import Callable, Sequence
 
@@ -113,34 +113,35 @@ def serve_config(args: argparse.Namespace) -> ServerConfig:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    """Build config, gatekeeper and backends, then run uvicorn until interrupted."""
-    from llmserve.auth import build_gatekeeper, check_bind_policy, open_key_store
+    """Check the config (one line and exit 2 when wrong), build backends, run uvicorn."""
+    from llmserve.serve_checks import check_serve
 
     try:
         config = serve_config(args)
-        with contextlib.closing(open_key_store(config.home)) as store:
-            check_bind_policy(config.host, store.has_keys(), config.auth.no_auth)
-    except ValueError as exc:  # ConfigError and BindPolicyError
+        sock = check_serve(config)  # before torch loads: mistakes are found in a second
+    except ValueError as exc:  # ConfigError, BindPolicyError, StartupError
         print(f"llmserve: {exc}", file=sys.stderr)
         return EXIT_USAGE
     from llmserve.api.app import create_app
+    from llmserve.auth import build_gatekeeper
     from llmserve.backends.factory import build_backends
 
-    try:
-        backends = build_backends(config)
-    except ValueError as exc:
-        print(f"llmserve: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    app = create_app(config, backends, build_gatekeeper(config))
-    asyncio.run(_serve(app, config))
+    with sock:
+        try:
+            backends = build_backends(config)
+        except ValueError as exc:
+            print(f"llmserve: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        app = create_app(config, backends, build_gatekeeper(config))
+        asyncio.run(_serve(app, config, sock))
     return 0
 
 
-async def _serve(app: object, config: ServerConfig) -> None:
+async def _serve(app: object, config: ServerConfig, sock: socket.socket) -> None:
     import uvicorn
 
     server = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port))  # type: ignore[arg-type]
-    serving = asyncio.create_task(server.serve())
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started and not serving.done():
         await asyncio.sleep(0.05)
     if server.started:

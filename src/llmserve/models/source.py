@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 from llmserve.config import BUILTIN_CHAT_MODEL, BUILTIN_EMBEDDING_MODEL, ModelConfig
@@ -33,13 +34,46 @@ def resolve_model_path(model: ModelConfig, home: Path) -> str:
     """
     if model.source == BUILTIN_CHAT_MODEL:
         return str(ensure_tiny_chat(home))
+    return local_model_folder(model) or model.source
+
+
+def check_model_source(model: ModelConfig) -> None:
+    """Raise ModelLoadError now when `model.source` cannot load, without importing torch.
+
+    Folders must hold a config.json; hub ids must be cached, or on a hub this machine reaches.
+    The built-in tiny-chat always loads (it is built on first use).
+    """
+    if model.source != BUILTIN_CHAT_MODEL and local_model_folder(model) is None:
+        from llmserve.models.hub import check_hub_model  # imports huggingface_hub
+
+        check_hub_model(model.source, model.revision)
+
+
+def local_model_folder(model: ModelConfig) -> str | None:
+    """The model folder `model.source` names, or None when it is a hub id."""
     local = Path(model.source).expanduser()
     if local.is_dir():
-        if not (local / "config.json").is_file():
-            raise ModelLoadError(f"model folder {local} has no config.json")
+        check_model_folder(local)
         return str(local)
     if model.source == BUILTIN_EMBEDDING_MODEL and has_packaged_embedding_model():
         return str(packaged_embedding_model_path())
-    if model.source.startswith((".", "/", "~")):
-        raise ModelLoadError(f"model folder {model.source} does not exist")
-    return model.source
+    if looks_like_path(model.source) or local.exists():
+        raise ModelLoadError(
+            f"model folder {model.source} does not exist: check the path, or give a "
+            "Hugging Face hub id such as org/name"
+        )
+    return None
+
+
+def check_model_folder(folder: Path) -> None:
+    """A model folder holds at least the transformers config.json."""
+    if not (folder / "config.json").is_file():
+        raise ModelLoadError(
+            f"model folder {folder} has no config.json, so it is not a transformers model "
+            "folder: point at the folder that holds config.json and the weights"
+        )
+
+
+def looks_like_path(source: str) -> bool:
+    """True for sources written as paths (./x, ../x, /x, ~/x), which are never hub ids."""
+    return source.startswith((".", "/", "~", os.sep))
