@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -125,12 +126,21 @@ async def test_backend_failure_is_internal_server_error(serve: Serve, tmp_path: 
     assert "Traceback" not in failed.value.response.text
 
 
-async def wait_until_idle(backend: FakeBackend) -> None:
-    for _ in range(200):
-        if backend.load().num_running == 0:
-            return
+async def wait_until_released(server: LiveServer, backend: FakeBackend, key_id: str) -> None:
+    """Until the backend aborted the request and the key's slot is free again.
+
+    NOTE: the server notices a disconnect a few event-loop turns after the client left, and
+    frees the slot after the abort: wait for all of it, not for the first sign.
+    """
+    gatekeeper = server.server.config.app.state.llmserve.gatekeeper
+    deadline = time.monotonic() + 30
+    while (
+        backend.load().num_running
+        or not backend.aborted_request_ids
+        or await gatekeeper.num_in_flight(key_id)
+    ):
+        assert time.monotonic() < deadline, "the request was not aborted and released"
         await asyncio.sleep(0.01)
-    raise AssertionError("backend request still running")
 
 
 @pytest.mark.parametrize("stream", [True, False])
@@ -138,7 +148,7 @@ async def test_client_disconnect_aborts_the_request(
     serve: Serve, tmp_path: Path, stream: bool
 ) -> None:
     backend = FakeBackend(MODEL, token_delay_s=0.05)
-    _, secret = open_key_store(tmp_path).create_key(KeySpec(name="alice", max_concurrency=1))
+    key, secret = open_key_store(tmp_path).create_key(KeySpec(name="alice", max_concurrency=1))
     server = start(serve, tmp_path, backend)
     body = {"model": MODEL, "messages": USER, "ignore_eos": True, "stream": stream}
     headers = {"authorization": f"Bearer {secret}", "x-request-id": "leaving"}
@@ -152,7 +162,7 @@ async def test_client_disconnect_aborts_the_request(
         else:
             with pytest.raises(httpx.ReadTimeout):
                 await http.post("/v1/chat/completions", json=body, timeout=0.3)
-        await wait_until_idle(backend)
+        await wait_until_released(server, backend, key.key_id)
         (aborted,) = backend.aborted_request_ids
         assert aborted.startswith("req_")  # the server's own id, never the client's x-request-id
         # The key's only slot is free again.

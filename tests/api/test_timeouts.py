@@ -142,9 +142,10 @@ async def test_stream_times_out_through_a_real_server(
     blocks = response.text.split("\n\n")
     assert blocks[-2:] == ["data: [DONE]", ""]
     assert json.loads(blocks[-3].removeprefix("data: ")) == {"error": TIMEOUT_ERROR}
-    for _ in range(100):  # the server releases the slot just after the last byte
-        if gatekeeper.usage:
-            break
+    # The server releases the slot just after the last byte: wait for it, then look.
+    deadline = time.monotonic() + 30
+    while not (gatekeeper.usage and gatekeeper.num_in_flight == 0):
+        assert time.monotonic() < deadline, "the slot was not released"
         await asyncio.sleep(0.01)
     assert_aborted_and_released(slow_backend, gatekeeper)
 

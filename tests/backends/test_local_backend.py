@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -107,9 +108,9 @@ async def test_load_counts_waiting_requests_by_tenant(backend: LocalBackend) -> 
     ]
     await anext(streams[0])
     tasks = [asyncio.create_task(anext(s)) for s in streams[1:]]
-    for _ in range(200):
-        if backend.load().num_waiting == 3:
-            break
+    deadline = time.monotonic() + 60
+    while (backend.load().num_running, backend.load().num_waiting) != (2, 3):
+        assert time.monotonic() < deadline, f"load is still {backend.load()}"
         await asyncio.sleep(0.01)
     load = backend.load()
     assert load.num_running == 2  # max_num_seqs
