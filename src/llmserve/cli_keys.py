@@ -10,7 +10,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from llmserve.auth.factory import open_key_store
-from llmserve.auth.keys import KeySpec, describe_key, parse_duration, parse_models
+from llmserve.auth.keys import (
+    KeySpec,
+    KeySpecError,
+    describe_key,
+    parse_duration,
+    parse_models,
+)
 from llmserve.auth.store import (
     DuplicateKeyNameError,
     SqliteKeyStore,
@@ -63,23 +69,41 @@ def run_keys(args: argparse.Namespace) -> int:
         store.close()
 
 
+def key_spec(args: argparse.Namespace) -> KeySpec:
+    """The key `keys create` asks for; KeySpecError names the flag that is wrong."""
+    try:
+        expires_in_s = None if args.expires is None else parse_duration(args.expires)
+    except ValueError as exc:
+        raise KeySpecError("expires", str(exc)) from None
+    max_concurrency = args.max_concurrency
+    return KeySpec(
+        name=args.name,
+        max_concurrency=(
+            AuthConfig().default_max_concurrency if max_concurrency is None else max_concurrency
+        ),
+        allowed_models=parse_models(args.models),
+        rpm=args.rpm,
+        tpm=args.tpm,
+        expires_in_s=expires_in_s,
+    )
+
+
 def _create(store: SqliteKeyStore, args: argparse.Namespace) -> int:
     try:
-        spec = KeySpec(
-            name=args.name,
-            max_concurrency=args.max_concurrency or AuthConfig().default_max_concurrency,
-            allowed_models=parse_models(args.models),
-            rpm=args.rpm,
-            tpm=args.tpm,
-            expires_in_s=None if args.expires is None else parse_duration(args.expires),
-        )
-        key, secret = store.create_key(spec)
-    except (ValueError, DuplicateKeyNameError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        key, secret = store.create_key(key_spec(args))
+    except KeySpecError as exc:
+        return _fail(f"--{exc.field.replace('_', '-')}: {exc.problem}")
+    except DuplicateKeyNameError as exc:
+        return _fail(str(exc))
     print(f"Created key {key.name!r} ({key.key_id}). It is shown only once:", file=sys.stderr)
     print(secret)
     return 0
+
+
+def _fail(message: str) -> int:
+    """One line on stderr; exit status 2 (a usage error, as argparse's)."""
+    print(f"llmserve keys create: error: {message}", file=sys.stderr)
+    return 2
 
 
 def _revoke(store: SqliteKeyStore, name: str) -> int:

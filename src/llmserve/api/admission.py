@@ -22,9 +22,8 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from fastapi import Request
-from pydantic import ValidationError
 
-from llmserve.api.errors import from_pydantic
+from llmserve.api.json_body import parse_json_body
 from llmserve.api.queue_gauge import QueueGauge
 from llmserve.api.schemas import ModelRequest
 from llmserve.auth.base import Gatekeeper, Principal, Slot
@@ -72,17 +71,6 @@ def request_id_of(request: Request) -> str:
     return str(request.state.request_id)
 
 
-async def parse_body(request: Request, schema: type[M]) -> M:
-    """The JSON body validated against `schema`; a 400 naming the field otherwise."""
-    raw = await request.body()
-    if not raw:
-        raise InvalidRequestError("The request body must be a JSON object.")
-    try:
-        return schema.model_validate_json(raw)
-    except ValidationError as exc:
-        raise from_pydantic(exc) from None
-
-
 def lookup_backend(
     state: ServerState, principal: Principal, model: str, kind: ModelKind | None
 ) -> Backend:
@@ -105,7 +93,7 @@ async def route_request(request: Request, schema: type[M], *, kind: ModelKind | 
     """Authenticate the caller, parse the body and find the model's backend."""
     state = server_state(request)
     principal = await state.gatekeeper.authenticate(request.headers.get("authorization"))
-    body = await parse_body(request, schema)
+    body = await parse_json_body(request, schema)  # 400: content type, JSON, schema
     backend = lookup_backend(state, principal, body.model, kind)
     return Routed(principal, body, backend, request_id_of(request))
 

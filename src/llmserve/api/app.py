@@ -12,6 +12,7 @@ from llmserve.api.admission import ServerState
 from llmserve.api.body_limit import BodyLimitMiddleware
 from llmserve.api.errors import install_error_handlers
 from llmserve.api.middleware import RequestIdMiddleware
+from llmserve.api.openapi import DescribedApp
 from llmserve.api.response_store import ResponseStore
 from llmserve.api.routes import (
     admin,
@@ -44,13 +45,13 @@ def create_app(
                 await backend.shutdown()
             await gatekeeper.close()
 
-    app = FastAPI(
+    app = DescribedApp(
         title="llmserve",
         version=__version__,
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
-        openapi_url=None,
+        openapi_url="/openapi.json",  # the request and error schemas; no docs UI
     )
     app.state.llmserve = ServerState(config, backends, gatekeeper)
     app.state.response_store = ResponseStore()  # GET /v1/responses/{id}

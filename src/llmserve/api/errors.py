@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from llmserve.errors import (
     InvalidRequestError,
@@ -42,10 +43,12 @@ def retry_headers(error: LlmserveError) -> dict[str, str]:
     }
 
 
-def error_response(error: LlmserveError) -> JSONResponse:
+def error_response(error: LlmserveError, headers: Mapping[str, str] | None = None) -> JSONResponse:
     """The HTTP response for a domain error."""
     return JSONResponse(
-        error.to_body(), status_code=error.status_code, headers=retry_headers(error)
+        error.to_body(),
+        status_code=error.status_code,
+        headers={**retry_headers(error), **(headers or {})},
     )
 
 
@@ -55,6 +58,14 @@ def server_error(request_id: str) -> ServerError:
         "The server had an error while processing your request. "
         f"Please retry; if the error persists, report request id {request_id}."
     )
+
+
+def client_error(error: LlmserveError, request_id: str) -> LlmserveError:
+    """The error as the client may see it: a 500's details go to the log, never to the client."""
+    if not isinstance(error, ServerError):
+        return error
+    logger.error("request %s failed: %s", request_id, error.message)
+    return server_error(request_id)
 
 
 def validation_error(
@@ -85,12 +96,23 @@ def _is_union_tag(part: object) -> bool:
 
 
 def _most_specific(errors: Sequence[Any]) -> Any:
-    """The deepest error of the first field that failed (the union member that got furthest)."""
+    """The error of the first field that failed, from the union member that got furthest.
+
+    The deepest error wins; at the same depth, a member whose type matched but whose value did
+    not (`prompt: []`: a list, but empty) beats members of another type.
+    """
     if not errors:
         return {"loc": (), "msg": "Invalid request body", "type": ""}
     field = tuple(errors[0].get("loc", ()))[:1]
     same_field = [e for e in errors if tuple(e.get("loc", ()))[:1] == field]
-    return max(same_field, key=lambda e: len(e.get("loc", ())))
+    return max(same_field, key=_progress)
+
+
+def _progress(error: Any) -> tuple[int, bool, int]:
+    """How far validation got before `error`: how deep in the body, then past the type check."""
+    loc = tuple(error.get("loc", ()))
+    depth = sum(1 for part in loc if not _is_union_tag(part))
+    return (depth, not str(error.get("type", "")).endswith("_type"), len(loc))
 
 
 def from_pydantic(exc: ValidationError) -> InvalidRequestError:
@@ -98,9 +120,33 @@ def from_pydantic(exc: ValidationError) -> InvalidRequestError:
     return validation_error(exc.errors(include_url=False))
 
 
+def request_id_of_scope(request: Request) -> str:
+    """The id the request-id middleware gave this request ("" outside it)."""
+    return str(getattr(request.state, "request_id", ""))
+
+
+_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(request: Request) -> str:
+    """The `Allow` header of a 405: the methods some route serves at this path.
+
+    NOTE: Starlette's own header names only the first route that matched the path; GET and
+    POST /admin/keys are two routes.
+    """
+    routes = request.app.router.routes
+    return ", ".join(
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    )
+
+
 async def _on_llmserve_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, LlmserveError)
-    return error_response(exc)
+    return error_response(client_error(exc, request_id_of_scope(request)))
 
 
 async def _on_request_validation(request: Request, exc: Exception) -> JSONResponse:
@@ -112,16 +158,21 @@ async def _on_http_exception(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     route = f"{request.method} {request.url.path}"
     error: LlmserveError
+    headers: dict[str, str] = {}
     if exc.status_code == 404:
         error = NotFoundError(f"Invalid URL ({route}).")
     elif exc.status_code == 405:
-        error = MethodNotAllowedError(f"Method not allowed ({route}).")
+        headers["allow"] = allowed_methods(request)
+        error = MethodNotAllowedError(
+            f"Method not allowed ({route}). This URL accepts: {headers['allow']}."
+        )
     elif exc.status_code >= 500:
-        error = server_error(str(getattr(request.state, "request_id", "")))
+        logger.error("request %s failed: %s", request_id_of_scope(request), exc.detail)
+        error = server_error(request_id_of_scope(request))
     else:
         error = InvalidRequestError(str(exc.detail))
         error.status_code = exc.status_code
-    return error_response(error)
+    return error_response(error, headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:

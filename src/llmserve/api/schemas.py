@@ -1,29 +1,41 @@
 """OpenAI request schemas for chat and text completions.
 
-Informational fields (user, metadata, store, service_tier) are accepted and ignored. Fields that
-would change the answer but are not supported are declared so that `reject_unsupported` can name
-them in a 400 instead of silently ignoring them. Unknown fields are ignored, as OpenAI does.
+Every body is read strictly, with OpenAI's types and ranges: `true` is no integer, "yes" is no
+boolean, numbers are finite, and each bound keeps the sampler's arithmetic finite. Informational
+fields (user, metadata, store, service_tier) are accepted and ignored. Fields that would change
+the answer but are not supported are declared so that `reject_unsupported` can name them in a 400
+instead of silently ignoring them. Unknown fields are ignored, as OpenAI does.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from llmserve.errors import InvalidRequestError
 
+MAX_INT32 = 2**31 - 1  # token ids and top_k: beyond it no vocabulary, and tensors overflow
+TokenId = Annotated[int, Field(ge=0, le=MAX_INT32)]
 
-class StreamOptions(BaseModel):
+
+class StrictModel(BaseModel):
+    """Base of every request schema: JSON types as OpenAI documents them, finite numbers only.
+
+    Floats accept integers (`"temperature": 1`); nothing else is coerced.
+    """
+
+    model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="ignore")
+
+
+class StreamOptions(StrictModel):
     """`stream_options`: only include_usage changes anything."""
 
     include_usage: bool = False
 
 
-class ModelRequest(BaseModel):
+class ModelRequest(StrictModel):
     """Base of every request body that names a model (unknown fields are ignored)."""
-
-    model_config = ConfigDict(extra="ignore")
 
     model: str
 
@@ -36,16 +48,17 @@ class SamplingFields(ModelRequest):
     top_p: float | None = Field(default=None, gt=0, le=1)
     n: int = Field(default=1, ge=1, le=128)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)  # a signed 64-bit int
     presence_penalty: float = Field(default=0.0, ge=-2, le=2)
     frequency_penalty: float = Field(default=0.0, ge=-2, le=2)
     stream: bool = False
     stream_options: StreamOptions | None = None
     # Extras accepted by vLLM-compatible servers.
-    top_k: int = Field(default=0, ge=-1)
+    top_k: int = Field(default=0, ge=-1, le=MAX_INT32)
     min_p: float = Field(default=0.0, ge=0, le=1)
-    repetition_penalty: float = Field(default=1.0, gt=0)
-    stop_token_ids: list[int] = Field(default_factory=list)
+    # NOTE: logits are divided or multiplied by it: a bound away from 0 keeps them finite.
+    repetition_penalty: float = Field(default=1.0, ge=0.01, le=100)
+    stop_token_ids: list[TokenId] = Field(default_factory=list)
     ignore_eos: bool = False
     # Informational: accepted, ignored.
     user: str | None = None
@@ -92,17 +105,15 @@ class SamplingFields(ModelRequest):
         return self.stream_options is not None and self.stream_options.include_usage
 
 
-class TextPart(BaseModel):
+class TextPart(StrictModel):
     """A text content part of a message."""
 
     type: Literal["text"]
     text: str
 
 
-class Message(BaseModel):
+class Message(StrictModel):
     """One chat message; content is a string or a list of text parts."""
-
-    model_config = ConfigDict(extra="ignore")
 
     role: Literal["system", "developer", "user", "assistant"]
     content: str | list[TextPart] | None = None
@@ -130,7 +141,7 @@ class ChatCompletionRequest(SamplingFields):
 class CompletionRequest(SamplingFields):
     """POST /v1/completions."""
 
-    prompt: str | list[str]
+    prompt: str | Annotated[list[str], Field(min_length=1)]
     logprobs: int | None = Field(default=None, ge=0, le=5)
     echo: bool = False
     suffix: str | None = None

@@ -3,30 +3,26 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from llmserve.api.schemas import ModelRequest
+from llmserve.api.schemas import ModelRequest, StrictModel
 from llmserve.backends.base import ChatMessage
 from llmserve.errors import InvalidRequestError
 
 _TEXT_PART_TYPES = ("input_text", "output_text", "text")
 
 
-class ContentPart(BaseModel):
+class ContentPart(StrictModel):
     """One part of a message item; only text parts are supported."""
-
-    model_config = ConfigDict(extra="ignore")
 
     type: str
     text: str | None = None
 
 
-class InputMessage(BaseModel):
+class InputMessage(StrictModel):
     """A message item of `input`: role and string-or-parts content."""
-
-    model_config = ConfigDict(extra="ignore")
 
     type: Literal["message"] = "message"
     role: Literal["system", "developer", "user", "assistant"]
@@ -54,7 +50,7 @@ class InputMessage(BaseModel):
 class ResponseCreateRequest(ModelRequest):
     """POST /v1/responses."""
 
-    input: str | list[InputMessage]
+    input: str | Annotated[list[InputMessage], Field(min_length=1)]
     instructions: str | None = None
     max_output_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0, le=2)
@@ -88,8 +84,6 @@ class ResponseCreateRequest(ModelRequest):
         messages = [ChatMessage("system", self.instructions)] if self.instructions else []
         if isinstance(self.input, str):
             return [*messages, ChatMessage("user", self.input)]
-        if not self.input:
-            raise InvalidRequestError("`input` must not be empty.", param="input")
         return messages + [item.to_chat_message() for item in self.input]
 
 

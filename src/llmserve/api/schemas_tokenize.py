@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field
 
-from llmserve.api.schemas import Message, ModelRequest
+from llmserve.api.schemas import Message, ModelRequest, TokenId
 from llmserve.errors import InvalidRequestError
 
 
@@ -12,7 +14,7 @@ class TokenizeRequest(ModelRequest):
     """POST /tokenize: either `prompt`, or `messages` rendered with the chat template."""
 
     prompt: str | None = None
-    messages: list[Message] | None = None
+    messages: Annotated[list[Message], Field(min_length=1)] | None = None
     add_generation_prompt: bool = True
     add_special_tokens: bool = True
 
@@ -27,4 +29,4 @@ class TokenizeRequest(ModelRequest):
 class DetokenizeRequest(ModelRequest):
     """POST /detokenize."""
 
-    tokens: list[int] = Field(min_length=0)
+    tokens: list[TokenId]

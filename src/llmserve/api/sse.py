@@ -19,7 +19,7 @@ from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from llmserve.api.deadline import Deadline
-from llmserve.api.errors import server_error
+from llmserve.api.errors import client_error, server_error
 from llmserve.api.generation import close_iterator
 from llmserve.auth.base import Slot, UsageRecord
 from llmserve.errors import LlmserveError
@@ -102,7 +102,7 @@ async def sse_body(
         except LlmserveError as exc:
             meter.is_error = True
             # NOTE: Responses events are numbered from 0, so the next number is the count sent.
-            yield sse_format.error(exc, num_events)
+            yield sse_format.error(client_error(exc, request_id), num_events)
         except Exception:  # the status is already 200: report in-band, never a traceback
             logger.exception("stream %s failed", request_id)
             meter.is_error = True

@@ -10,8 +10,21 @@ import time
 from dataclasses import dataclass
 
 KEY_PREFIX = "lls-"
-_DURATION = re.compile(r"^(\d+)([smhdw])$")
+MAX_NAME_LENGTH = 128
+MAX_MODEL_NAME_LENGTH = 256
+MAX_LIMIT = 2**31 - 1  # max_concurrency, rpm, tpm: beyond it a limit means nothing
+MAX_EXPIRES_S = 10 * 366 * 86400  # ten years
+_DURATION = re.compile(r"^(\d{1,12})([smhdw])$")
 _UNIT_TO_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+class KeySpecError(ValueError):
+    """A key setting that cannot be stored; `field` names it as the admin API does."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field} {problem}")
+        self.field = field
+        self.problem = problem
 
 
 @dataclass(frozen=True)
@@ -57,18 +70,44 @@ class KeySpec:
     expires_in_s: float | None = None
 
     def __post_init__(self) -> None:
-        if not self.name or len(self.name) > 128 or not self.name.isprintable():
-            raise ValueError("name must be 1 to 128 printable characters")
-        if self.max_concurrency < 1:
-            raise ValueError("max_concurrency must be at least 1")
+        check_name("name", self.name, MAX_NAME_LENGTH)
+        check_limit("max_concurrency", self.max_concurrency)
         for field_name in ("rpm", "tpm"):
             value = getattr(self, field_name)
-            if value is not None and value < 1:
-                raise ValueError(f"{field_name} must be at least 1")
-        if self.expires_in_s is not None and self.expires_in_s <= 0:
-            raise ValueError("expires must be a positive duration")
-        if self.allowed_models is not None and not self.allowed_models:
-            raise ValueError("models must name at least one model")
+            if value is not None:
+                check_limit(field_name, value)
+        if self.expires_in_s is not None and not 0 < self.expires_in_s <= MAX_EXPIRES_S:
+            raise KeySpecError("expires", "must be a positive duration of at most 10 years")
+        if self.allowed_models is not None:
+            check_models(self.allowed_models)
+
+
+def check_name(field: str, name: str, max_length: int) -> None:
+    """A name is 1 to `max_length` printable characters, without spaces at either end."""
+    if not 1 <= len(name) <= max_length:
+        raise KeySpecError(field, f"must be 1 to {max_length} characters long")
+    if not name.isprintable():
+        raise KeySpecError(field, "must contain only printable characters")
+    if name != name.strip():
+        raise KeySpecError(field, "must not start or end with a space")
+
+
+def check_limit(field: str, value: int) -> None:
+    """A limit is a whole number from 1 to MAX_LIMIT (a limit of 0 would admit nobody)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise KeySpecError(field, "must be a whole number")
+    if not 1 <= value <= MAX_LIMIT:
+        raise KeySpecError(field, f"must be at least 1 and at most {MAX_LIMIT}")
+
+
+def check_models(models: frozenset[str]) -> None:
+    """An allow-list names at least one model; "no list" (None), not an empty one, means all."""
+    if not models:
+        raise KeySpecError(
+            "models", "must name at least one model (leave it out to allow every model)"
+        )
+    for model in models:
+        check_name("models", model, MAX_MODEL_NAME_LENGTH)
 
 
 def generate_secret() -> str:
@@ -112,11 +151,12 @@ def parse_duration(text: str) -> float:
 
 
 def parse_models(text: str | None) -> frozenset[str] | None:
-    """A comma-separated model list; None or empty means every model."""
-    if not text:
+    """A comma-separated model list; None (not given) means every model, an empty one is wrong."""
+    if text is None:
         return None
     names = frozenset(name.strip() for name in text.split(",") if name.strip())
-    return names or None
+    check_models(names)
+    return names
 
 
 def describe_key(key: ApiKey) -> dict[str, object]:

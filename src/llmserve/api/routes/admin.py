@@ -7,16 +7,28 @@ Guarded by the admin key (`auth.admin_key` or `$LLMSERVE_ADMIN_KEY`): 401 withou
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field
 
 from llmserve.api.admission import server_state
-from llmserve.api.errors import from_pydantic
+from llmserve.api.json_body import parse_json_body
+from llmserve.api.openapi import request_body
+from llmserve.api.schemas import StrictModel
 from llmserve.auth.gatekeeper import KeyGatekeeper, bearer_token
-from llmserve.auth.keys import KeySpec, describe_key, hash_secret, hashes_match, parse_duration
+from llmserve.auth.keys import (
+    MAX_LIMIT,
+    MAX_MODEL_NAME_LENGTH,
+    MAX_NAME_LENGTH,
+    KeySpec,
+    KeySpecError,
+    describe_key,
+    hash_secret,
+    hashes_match,
+    parse_duration,
+)
 from llmserve.auth.store import DuplicateKeyNameError, UnknownKeyError, describe_usage
 from llmserve.config import AuthConfig
 from llmserve.errors import (
@@ -29,17 +41,21 @@ from llmserve.errors import (
 router = APIRouter(prefix="/admin")
 
 
-class CreateKeyRequest(BaseModel):
-    """The body of POST /admin/keys."""
+Limit = Annotated[int, Field(ge=1, le=MAX_LIMIT)]
+ModelName = Annotated[str, Field(min_length=1, max_length=MAX_MODEL_NAME_LENGTH)]
+
+
+class CreateKeyRequest(StrictModel):
+    """The body of POST /admin/keys (`KeySpec` checks what a JSON schema cannot say)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=128)
-    max_concurrency: int | None = Field(default=None, ge=1)
-    models: list[str] | None = None
-    rpm: int | None = Field(default=None, ge=1)
-    tpm: int | None = Field(default=None, ge=1)
-    expires: str | None = None  # "30d", "12h", ...
+    name: str = Field(min_length=1, max_length=MAX_NAME_LENGTH)
+    max_concurrency: Limit | None = None  # None: auth.default_max_concurrency
+    models: Annotated[list[ModelName], Field(min_length=1)] | None = None  # None: every model
+    rpm: Limit | None = None
+    tpm: Limit | None = None
+    expires: str | None = Field(default=None, max_length=32, examples=["30d", "12h", "90m"])
 
 
 def admin_key(config: AuthConfig) -> str | None:
@@ -68,26 +84,26 @@ def require_admin(request: Request) -> KeyGatekeeper:
 
 async def parse_create(request: Request) -> KeySpec:
     """The key spec of a POST /admin/keys body; 400 naming the field otherwise."""
-    try:
-        body = CreateKeyRequest.model_validate_json(await request.body() or b"{}")
-    except ValidationError as exc:
-        raise from_pydantic(exc) from None
+    body = await parse_json_body(request, CreateKeyRequest)
     try:
         expires_in = None if body.expires is None else parse_duration(body.expires)
     except ValueError as exc:
         raise InvalidRequestError(str(exc), param="expires") from None
     default = server_state(request).config.auth.default_max_concurrency
-    return KeySpec(
-        name=body.name,
-        max_concurrency=body.max_concurrency or default,
-        allowed_models=frozenset(body.models) if body.models else None,
-        rpm=body.rpm,
-        tpm=body.tpm,
-        expires_in_s=expires_in,
-    )
+    try:
+        return KeySpec(
+            name=body.name,
+            max_concurrency=default if body.max_concurrency is None else body.max_concurrency,
+            allowed_models=None if body.models is None else frozenset(body.models),
+            rpm=body.rpm,
+            tpm=body.tpm,
+            expires_in_s=expires_in,
+        )
+    except KeySpecError as exc:
+        raise InvalidRequestError(f"Invalid '{exc.field}': {exc}.", param=exc.field) from None
 
 
-@router.post("/keys", status_code=201)
+@router.post("/keys", status_code=201, openapi_extra=request_body(CreateKeyRequest))
 async def create_key(request: Request) -> dict[str, Any]:
     """Make a key; the response is the only time its secret is shown."""
     gatekeeper = require_admin(request)
@@ -110,7 +126,7 @@ async def list_keys(request: Request) -> dict[str, Any]:
     return {"object": "list", "data": data}
 
 
-@router.delete("/keys/{name}")
+@router.delete("/keys/{name:path}")  # a key name may hold a "/"
 async def revoke_key(name: str, request: Request) -> JSONResponse:
     """Revoke the active key called `name`; its next request gets 401."""
     gatekeeper = require_admin(request)

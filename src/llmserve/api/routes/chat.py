@@ -20,6 +20,7 @@ from llmserve.api.generation import (
     sampling_params,
 )
 from llmserve.api.logprobs import chat_logprobs
+from llmserve.api.openapi import request_body
 from llmserve.api.respond import Outputs, respond, response_base, usage_body
 from llmserve.api.schemas import ChatCompletionRequest
 from llmserve.api.sse import UsageMeter
@@ -44,7 +45,9 @@ def requested_logprobs(body: ChatCompletionRequest) -> int | None:
     return (body.top_logprobs or 0) if body.logprobs else None
 
 
-@router.post("/v1/chat/completions")
+@router.post(
+    "/v1/chat/completions", openapi_extra=request_body(ChatCompletionRequest, streams=True)
+)
 async def create_chat_completion(request: Request) -> Response:
     """OpenAI chat completions, streaming or not."""
     routed = await route_request(request, ChatCompletionRequest, kind="chat")

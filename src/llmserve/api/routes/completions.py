@@ -20,6 +20,7 @@ from llmserve.api.generation import (
     sampling_params,
 )
 from llmserve.api.logprobs import completion_logprobs
+from llmserve.api.openapi import request_body
 from llmserve.api.respond import Outputs, respond, response_base, usage_body
 from llmserve.api.schemas import CompletionRequest
 from llmserve.api.sse import UsageMeter
@@ -54,7 +55,7 @@ def check_supported(body: CompletionRequest) -> None:
         )
 
 
-@router.post("/v1/completions")
+@router.post("/v1/completions", openapi_extra=request_body(CompletionRequest, streams=True))
 async def create_completion(request: Request) -> Response:
     """OpenAI text completions: one choice per prompt and `n`, streaming or not."""
     routed = await route_request(request, CompletionRequest, kind="chat")

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from llmserve.api.admission import acquire_slot, route_request
+from llmserve.api.openapi import request_body
 from llmserve.api.schemas_embeddings import EmbeddingRequest, embedding_response
 from llmserve.api.sse import UsageMeter
 from llmserve.errors import InvalidRequestError
@@ -13,7 +14,7 @@ from llmserve.errors import InvalidRequestError
 router = APIRouter()
 
 
-@router.post("/v1/embeddings")
+@router.post("/v1/embeddings", openapi_extra=request_body(EmbeddingRequest))
 async def create_embeddings(request: Request) -> JSONResponse:
     """OpenAI embeddings: one vector per input string, as floats or base64 float32."""
     routed = await route_request(request, EmbeddingRequest, kind="embedding")

@@ -22,6 +22,7 @@ from llmserve.api.generation import (
     merge_outputs,
     off_loop,
 )
+from llmserve.api.openapi import request_body
 from llmserve.api.respond import Outputs, respond
 from llmserve.api.response_store import ResponseStore
 from llmserve.api.schemas_responses import (
@@ -59,7 +60,7 @@ def sampling(body: ResponseCreateRequest, max_tokens: int) -> SamplingParams:
     )
 
 
-@router.post("/v1/responses")
+@router.post("/v1/responses", openapi_extra=request_body(ResponseCreateRequest, streams=True))
 async def create_response(request: Request) -> Response:
     """OpenAI Responses: text in, one assistant message out, streaming or not."""
     routed = await route_request(request, ResponseCreateRequest, kind="chat")

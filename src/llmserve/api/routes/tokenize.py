@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 
 from llmserve.api.admission import route_request
 from llmserve.api.generation import chat_prompt_ids, encode_bounded, off_loop
+from llmserve.api.openapi import request_body
 from llmserve.api.schemas_tokenize import DetokenizeRequest, TokenizeRequest
 from llmserve.backends.base import Backend, ChatMessage
 from llmserve.errors import InvalidRequestError
@@ -30,7 +31,7 @@ def _token_ids(backend: Backend, body: TokenizeRequest) -> list[int]:
     return chat_prompt_ids(backend, messages, "messages")
 
 
-@router.post("/tokenize")
+@router.post("/tokenize", openapi_extra=request_body(TokenizeRequest))
 async def tokenize(request: Request) -> dict[str, Any]:
     """{count, max_model_len, tokens} for a prompt or chat messages."""
     routed = await route_request(request, TokenizeRequest, kind=None)
@@ -40,7 +41,7 @@ async def tokenize(request: Request) -> dict[str, Any]:
     return {"count": len(tokens), "max_model_len": backend.info.max_model_len, "tokens": tokens}
 
 
-@router.post("/detokenize")
+@router.post("/detokenize", openapi_extra=request_body(DetokenizeRequest))
 async def detokenize(request: Request) -> dict[str, Any]:
     """{prompt} for a list of token ids."""
     routed = await route_request(request, DetokenizeRequest, kind=None)
