@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -18,9 +19,10 @@ from llmserve.config import ModelConfig, ServerConfig
 from .conftest import CHAT_MODEL, REPLY, LiveServer
 
 FAILING_MODEL = "fake-failing"
-SERVER_ERROR = (
-    "The server had an error while processing your request. "
-    "Please retry; if the error persists, report request id req-events-1."
+# The id in the message is the server's own (the client's x-request-id is only echoed).
+SERVER_ERROR = re.compile(
+    r"The server had an error while processing your request\. "
+    r"Please retry; if the error persists, report request id req_[0-9a-f]{32}\."
 )
 TYPES_BEFORE_DELTAS = [
     "response.created",
@@ -110,10 +112,11 @@ async def test_error_mid_stream_is_an_error_event(
     events = parse_events((await stream(http, FAILING_MODEL)).content)
     deltas = [e["delta"] for e in events if e["type"] == "response.output_text.delta"]
     assert "".join(deltas) == REPLY[:3]
+    assert SERVER_ERROR.fullmatch(events[-1]["message"])
     assert events[-1] == {
         "type": "error",
         "code": None,
-        "message": SERVER_ERROR,
+        "message": events[-1]["message"],
         "param": None,
         "sequence_number": len(events) - 1,
     }
