@@ -12,9 +12,9 @@ from pathlib import Path
 import openai
 import pytest
 
-from llmserve.backends.base import ChatMessage
 from llmserve.config import BUILTIN_CHAT_MODEL, BUILTIN_EMBEDDING_MODEL
 from llmserve.models.tokenizer import ChatTokenizer
+from llmserve.types import ChatMessage
 
 pytestmark = pytest.mark.slow
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello!"}]

@@ -163,3 +163,7 @@ class RequestTimeoutError(LlmserveError):
             "Ask for fewer tokens (max_tokens) or retry later."
         )
         self.timeout_s = timeout_s
+
+
+class UnsupportedOperationError(Exception):
+    """Raised by a backend asked for work its model kind cannot do (embed on a chat model)."""

@@ -6,8 +6,8 @@ import httpx
 
 from llmserve.api.app import create_app
 from llmserve.auth.open import OpenGatekeeper
-from llmserve.backends.base import ChatMessage
 from llmserve.backends.fake import DEFAULT_REPLY, FakeBackend
+from llmserve.types import ChatMessage
 
 from .conftest import FAKE_MODEL, fake_config
 

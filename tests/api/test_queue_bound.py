@@ -17,9 +17,9 @@ from fastapi import FastAPI
 from llmserve.api.app import create_app
 from llmserve.api.queue_gauge import QueueGauge
 from llmserve.auth.open import OpenGatekeeper
-from llmserve.backends.base import GenerateOutput, GenerateRequest
 from llmserve.backends.fake import FakeBackend
 from llmserve.config import AuthConfig, ModelConfig, ServerConfig
+from llmserve.types import GenerateOutput, GenerateRequest
 
 from .conftest import FAKE_MODEL
 

@@ -11,8 +11,9 @@ import pytest
 from llmserve.api.app import create_app
 from llmserve.api.response_store import ResponseStore
 from llmserve.auth.open import OpenGatekeeper
-from llmserve.backends.base import GenerateRequest, SamplingParams
 from llmserve.backends.fake import FakeBackend
+from llmserve.sampling import SamplingParams
+from llmserve.types import GenerateRequest
 
 from .conftest import FAKE_MODEL, fake_config
 

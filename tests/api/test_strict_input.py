@@ -11,9 +11,9 @@ import pytest
 
 from llmserve.api.app import create_app
 from llmserve.auth.open import OpenGatekeeper
-from llmserve.backends.base import GenerateOutput, GenerateRequest
 from llmserve.backends.fake import FakeBackend
 from llmserve.errors import ServerError
+from llmserve.types import GenerateOutput, GenerateRequest
 
 from .conftest import FAKE_MODEL, fake_config
 

@@ -14,8 +14,10 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
-from llmserve.backends.base import (
-    Backend,
+from llmserve.backends.base import Backend
+from llmserve.backends.fake import FakeBackend
+from llmserve.config import AuthConfig, ModelConfig, ServerConfig
+from llmserve.types import (
     BackendLoad,
     ChatMessage,
     EmbeddingResult,
@@ -23,8 +25,6 @@ from llmserve.backends.base import (
     GenerateRequest,
     ModelInfo,
 )
-from llmserve.backends.fake import FakeBackend
-from llmserve.config import AuthConfig, ModelConfig, ServerConfig
 
 MODEL = "fake-model"
 

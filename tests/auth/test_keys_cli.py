@@ -12,10 +12,10 @@ import pytest
 from llmserve.auth.base import UsageRecord
 from llmserve.auth.policy import BindPolicyError, check_bind_policy, check_queue
 from llmserve.auth.store import SqliteKeyStore
-from llmserve.backends.base import BackendLoad
 from llmserve.cli import main
 from llmserve.config import AuthConfig
 from llmserve.errors import OverloadedError
+from llmserve.types import BackendLoad
 
 
 def keys(home: Path, *args: str) -> list[str]:

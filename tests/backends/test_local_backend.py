@@ -7,18 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from llmserve.backends.base import (
-    Backend,
-    ChatMessage,
-    GenerateOutput,
-    GenerateRequest,
-    Priority,
-    SamplingParams,
-    UnsupportedOperationError,
-)
+from llmserve.backends.base import Backend
 from llmserve.backends.local import LocalBackend
 from llmserve.config import BUILTIN_CHAT_MODEL, EngineConfig, ModelConfig
-from llmserve.errors import OverloadedError
+from llmserve.errors import OverloadedError, UnsupportedOperationError
+from llmserve.sampling import SamplingParams
+from llmserve.types import ChatMessage, GenerateOutput, GenerateRequest, Priority
 
 
 @pytest.fixture(scope="module")

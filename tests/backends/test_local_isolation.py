@@ -10,11 +10,12 @@ from typing import Any
 
 import pytest
 
-from llmserve.backends.base import ChatMessage, GenerateOutput, GenerateRequest, SamplingParams
 from llmserve.backends.local import LocalBackend
 from llmserve.config import BUILTIN_CHAT_MODEL, EngineConfig, ModelConfig
 from llmserve.engine.engine_thread import RequestFailedError
 from llmserve.engine.llm_engine import DuplicateRequestError
+from llmserve.sampling import SamplingParams
+from llmserve.types import ChatMessage, GenerateOutput, GenerateRequest
 
 NUM_TOKENS = 24
 

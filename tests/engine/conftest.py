@@ -16,9 +16,10 @@ from transformers import (
     Qwen2Config,
 )
 
-from llmserve.backends.base import GenerateOutput, GenerateRequest, SamplingParams
 from llmserve.config import EngineConfig
 from llmserve.engine.llm_engine import LLMEngine
+from llmserve.sampling import SamplingParams
+from llmserve.types import GenerateOutput, GenerateRequest
 
 TINY = dict(
     vocab_size=300,

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from llmserve.backends.base import GenerateRequest
+from llmserve.types import GenerateRequest
 
 from .conftest import greedy, hf_greedy, make_engine, output_ids, run_all, tiny_model
 

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from llmserve.backends.base import GenerateOutput, GenerateRequest, SamplingParams
 from llmserve.engine.llm_engine import DuplicateRequestError, LLMEngine
+from llmserve.sampling import SamplingParams
+from llmserve.types import GenerateOutput, GenerateRequest
 
 from .conftest import greedy, make_engine, output_ids
 

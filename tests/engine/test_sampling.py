@@ -3,7 +3,8 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from llmserve.backends.base import GenerateRequest, SamplingParams
+from llmserve.sampling import SamplingParams
+from llmserve.types import GenerateRequest
 
 from .conftest import greedy, make_engine, output_ids, run_all
 

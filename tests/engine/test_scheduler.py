@@ -1,10 +1,10 @@
 from __future__ import annotations
 
-from llmserve.backends.base import SamplingParams
 from llmserve.config import EngineConfig
 from llmserve.engine.block_manager import BlockManager
 from llmserve.engine.scheduler import Scheduler
 from llmserve.engine.sequence import Sequence, SequenceStatus
+from llmserve.sampling import SamplingParams
 
 PARAMS = SamplingParams(max_tokens=8)
 

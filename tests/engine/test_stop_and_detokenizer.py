@@ -3,10 +3,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from llmserve.backends.base import GenerateRequest
 from llmserve.engine.detokenizer import IncrementalDetokenizer
 from llmserve.models.builtin import ensure_tiny_chat
 from llmserve.models.tokenizer import ChatTokenizer
+from llmserve.types import GenerateRequest
 
 from .conftest import ByteDecoder, greedy, make_engine, run_all
 

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from llmserve.backends.base import ChatMessage
 from llmserve.errors import InvalidRequestError
 from llmserve.models.chat_templates import BUILTIN_TEMPLATES, CHATML, resolve_chat_template
 from llmserve.models.tokenizer import ChatTokenizer
+from llmserve.types import ChatMessage
 
 
 def test_llama_2_template_renders_metas_format_exactly(tiny_chat_tokenizer: ChatTokenizer) -> None:

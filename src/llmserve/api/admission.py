@@ -27,9 +27,10 @@ from llmserve.api.json_body import parse_json_body
 from llmserve.api.queue_gauge import QueueGauge
 from llmserve.api.schemas import ModelRequest
 from llmserve.auth.base import Gatekeeper, Principal, Slot
-from llmserve.backends.base import Backend, ModelKind
+from llmserve.backends.base import Backend
 from llmserve.config import ServerConfig
 from llmserve.errors import InvalidRequestError, ModelNotFoundError
+from llmserve.types import ModelKind
 
 M = TypeVar("M", bound=ModelRequest)
 

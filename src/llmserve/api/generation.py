@@ -14,17 +14,15 @@ from fastapi import Request
 from jinja2 import TemplateError
 
 from llmserve.api.schemas import SamplingFields
-from llmserve.backends.base import (
-    Backend,
-    ChatMessage,
-    FinishReason,
-    GenerateOutput,
-    GenerateRequest,
-    SamplingParams,
-    TokenLogprob,
+from llmserve.backends.base import Backend
+from llmserve.errors import (
+    ContextLengthExceededError,
+    InvalidRequestError,
+    OverloadedError,
     UnsupportedOperationError,
 )
-from llmserve.errors import ContextLengthExceededError, InvalidRequestError, OverloadedError
+from llmserve.sampling import SamplingParams
+from llmserve.types import ChatMessage, FinishReason, GenerateOutput, GenerateRequest, TokenLogprob
 
 P = ParamSpec("P")
 T = TypeVar("T")

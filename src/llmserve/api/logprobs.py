@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from llmserve.backends.base import TokenLogprob
+from llmserve.types import TokenLogprob
 
 
 def _token_bytes(token: str) -> list[int]:

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 
 from llmserve.auth.base import Slot, UsageRecord
 from llmserve.auth.policy import check_queue
-from llmserve.backends.base import BackendLoad
 from llmserve.config import AuthConfig
+from llmserve.types import BackendLoad
 
 
 def projected_load(load: BackendLoad, num_admitted: int) -> BackendLoad:

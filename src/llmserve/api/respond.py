@@ -15,7 +15,7 @@ from llmserve.api.deadline import Deadline
 from llmserve.api.generation import Choice, collect_unless_disconnected
 from llmserve.api.sse import CHAT_SSE, SseFormat, UsageMeter, sse_response
 from llmserve.auth.base import Slot
-from llmserve.backends.base import GenerateOutput
+from llmserve.types import GenerateOutput
 
 Outputs = AsyncGenerator[tuple[int, GenerateOutput], None]
 CLIENT_CLOSED_REQUEST = 499  # nginx's status for a client that left; it never reaches the client

@@ -8,8 +8,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from llmserve.api.schemas import ModelRequest, StrictModel
-from llmserve.backends.base import ChatMessage
 from llmserve.errors import InvalidRequestError
+from llmserve.types import ChatMessage
 
 _TEXT_PART_TYPES = ("input_text", "output_text", "text")
 

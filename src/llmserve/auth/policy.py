@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 
-from llmserve.backends.base import BackendLoad
 from llmserve.config import AuthConfig
 from llmserve.errors import OverloadedError
+from llmserve.types import BackendLoad
 
 
 class BindPolicyError(ValueError):

@@ -14,19 +14,18 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from llmserve.backends.base import (
+from llmserve.backends.encoder_config import PoolingConfig, read_pooling_config
+from llmserve.config import ModelConfig
+from llmserve.errors import ContextLengthExceededError, UnsupportedOperationError
+from llmserve.models.source import resolve_model_path
+from llmserve.types import (
     BackendLoad,
     ChatMessage,
     EmbeddingResult,
     GenerateOutput,
     GenerateRequest,
     ModelInfo,
-    UnsupportedOperationError,
 )
-from llmserve.backends.encoder_config import PoolingConfig, read_pooling_config
-from llmserve.config import ModelConfig
-from llmserve.errors import ContextLengthExceededError
-from llmserve.models.source import resolve_model_path
 
 DEFAULT_BATCH_SIZE = 32
 _FALLBACK_MAX_LEN = 512

@@ -12,7 +12,9 @@ import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 
-from llmserve.backends.base import (
+from llmserve.engine.fair_queue import FairQueue
+from llmserve.errors import UnsupportedOperationError
+from llmserve.types import (
     BackendLoad,
     ChatMessage,
     EmbeddingResult,
@@ -22,9 +24,7 @@ from llmserve.backends.base import (
     ModelInfo,
     TokenLogprob,
     TopLogprob,
-    UnsupportedOperationError,
 )
-from llmserve.engine.fair_queue import FairQueue
 
 BOS_ID, EOS_ID, BYTE_OFFSET = 1, 2, 3
 BOS_TEXT = "<s>"

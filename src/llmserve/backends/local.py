@@ -7,21 +7,20 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from llmserve.backends.base import (
+from llmserve.config import EngineConfig, ModelConfig
+from llmserve.engine.engine_thread import EngineThread
+from llmserve.engine.llm_engine import LLMEngine
+from llmserve.errors import OverloadedError, UnsupportedOperationError
+from llmserve.models.source import resolve_model_path
+from llmserve.models.tokenizer import ChatTokenizer
+from llmserve.types import (
     BackendLoad,
     ChatMessage,
     EmbeddingResult,
     GenerateOutput,
     GenerateRequest,
     ModelInfo,
-    UnsupportedOperationError,
 )
-from llmserve.config import EngineConfig, ModelConfig
-from llmserve.engine.engine_thread import EngineThread
-from llmserve.engine.llm_engine import LLMEngine
-from llmserve.errors import OverloadedError
-from llmserve.models.source import resolve_model_path
-from llmserve.models.tokenizer import ChatTokenizer
 
 
 class LocalBackend:

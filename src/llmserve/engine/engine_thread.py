@@ -12,9 +12,9 @@ import threading
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 
-from llmserve.backends.base import BackendLoad, GenerateOutput, GenerateRequest
 from llmserve.engine.llm_engine import DuplicateRequestError, LLMEngine
 from llmserve.errors import InvalidRequestError, ServerError
+from llmserve.types import BackendLoad, GenerateOutput, GenerateRequest
 
 logger = logging.getLogger(__name__)
 StreamItem = GenerateOutput | BaseException

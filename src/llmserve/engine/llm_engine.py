@@ -7,14 +7,6 @@ import logging
 from collections.abc import Sequence as Seq
 from typing import TYPE_CHECKING, Any, Protocol
 
-from llmserve.backends.base import (
-    BackendLoad,
-    FinishReason,
-    GenerateOutput,
-    GenerateRequest,
-    TokenLogprob,
-    TopLogprob,
-)
 from llmserve.config import EngineConfig
 from llmserve.engine.block_manager import BlockManager, num_kv_blocks
 from llmserve.engine.detokenizer import IncrementalDetokenizer
@@ -22,6 +14,14 @@ from llmserve.engine.model_runner import ModelRunner
 from llmserve.engine.sampler import SampledToken, Sampler
 from llmserve.engine.scheduler import ScheduledChunk, Scheduler, SchedulerOutput
 from llmserve.engine.sequence import Sequence, SequenceStatus
+from llmserve.types import (
+    BackendLoad,
+    FinishReason,
+    GenerateOutput,
+    GenerateRequest,
+    TokenLogprob,
+    TopLogprob,
+)
 
 if TYPE_CHECKING:
     import torch

@@ -5,7 +5,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from llmserve.backends.base import FinishReason, SamplingParams
+from llmserve.sampling import SamplingParams
+from llmserve.types import FinishReason
 
 
 class SequenceStatus(enum.Enum):

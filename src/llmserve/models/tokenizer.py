@@ -6,9 +6,9 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
-from llmserve.backends.base import ChatMessage
 from llmserve.errors import InvalidRequestError
 from llmserve.models.chat_templates import resolve_chat_template
+from llmserve.types import ChatMessage
 
 
 class ChatTokenizer:

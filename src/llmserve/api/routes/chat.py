@@ -24,8 +24,8 @@ from llmserve.api.openapi import request_body
 from llmserve.api.respond import Outputs, respond, response_base, usage_body
 from llmserve.api.schemas import ChatCompletionRequest
 from llmserve.api.sse import UsageMeter
-from llmserve.backends.base import ChatMessage, GenerateRequest
 from llmserve.errors import InvalidRequestError
+from llmserve.types import ChatMessage, GenerateRequest
 
 router = APIRouter()
 

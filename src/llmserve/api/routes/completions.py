@@ -24,8 +24,9 @@ from llmserve.api.openapi import request_body
 from llmserve.api.respond import Outputs, respond, response_base, usage_body
 from llmserve.api.schemas import CompletionRequest
 from llmserve.api.sse import UsageMeter
-from llmserve.backends.base import Backend, GenerateRequest
+from llmserve.backends.base import Backend
 from llmserve.errors import InvalidRequestError
+from llmserve.types import GenerateRequest
 
 router = APIRouter()
 

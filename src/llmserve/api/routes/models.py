@@ -7,8 +7,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from llmserve.api.admission import ServerState, server_state
-from llmserve.backends.base import ModelInfo
 from llmserve.errors import ModelNotFoundError
+from llmserve.types import ModelInfo
 
 router = APIRouter()
 

@@ -33,8 +33,9 @@ from llmserve.api.schemas_responses import (
     usage,
 )
 from llmserve.api.sse import RESPONSES_SSE, UsageMeter
-from llmserve.backends.base import GenerateRequest, SamplingParams
 from llmserve.errors import NotFoundError
+from llmserve.sampling import SamplingParams
+from llmserve.types import GenerateRequest
 
 router = APIRouter()
 ResponsesRouted = Routed[ResponseCreateRequest]

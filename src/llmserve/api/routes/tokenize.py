@@ -10,8 +10,9 @@ from llmserve.api.admission import route_request
 from llmserve.api.generation import chat_prompt_ids, encode_bounded, off_loop
 from llmserve.api.openapi import request_body
 from llmserve.api.schemas_tokenize import DetokenizeRequest, TokenizeRequest
-from llmserve.backends.base import Backend, ChatMessage
+from llmserve.backends.base import Backend
 from llmserve.errors import InvalidRequestError
+from llmserve.types import ChatMessage
 
 router = APIRouter()
 

@@ -1,0 +1,109 @@
+"""The words every layer shares: a generate request and its outputs, logprobs, chat messages,
+model info and backend load. Engine, models, auth, backends, serving and api all speak these.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Literal
+
+from llmserve.sampling import SamplingParams
+
+FinishReason = Literal["stop", "length", "abort"]
+ModelKind = Literal["chat", "embedding"]
+
+
+class Priority(enum.IntEnum):
+    """Admission class: lower values are scheduled first."""
+
+    INTERACTIVE = 0
+    BATCH = 1
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    """One generation request, already tokenized and validated."""
+
+    request_id: str
+    prompt_token_ids: tuple[int, ...]
+    sampling: SamplingParams
+    priority: Priority = Priority.INTERACTIVE
+    tenant: str = ""  # the API key's id: the scheduler admits waiting requests round-robin by it
+
+
+@dataclass(frozen=True)
+class TopLogprob:
+    """One candidate token at a position, with its log-probability."""
+
+    token_id: int
+    token: str
+    logprob: float
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """The sampled token at a position, its log-probability and the top alternatives."""
+
+    token_id: int
+    token: str
+    logprob: float
+    top_logprobs: tuple[TopLogprob, ...] = ()
+
+
+@dataclass(frozen=True)
+class GenerateOutput:
+    """What one engine step produced for one sequence (choice) of a request.
+
+    `text` and `token_ids` are deltas since the previous output of the same `index`. The last
+    output of each index has `finish_reason` set; its `text` never contains a matched stop string.
+    """
+
+    request_id: str
+    index: int
+    text: str
+    token_ids: tuple[int, ...]
+    num_prompt_tokens: int
+    num_output_tokens: int  # cumulative for this index
+    finish_reason: FinishReason | None = None
+    logprobs: tuple[TokenLogprob, ...] | None = None
+
+
+@dataclass(frozen=True)
+class EmbeddingResult:
+    """Vectors for a batch of inputs, in input order, and the tokens they took."""
+
+    vectors: list[list[float]]
+    num_prompt_tokens: int
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    """A message ready for a chat template: role and plain-text content."""
+
+    role: str
+    content: str
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the API layer needs to know about a served model."""
+
+    name: str
+    kind: ModelKind
+    max_model_len: int
+    owned_by: str = "llmserve"
+    created: int = 0
+    source: str = ""
+    # The most characters one token stands for (None: unknown); bounds the cost of huge prompts.
+    max_chars_per_token: int | None = None
+
+
+@dataclass(frozen=True)
+class BackendLoad:
+    """A snapshot of work in the backend, for admission and /health."""
+
+    num_running: int
+    num_waiting: int
+    waiting_by_tenant: dict[str, int] = field(default_factory=dict)
+    max_running: int | None = None  # requests it runs at once, when fixed; None: unknown
