@@ -12,7 +12,8 @@ import httpx
 import pytest
 
 from llmserve import __version__
-from llmserve.cli import build_parser, main, serve_config
+from llmserve.cli import build_parser, main
+from llmserve.cli.serve import serve_config
 from llmserve.config import BUILTIN_CHAT_MODEL, BUILTIN_EMBEDDING_MODEL
 
 FAKE_CONFIG = "models:\n  - name: demo\n    source: fake\n    backend: fake\n"

@@ -13,6 +13,7 @@ from llmserve.config import (
     AuthConfig,
     ConfigError,
     EngineConfig,
+    LimitsConfig,
     ModelConfig,
     ServerConfig,
     load_config_file,
@@ -39,12 +40,15 @@ engine:
   num_threads: 2
   dtype: float32
 auth:
-  state: redis://localhost:6379/0
+  limit_store: redis://localhost:6379/0
   no_auth: true
   admin_key: secret
   default_max_concurrency: 4
-  max_queue: 10
   lease_seconds: 15
+limits:
+  max_request_body_mb: 2
+  body_timeout_s: 5
+  max_queue: 10
   request_timeout_s: 60
 """
 
@@ -70,7 +74,8 @@ def test_every_field_is_read(tmp_path: Path) -> None:
         ModelConfig("chat", "llmserve/tiny-chat", "chat", "local", "llama-2", 512, "main", False),
     )
     assert config.engine == EngineConfig(8, 256, 16, 128, 2, "float32")
-    assert config.auth == AuthConfig("redis://localhost:6379/0", True, "secret", 4, 10, 15.0, 60.0)
+    assert config.auth == AuthConfig("redis://localhost:6379/0", True, "secret", 4, 15.0)
+    assert config.limits == LimitsConfig(2.0, 5.0, 10, 60.0)
 
 
 def test_empty_file_serves_the_builtin_model(tmp_path: Path) -> None:
@@ -80,8 +85,19 @@ def test_empty_file_serves_the_builtin_model(tmp_path: Path) -> None:
 
 def test_unknown_keys_are_named_with_what_is_allowed(tmp_path: Path) -> None:
     found = problems(tmp_path, "prot: 80\nengine:\n  max_seqs: 3\n")
-    assert found[0] == "prot: unknown field; allowed: models, host, port, home, engine, auth"
+    assert found[0] == (
+        "prot: unknown field; allowed: models, host, port, home, engine, auth, limits"
+    )
     assert found[1].startswith("engine.max_seqs: unknown field; allowed: max_num_seqs,")
+
+
+def test_moved_fields_are_refused_with_their_new_name(tmp_path: Path) -> None:
+    text = "auth:\n  state: sqlite\n  max_queue: 3\n  request_timeout_s: 9\n"
+    assert problems(tmp_path, text) == [
+        "auth.state: this field moved; use auth.limit_store ('in-process' or a redis:// URL)",
+        "auth.max_queue: this field moved; use limits.max_queue",
+        "auth.request_timeout_s: this field moved; use limits.request_timeout_s",
+    ]
 
 
 def test_wrong_types_and_choices_are_named(tmp_path: Path) -> None:
@@ -117,6 +133,6 @@ def test_readme_config_reference_loads_and_names_every_field(tmp_path: Path) -> 
     (block,) = re.findall(r"```yaml\n(.*?)```", readme, flags=re.S)
     config = load_config_file(write(tmp_path, block))
     assert config.models[0].source == BUILTIN_CHAT_MODEL
-    for cls in (ServerConfig, ModelConfig, EngineConfig, AuthConfig):
+    for cls in (ServerConfig, ModelConfig, EngineConfig, AuthConfig, LimitsConfig):
         for field in dataclasses.fields(cls):
             assert re.search(rf"^\s*-?\s*{field.name}:", block, flags=re.M), field.name

@@ -40,8 +40,11 @@ def base_url(tiny_chat_path: Path, llmserve_home: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def client(base_url: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=base_url, api_key="unused", max_retries=0)
+def client(base_url: str) -> Iterator[openai.OpenAI]:
+    # NOTE: closed after each test: a pooled socket left to the garbage collector is a
+    # ResourceWarning, which fails whichever test happens to be running when it is collected.
+    with openai.OpenAI(base_url=base_url, api_key="unused", max_retries=0) as client:
+        yield client
 
 
 def test_models_lists_the_builtin_model(client: openai.OpenAI) -> None:

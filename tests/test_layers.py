@@ -24,8 +24,8 @@ FORBIDDEN = {
 ROOT_MODULES = ("types.py", "sampling.py", "errors.py", "config.py")
 
 
-def imported_folders(path: Path) -> set[str]:
-    """The llmserve sub-packages or modules `path` imports."""
+def imported_names(path: Path) -> set[str]:
+    """Every absolute module name `path` imports."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     names: set[str] = set()
     for node in ast.walk(tree):
@@ -33,7 +33,12 @@ def imported_folders(path: Path) -> set[str]:
             names.add(node.module)
         elif isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
-    return {name.split(".")[1] for name in names if name.startswith("llmserve.")}
+    return names
+
+
+def imported_folders(path: Path) -> set[str]:
+    """The llmserve sub-packages or modules `path` imports."""
+    return {name.split(".")[1] for name in imported_names(path) if name.startswith("llmserve.")}
 
 
 def python_files(folder: str) -> list[Path]:
@@ -54,6 +59,16 @@ def test_folder_never_imports_a_higher_floor(folder: str) -> None:
 def test_root_vocabulary_imports_no_folder(module: str) -> None:
     folders = {p.name for p in PACKAGE.iterdir() if p.is_dir() and not p.name.startswith("_")}
     assert imported_folders(PACKAGE / module) & folders == set()
+
+
+def test_serving_knows_no_http_framework() -> None:
+    web_imports = [
+        f"{path.relative_to(PACKAGE)}: {name}"
+        for path in python_files("serving")
+        for name in imported_names(path)
+        if name.split(".")[0] in {"fastapi", "starlette", "uvicorn"}
+    ]
+    assert web_imports == []
 
 
 def test_checker_sees_a_forbidden_import(tmp_path: Path) -> None:

@@ -111,7 +111,7 @@ def test_unreachable_redis(env: dict[str, str]) -> None:
     url = f"redis://127.0.0.1:{free_port()}/0"
     line = serve_fails(env, "--state", url)
     assert line.startswith(f"llmserve: cannot reach Redis at {url} (")
-    assert line.endswith("start redis-server there, or fix --state (auth.state)")
+    assert line.endswith("start redis-server there, or fix --state (auth.limit_store)")
 
 
 def test_malformed_redis_url_hides_its_password(env: dict[str, str]) -> None:

@@ -17,6 +17,14 @@ BUILTIN_CHAT_MODEL = "llmserve/tiny-chat"
 BUILTIN_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 BackendKind = Literal["local", "fake"]
+IN_PROCESS = "in-process"  # auth.limit_store: per-key limits counted by this process alone
+
+# Fields that moved: their old spelling is refused with the new one named.
+RENAMED_FIELDS = {
+    "auth.state": "auth.limit_store ('in-process' or a redis:// URL)",
+    "auth.max_queue": "limits.max_queue",
+    "auth.request_timeout_s": "limits.request_timeout_s",
+}
 ModelKindSetting = Literal["auto", "chat", "embedding"]
 
 
@@ -56,7 +64,7 @@ class ModelConfig:
     chat_template: str | None = None  # a built-in name ("llama-2", "chatml"), or Jinja text
     max_model_len: int | None = None
     revision: str | None = None
-    public: bool = True  # listed by GET /v1/models for anonymous callers (see DESIGN.md)
+    public: bool = True  # listed by GET /v1/models for anonymous callers (docs/architecture.md)
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -69,37 +77,49 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class AuthConfig:
-    """API keys, per-key limits and the admission queue."""
+    """API keys and where their per-key limits are counted."""
 
-    state: str = "sqlite"  # "sqlite" (a file in home) or a redis:// URL
+    # Where slots and rate windows live: "in-process" (this process only) or a redis:// URL
+    # shared by every server process. (Keys and usage are always in SQLite in `home`.)
+    limit_store: str = IN_PROCESS
     no_auth: bool = False  # allow serving without keys on a non-loopback host
     admin_key: str | None = None  # guards /admin; also read from LLMSERVE_ADMIN_KEY
     default_max_concurrency: int = 30
-    max_queue: int = 256  # waiting requests across all keys before 503
     lease_seconds: float = 30.0  # a slot held by a dead process expires after this (redis)
-    request_timeout_s: float = 600.0  # a generation running longer is aborted: 504
 
     def __post_init__(self) -> None:
-        if not (self.state == "sqlite" or self.state.startswith(("redis://", "rediss://"))):
-            raise ValueError("state must be 'sqlite' or a redis:// URL")
+        if not (self.limit_store == IN_PROCESS or is_redis_url(self.limit_store)):
+            raise ValueError(f"limit_store must be '{IN_PROCESS}' or a redis:// URL")
         if self.default_max_concurrency < 1:
             raise ValueError("default_max_concurrency must be at least 1")
-        if self.max_queue < 0:
-            raise ValueError("max_queue must be non-negative")
         if self.lease_seconds <= 0:
             raise ValueError("lease_seconds must be positive")
-        if self.request_timeout_s <= 0:
-            raise ValueError("request_timeout_s must be positive")
+
+    @property
+    def redis_url(self) -> str | None:
+        """The Redis URL shared limits live at, or None when they are counted in process."""
+        return None if self.limit_store == IN_PROCESS else self.limit_store
+
+
+def is_redis_url(value: str) -> bool:
+    """True for a redis:// or rediss:// URL."""
+    return value.startswith(("redis://", "rediss://"))
 
 
 @dataclass(frozen=True)
 class LimitsConfig:
-    """What one HTTP request may cost the server before any model sees it."""
+    """What one request may cost the server: its body, its wait, its run time."""
 
     max_request_body_mb: float = 8.0  # a larger body is refused with 413, unread
     body_timeout_s: float = 30.0  # a body that has not arrived by then gets 408
+    max_queue: int = 256  # requests waiting for a model (all keys) before 503
+    request_timeout_s: float = 600.0  # a generation running longer is aborted: 504
 
     def __post_init__(self) -> None:
+        if self.max_queue < 0:
+            raise ValueError("max_queue must be non-negative")
+        if self.request_timeout_s <= 0:
+            raise ValueError("request_timeout_s must be positive")
         if not 0 < self.max_request_body_mb <= 1024:
             raise ValueError("max_request_body_mb must be in (0, 1024]")
         if self.body_timeout_s <= 0:
@@ -182,8 +202,11 @@ def _build(cls: type, data: object, path: str, problems: list[str]) -> object:
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     num_before = len(problems)
     for key in data:
-        if key not in fields:
-            problems.append(f"{_join(path, str(key))}: unknown field; allowed: {', '.join(fields)}")
+        where_key = _join(path, str(key))
+        if where_key in RENAMED_FIELDS:
+            problems.append(f"{where_key}: this field moved; use {RENAMED_FIELDS[where_key]}")
+        elif key not in fields:
+            problems.append(f"{where_key}: unknown field; allowed: {', '.join(fields)}")
     kwargs: dict[str, object] = {}
     for name, spec in fields.items():
         if name in data:

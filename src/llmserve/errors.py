@@ -151,7 +151,7 @@ class ServerError(LlmserveError):
 
 
 class RequestTimeoutError(LlmserveError):
-    """504: the request ran longer than `auth.request_timeout_s`; its generation was aborted."""
+    """504: the request ran longer than `limits.request_timeout_s`; its generation was aborted."""
 
     status_code = 504
     error_type = "server_error"

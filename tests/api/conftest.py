@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator, Callable, Iterator
 import httpx
 import pytest
 import uvicorn
+from open_gatekeeper import OpenGatekeeper
 
 from llmserve.api.app import create_app
-from llmserve.auth.open import OpenGatekeeper
 from llmserve.backends.fake import FakeBackend
 from llmserve.config import ModelConfig, ServerConfig
 

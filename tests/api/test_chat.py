@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import httpx
+from open_gatekeeper import OpenGatekeeper
 
 from llmserve.api.app import create_app
-from llmserve.auth.open import OpenGatekeeper
 from llmserve.backends.fake import DEFAULT_REPLY, FakeBackend
 from llmserve.types import ChatMessage
 

@@ -6,9 +6,9 @@ from typing import Any
 
 import httpx
 import pytest
+from open_gatekeeper import OpenGatekeeper
 
 from llmserve.api.app import create_app
-from llmserve.auth.open import OpenGatekeeper
 from llmserve.backends.fake import FakeBackend
 
 from .conftest import FAKE_MODEL, fake_config

@@ -16,7 +16,7 @@ from llmserve.api.app import create_app
 from llmserve.auth.factory import build_gatekeeper, open_key_store
 from llmserve.auth.keys import KeySpec
 from llmserve.backends.fake import DEFAULT_REPLY, FakeBackend
-from llmserve.config import AuthConfig, ModelConfig, ServerConfig
+from llmserve.config import LimitsConfig, ModelConfig, ServerConfig
 
 from .conftest import LiveServer
 
@@ -25,12 +25,12 @@ USER = [{"role": "user", "content": "Hi"}]
 Serve = Callable[[object], LiveServer]
 
 
-def start(serve: Serve, home: Path, backend: FakeBackend, **auth: object) -> LiveServer:
+def start(serve: Serve, home: Path, backend: FakeBackend, **limits: object) -> LiveServer:
     """A live server for `backend` with the real key gatekeeper over `home`."""
     config = ServerConfig(
         models=(ModelConfig(MODEL, source="fake", backend="fake"),),
         home=home,
-        auth=AuthConfig(**auth),  # type: ignore[arg-type]
+        limits=LimitsConfig(**limits),  # type: ignore[arg-type]
     )
     return serve(create_app(config, {MODEL: backend}, build_gatekeeper(config)))
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 
 import httpx
+from open_gatekeeper import OpenGatekeeper
 
 from llmserve import __version__
 from llmserve.api.app import create_app
-from llmserve.auth.open import OpenGatekeeper
 from llmserve.backends.fake import FakeBackend
 from llmserve.config import ModelConfig, ServerConfig
 

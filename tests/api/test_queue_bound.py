@@ -1,4 +1,4 @@
-"""`auth.max_queue` holds exactly under a burst, and every admitted request leaves the gauge."""
+"""`limits.max_queue` holds exactly under a burst, and every admitted request leaves the gauge."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
+from open_gatekeeper import OpenGatekeeper
 
 from llmserve.api.app import create_app
 from llmserve.api.queue_gauge import QueueGauge
-from llmserve.auth.open import OpenGatekeeper
 from llmserve.backends.fake import FakeBackend
-from llmserve.config import AuthConfig, ModelConfig, ServerConfig
+from llmserve.config import LimitsConfig, ModelConfig, ServerConfig
 from llmserve.types import GenerateOutput, GenerateRequest
 
 from .conftest import FAKE_MODEL
@@ -47,10 +47,10 @@ class GatedBackend(FakeBackend):
             self.num_in_backend -= 1
 
 
-def queue_app(backend: FakeBackend, **auth: Any) -> FastAPI:
+def queue_app(backend: FakeBackend, **limits: Any) -> FastAPI:
     config = ServerConfig(
         models=(ModelConfig(FAKE_MODEL, source="fake", backend="fake"),),
-        auth=AuthConfig(max_queue=MAX_QUEUE, **auth),
+        limits=LimitsConfig(max_queue=MAX_QUEUE, **limits),
     )
     return create_app(config, {FAKE_MODEL: backend}, OpenGatekeeper())
 

@@ -7,12 +7,12 @@ import re
 
 import httpx
 import pytest
+from open_gatekeeper import OpenGatekeeper
 
 from llmserve.api.app import create_app
-from llmserve.api.response_store import ResponseStore
-from llmserve.auth.open import OpenGatekeeper
 from llmserve.backends.fake import FakeBackend
 from llmserve.sampling import SamplingParams
+from llmserve.serving.response_store import ResponseStore
 from llmserve.types import GenerateRequest
 
 from .conftest import FAKE_MODEL, fake_config

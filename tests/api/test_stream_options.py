@@ -6,8 +6,7 @@ from typing import Any
 
 import httpx
 import pytest
-
-from llmserve.auth.open import OpenGatekeeper
+from open_gatekeeper import OpenGatekeeper
 
 from .conftest import FAKE_MODEL
 

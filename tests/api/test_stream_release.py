@@ -6,9 +6,9 @@ import json
 from typing import Any
 
 import pytest
+from open_gatekeeper import OpenGatekeeper
 
 from llmserve.api.app import create_app
-from llmserve.auth.open import OpenGatekeeper
 from llmserve.backends.fake import FakeBackend
 
 from .conftest import FAKE_MODEL, fake_config

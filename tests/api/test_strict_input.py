@@ -8,9 +8,9 @@ from typing import Any
 
 import httpx
 import pytest
+from open_gatekeeper import OpenGatekeeper
 
 from llmserve.api.app import create_app
-from llmserve.auth.open import OpenGatekeeper
 from llmserve.backends.fake import FakeBackend
 from llmserve.errors import ServerError
 from llmserve.types import GenerateOutput, GenerateRequest

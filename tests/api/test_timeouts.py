@@ -1,4 +1,4 @@
-"""`auth.request_timeout_s`: a slow request is aborted, its slot freed, the client told."""
+"""`limits.request_timeout_s`: a slow request is aborted, its slot freed, the client told."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from open_gatekeeper import OpenGatekeeper
 
 from llmserve.api.app import create_app
-from llmserve.auth.open import OpenGatekeeper
 from llmserve.backends.fake import DEFAULT_REPLY, FakeBackend
-from llmserve.config import AuthConfig, ModelConfig, ServerConfig
+from llmserve.config import LimitsConfig, ModelConfig, ServerConfig
 
 from .conftest import FAKE_MODEL, LiveServer
 
@@ -41,7 +41,7 @@ def slow_backend() -> FakeBackend:
 def timeout_app(backend: FakeBackend, gatekeeper: OpenGatekeeper) -> FastAPI:
     config = ServerConfig(
         models=(ModelConfig(FAKE_MODEL, source="fake", backend="fake"),),
-        auth=AuthConfig(request_timeout_s=TIMEOUT_S),
+        limits=LimitsConfig(request_timeout_s=TIMEOUT_S),
     )
     return create_app(config, {FAKE_MODEL: backend}, gatekeeper)
 
@@ -152,4 +152,4 @@ async def test_stream_times_out_through_a_real_server(
 
 def test_timeout_must_be_positive() -> None:
     with pytest.raises(ValueError, match="request_timeout_s must be positive"):
-        AuthConfig(request_timeout_s=0)
+        LimitsConfig(request_timeout_s=0)

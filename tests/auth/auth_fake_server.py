@@ -23,7 +23,7 @@ async def main() -> None:
     parser.add_argument("--state", required=True)
     parser.add_argument("--lease-seconds", type=float, required=True)
     args = parser.parse_args()
-    auth = AuthConfig(state=args.state, lease_seconds=args.lease_seconds)
+    auth = AuthConfig(limit_store=args.state, lease_seconds=args.lease_seconds)
     models = (ModelConfig(MODEL, source="fake", backend="fake"),)
     config = ServerConfig(models=models, home=args.home, port=0, auth=auth)
     backend = FakeBackend(MODEL, reply="x" * 400, max_model_len=1024, token_delay_s=0.05)

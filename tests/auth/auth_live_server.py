@@ -16,7 +16,7 @@ from fastapi import FastAPI
 
 from llmserve.backends.base import Backend
 from llmserve.backends.fake import FakeBackend
-from llmserve.config import AuthConfig, ModelConfig, ServerConfig
+from llmserve.config import AuthConfig, LimitsConfig, ModelConfig, ServerConfig
 from llmserve.types import (
     BackendLoad,
     ChatMessage,
@@ -29,10 +29,14 @@ from llmserve.types import (
 MODEL = "fake-model"
 
 
-def fake_server_config(home: Path, auth: AuthConfig | None = None) -> ServerConfig:
+def fake_server_config(
+    home: Path, auth: AuthConfig | None = None, limits: LimitsConfig | None = None
+) -> ServerConfig:
     """A config serving one fake model from `home`."""
     models = (ModelConfig(MODEL, source="fake", backend="fake"),)
-    return ServerConfig(models=models, home=home, auth=auth or AuthConfig())
+    return ServerConfig(
+        models=models, home=home, auth=auth or AuthConfig(), limits=limits or LimitsConfig()
+    )
 
 
 class MeteredBackend(FakeBackend):

@@ -23,8 +23,8 @@ async def gatekeeper(
     request: pytest.FixtureRequest, store: SqliteKeyStore
 ) -> AsyncIterator[KeyGatekeeper]:
     """A gatekeeper over `store`, with in-process limits or Redis ones."""
-    state = "sqlite" if request.param == "sqlite" else request.getfixturevalue("redis_url")
-    config = AuthConfig(state=state, lease_seconds=2.0)
+    state = "in-process" if request.param == "sqlite" else request.getfixturevalue("redis_url")
+    config = AuthConfig(limit_store=state, lease_seconds=2.0)
     keeper = KeyGatekeeper(store, build_limit_state(config), config)
     yield keeper
     await keeper.close()
@@ -172,7 +172,7 @@ async def test_release_during_cancellation_still_frees_the_slot(
 
 
 async def test_redis_leases_are_renewed_while_held(redis_url: str, store: SqliteKeyStore) -> None:
-    config = AuthConfig(state=redis_url, lease_seconds=0.6)
+    config = AuthConfig(limit_store=redis_url, lease_seconds=0.6)
     keeper = KeyGatekeeper(store, build_limit_state(config), config)
     _, secret = store.create_key(KeySpec("alice", max_concurrency=2))
     principal = await keeper.authenticate(f"Bearer {secret}")
@@ -185,7 +185,7 @@ async def test_redis_leases_are_renewed_while_held(redis_url: str, store: Sqlite
 
 
 async def test_redis_lease_expires_without_heartbeat(redis_url: str, store: SqliteKeyStore) -> None:
-    config = AuthConfig(state=redis_url, lease_seconds=0.5)
+    config = AuthConfig(limit_store=redis_url, lease_seconds=0.5)
     state = build_limit_state(config)
     other = build_limit_state(replace(config))
     _, secret = store.create_key(KeySpec("alice", max_concurrency=1))

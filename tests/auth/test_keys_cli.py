@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from llmserve.api.queue_gauge import check_queue
 from llmserve.auth.base import UsageRecord
-from llmserve.auth.policy import BindPolicyError, check_bind_policy, check_queue
+from llmserve.auth.policy import BindPolicyError, check_bind_policy
 from llmserve.auth.store import SqliteKeyStore
 from llmserve.cli import main
-from llmserve.config import AuthConfig
 from llmserve.errors import OverloadedError
 from llmserve.types import BackendLoad
 
@@ -86,7 +86,6 @@ def test_public_bind_needs_keys_or_no_auth() -> None:
 
 
 def test_check_queue_answers_503_when_full() -> None:
-    config = AuthConfig(max_queue=4)
-    check_queue(BackendLoad(num_running=8, num_waiting=3), config)
+    check_queue(BackendLoad(num_running=8, num_waiting=3), max_queue=4)
     with pytest.raises(OverloadedError, match="4 requests are waiting"):
-        check_queue(BackendLoad(num_running=8, num_waiting=4), config)
+        check_queue(BackendLoad(num_running=8, num_waiting=4), max_queue=4)

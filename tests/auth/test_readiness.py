@@ -43,7 +43,7 @@ async def test_health_is_503_while_redis_is_down_and_200_once_it_is_back(
 ) -> None:
     redis = RedisProcess(free_port(), tmp_path / "redis")
     redis.start()
-    config = fake_server_config(tmp_path, AuthConfig(state=redis.url))
+    config = fake_server_config(tmp_path, AuthConfig(limit_store=redis.url))
     app = create_app(config, {MODEL: FakeBackend(MODEL)}, build_gatekeeper(config))
     try:
         async with serve_in_process(app) as url, http_client(url) as client:

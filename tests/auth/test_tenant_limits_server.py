@@ -24,7 +24,7 @@ from llmserve.api.app import create_app
 from llmserve.auth.factory import build_gatekeeper
 from llmserve.auth.gatekeeper import KeyGatekeeper
 from llmserve.auth.keys import KeySpec
-from llmserve.config import AuthConfig
+from llmserve.config import LimitsConfig
 
 
 @dataclass
@@ -43,7 +43,7 @@ def backend() -> MeteredBackend:
 @pytest.fixture
 async def server(tmp_path: Path, backend: MeteredBackend) -> AsyncIterator[Server]:
     """A live server over `backend` with keys in `tmp_path`."""
-    config = fake_server_config(tmp_path, AuthConfig(max_queue=256))
+    config = fake_server_config(tmp_path, limits=LimitsConfig(max_queue=256))
     gatekeeper = build_gatekeeper(config)
     app = create_app(config, {MODEL: backend}, gatekeeper)
     async with serve_in_process(app) as url:
@@ -130,7 +130,7 @@ async def test_disconnecting_clients_free_slots_and_backend(tmp_path: Path) -> N
 
 async def test_full_queue_answers_503(tmp_path: Path) -> None:
     backend = MeteredBackend(MODEL, token_delay_s=0.02, max_concurrency=2)
-    config = fake_server_config(tmp_path, AuthConfig(max_queue=3))
+    config = fake_server_config(tmp_path, limits=LimitsConfig(max_queue=3))
     gatekeeper = build_gatekeeper(config)
     app = create_app(config, {MODEL: backend}, gatekeeper)
     async with serve_in_process(app) as url, http_client(url) as client:

@@ -29,7 +29,7 @@ BODY = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_to
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """A fake-model server process with its keys in `tmp_path`, and its URL."""
-    args = [sys.executable, str(SERVER), "--home", str(tmp_path), "--state", "sqlite"]
+    args = [sys.executable, str(SERVER), "--home", str(tmp_path), "--state", "in-process"]
     with subprocess.Popen(
         [*args, "--lease-seconds", "30"],
         stdout=subprocess.PIPE,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import httpx
 import openai
@@ -14,8 +15,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def client(live: Live) -> openai.OpenAI:
-    return openai.OpenAI(base_url=live.base_url, api_key=live.api_key, max_retries=0)
+def client(live: Live) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=live.base_url, api_key=live.api_key, max_retries=0) as client:
+        yield client
 
 
 def test_models_list_and_retrieve_with_slash_in_id(client: openai.OpenAI) -> None:
@@ -143,18 +145,19 @@ def test_background_response_is_rejected(client: openai.OpenAI) -> None:
 
 
 def test_error_classes(live: Live, client: openai.OpenAI) -> None:
-    with pytest.raises(openai.AuthenticationError):
-        openai.OpenAI(base_url=live.base_url, api_key="sk-wrong", max_retries=0).models.retrieve(
-            CHAT_MODEL
-        )
+    with (
+        openai.OpenAI(base_url=live.base_url, api_key="sk-wrong", max_retries=0) as wrong,
+        pytest.raises(openai.AuthenticationError),
+    ):
+        wrong.models.retrieve(CHAT_MODEL)
     with pytest.raises(openai.NotFoundError, match="does not exist"):
         client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve("resp_unknown")
-    limited = openai.OpenAI(base_url=live.base_url, api_key=live.limited_key, max_retries=0)
-    limited.embeddings.create(model=EMBEDDING_MODEL, input="one")
-    with pytest.raises(openai.RateLimitError):
-        limited.embeddings.create(model=EMBEDDING_MODEL, input="two")
+    with openai.OpenAI(base_url=live.base_url, api_key=live.limited_key, max_retries=0) as limited:
+        limited.embeddings.create(model=EMBEDDING_MODEL, input="one")
+        with pytest.raises(openai.RateLimitError):
+            limited.embeddings.create(model=EMBEDDING_MODEL, input="two")
 
 
 def test_tokenize_and_detokenize(live: Live) -> None:

@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from open_gatekeeper import OpenGatekeeper
 
 from llmserve.api.app import create_app
-from llmserve.auth.open import OpenGatekeeper
 from llmserve.backends.fake import FakeBackend
 from llmserve.config import ModelConfig, ServerConfig
 
@@ -135,8 +135,11 @@ async def test_chat_stream_keeps_data_only_framing_and_done(http: httpx.AsyncCli
 @pytest.fixture(scope="module")
 def sdk() -> Iterator[openai.OpenAI]:
     """The openai SDK against a live server over the fake models."""
-    with LiveServer(fake_app(OpenGatekeeper())) as server:
-        yield openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+    with (
+        LiveServer(fake_app(OpenGatekeeper())) as server,
+        openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0) as client,
+    ):
+        yield client
 
 
 @pytest.mark.slow

@@ -7,12 +7,12 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from open_gatekeeper import OpenGatekeeper
 
 from llmserve.api.app import create_app
-from llmserve.api.response_store import ResponseStore
-from llmserve.auth.open import OpenGatekeeper
 from llmserve.backends.fake import FakeBackend
 from llmserve.config import ModelConfig, ServerConfig
+from llmserve.serving.response_store import ResponseStore
 
 MODEL = "fake-chat"
 REPLY = "Hello there."

@@ -9,7 +9,8 @@ outside /admin) and an admin key (for /admin). Schemathesis reads the server's /
 runs its coverage, fuzzing and stateful phases with the checks `not_a_server_error` and
 `response_schema_conformance` (every error body must be OpenAI's), positive and negative data.
 Before it does, `model` is pinned to the served names (a negative case still sends any string):
-with random names nearly every request would stop at 404 and never reach generation.
+with random names nearly every request would stop at 404 and never reach generation. On the real
+engine, positive cases also ask for few tokens and choices, so a run takes minutes, not hours.
 
 A part reruns with the next seed until the server has answered `--requests` requests. The figures
 come from the server's access log, not from schemathesis: requests answered, by status.
@@ -42,6 +43,8 @@ from llmserve.config import BUILTIN_CHAT_MODEL, BUILTIN_EMBEDDING_MODEL
 ADMIN_KEY = "fuzz-admin-key-0123456789abcdef"
 FAKE_MODEL = "fake-model"
 CHECKS = "not_a_server_error,response_schema_conformance"
+# On the real engine: output-length fields every positive case sends, and their largest values.
+REAL_ENGINE_CAPS = {"max_tokens": 8, "max_completion_tokens": 8, "max_output_tokens": 8, "n": 2}
 _ACCESS_LINE = re.compile(r'"[A-Z]+ (\S+) HTTP/[\d.]+" (\d{3})')
 
 
@@ -152,10 +155,21 @@ def steered_spec(url: str, backend: str, path: Path) -> Path:
         if "model" in schema.get("properties", {}):
             pinned = embedding if schema_name == "EmbeddingRequest" else chat
             schema["properties"]["model"] = {"type": "string", "enum": pinned}
+        if backend == "local":
+            cap_generation(schema)
     for parameter in document["paths"]["/v1/models/{model}"]["get"]["parameters"]:
         parameter["schema"] = {"type": "string", "enum": names}
     path.write_text(json.dumps(document))
     return path
+
+
+def cap_generation(schema: dict[str, Any]) -> None:
+    """Make the output-length fields of `schema` required and small (see REAL_ENGINE_CAPS)."""
+    properties = schema.get("properties", {})
+    for field, maximum in REAL_ENGINE_CAPS.items():
+        if field in properties:
+            properties[field] = {"type": "integer", "minimum": 1, "maximum": maximum}
+            schema["required"] = sorted({*schema.get("required", []), field})
 
 
 def status_counts(log_path: Path, offset: int) -> tuple[Counter[int], int]:

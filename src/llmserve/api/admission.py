@@ -25,11 +25,12 @@ from fastapi import Request
 
 from llmserve.api.json_body import parse_json_body
 from llmserve.api.queue_gauge import QueueGauge
-from llmserve.api.schemas import ModelRequest
 from llmserve.auth.base import Gatekeeper, Principal, Slot
 from llmserve.backends.base import Backend
 from llmserve.config import ServerConfig
 from llmserve.errors import InvalidRequestError, ModelNotFoundError
+from llmserve.serving.context import ServingContext
+from llmserve.serving.schemas import ModelRequest
 from llmserve.types import ModelKind
 
 M = TypeVar("M", bound=ModelRequest)
@@ -59,6 +60,11 @@ class Routed(Generic[M]):
     def model(self) -> str:
         """The model name the client asked for."""
         return self.body.model
+
+    @property
+    def context(self) -> ServingContext:
+        """What the serving layer needs to know about this request besides its body."""
+        return ServingContext(self.request_id, self.principal.key_id, self.model, self.backend)
 
 
 def server_state(request: Request) -> ServerState:
@@ -105,7 +111,7 @@ async def acquire_slot(request: Request, routed: Routed[M], estimated_tokens: in
     The request counts in `state.queue` from its queue check until its slot is released.
     """
     state = server_state(request)
-    ticket = state.queue.admit(routed.model, routed.backend.load(), state.config.auth)
+    ticket = state.queue.admit(routed.model, routed.backend.load(), state.config.limits.max_queue)
     try:
         slot = await state.gatekeeper.acquire(routed.principal, routed.model, estimated_tokens)
     except BaseException:

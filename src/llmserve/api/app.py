@@ -13,7 +13,6 @@ from llmserve.api.body_limit import BodyLimitMiddleware
 from llmserve.api.errors import install_error_handlers
 from llmserve.api.middleware import RequestIdMiddleware
 from llmserve.api.openapi import DescribedApp
-from llmserve.api.response_store import ResponseStore
 from llmserve.api.routes import (
     admin,
     chat,
@@ -27,6 +26,7 @@ from llmserve.api.routes import (
 from llmserve.auth.base import Gatekeeper
 from llmserve.backends.base import Backend
 from llmserve.config import ServerConfig
+from llmserve.serving.response_store import ResponseStore
 
 
 def create_app(

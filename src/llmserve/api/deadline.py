@@ -1,4 +1,4 @@
-"""`auth.request_timeout_s`: the time a generation request may run once admitted.
+"""`limits.request_timeout_s`: the time a generation request may run once admitted.
 
 Only awaits on the generation run under the deadline, never a `yield` to the client: cancelling
 a generator while it is suspended at a `yield` would hit whoever is sending its bytes.

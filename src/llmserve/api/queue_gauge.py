@@ -1,4 +1,4 @@
-"""The bound on each model's waiting queue (`auth.max_queue`), exact under a burst.
+"""The bound on each model's waiting queue (`limits.max_queue`), exact under a burst.
 
 A request passes admission a few awaits before it reaches its backend's queue, so the backend's
 own waiting count misses a burst still in transit. The gauge counts, per model, the requests
@@ -13,8 +13,7 @@ import dataclasses
 from collections.abc import Mapping
 
 from llmserve.auth.base import Slot, UsageRecord
-from llmserve.auth.policy import check_queue
-from llmserve.config import AuthConfig
+from llmserve.errors import OverloadedError
 from llmserve.types import BackendLoad
 
 
@@ -32,6 +31,19 @@ def projected_load(load: BackendLoad, num_admitted: int) -> BackendLoad:
     return dataclasses.replace(load, num_waiting=num_waiting)
 
 
+def check_queue(load: BackendLoad, max_queue: int) -> None:
+    """Raise 503 server_is_overloaded when the backend's waiting queue is full.
+
+    `max_queue` 0 refuses any request that would join a non-empty queue.
+    """
+    if load.num_waiting >= max(1, max_queue):
+        raise OverloadedError(
+            f"The server is overloaded: {load.num_waiting} requests are waiting "
+            f"(the limit is {max_queue}). Please retry shortly.",
+            retry_after_s=1.0,
+        )
+
+
 class QueueGauge:
     """Requests admitted and not yet finished, per model."""
 
@@ -42,10 +54,10 @@ class QueueGauge:
         """Requests for `model` admitted and not yet released."""
         return self._num_admitted.get(model, 0)
 
-    def admit(self, model: str, load: BackendLoad, config: AuthConfig) -> QueueTicket:
+    def admit(self, model: str, load: BackendLoad, max_queue: int) -> QueueTicket:
         """Count one request in; 503 server_is_overloaded when the queue would overflow."""
         num_admitted = self.num_admitted(model)
-        check_queue(projected_load(load, num_admitted), config)
+        check_queue(projected_load(load, num_admitted), max_queue)
         self._num_admitted[model] = num_admitted + 1
         return QueueTicket(self, model)
 

@@ -1,50 +1,32 @@
-"""The last step shared by generation routes: stream chunks, or collect and answer once."""
+"""The last step shared by generation routes: stream chunks, or run to the end and answer once."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import time
-from collections.abc import AsyncGenerator, Callable
-from typing import Any
+from collections.abc import AsyncGenerator, Awaitable, Mapping
+from typing import TypeVar
 
+import anyio
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
 from llmserve.api.admission import request_id_of, server_state
 from llmserve.api.deadline import Deadline
-from llmserve.api.generation import Choice, collect_unless_disconnected
-from llmserve.api.sse import CHAT_SSE, SseFormat, UsageMeter, sse_response
+from llmserve.api.sse import CHAT_SSE, SseFormat, sse_response
 from llmserve.auth.base import Slot
-from llmserve.types import GenerateOutput
+from llmserve.serving.generation import Generation
+from llmserve.serving.usage import UsageMeter
 
-Outputs = AsyncGenerator[tuple[int, GenerateOutput], None]
+T = TypeVar("T")
 CLIENT_CLOSED_REQUEST = 499  # nginx's status for a client that left; it never reaches the client
-
-
-def response_base(prefix: str, request_id: str, object_type: str, model: str) -> dict[str, Any]:
-    """The fields every response body or chunk starts with."""
-    suffix = request_id.removeprefix("req_")
-    return {
-        "id": f"{prefix}-{suffix}",
-        "object": object_type,
-        "created": int(time.time()),
-        "model": model,
-        "system_fingerprint": None,
-    }
-
-
-def usage_body(meter: UsageMeter) -> dict[str, int]:
-    """OpenAI's `usage` object."""
-    return {
-        "prompt_tokens": meter.prompt_tokens,
-        "completion_tokens": meter.completion_tokens,
-        "total_tokens": meter.prompt_tokens + meter.completion_tokens,
-    }
+BodyT = TypeVar("BodyT")
+ChunkT = TypeVar("ChunkT", bound=Mapping[str, object])
 
 
 async def reporting_usage(
-    chunks: AsyncGenerator[dict[str, Any], None], slot: Slot, meter: UsageMeter
-) -> AsyncGenerator[dict[str, Any], None]:
+    chunks: AsyncGenerator[ChunkT, None], slot: Slot, meter: UsageMeter
+) -> AsyncGenerator[ChunkT, None]:
     """`chunks`, reporting the tokens sent so far to `slot` with each (stored once a second)."""
     async with contextlib.aclosing(chunks):
         async for chunk in chunks:
@@ -54,28 +36,25 @@ async def reporting_usage(
 
 async def respond(
     request: Request,
-    *,
     slot: Slot,
-    meter: UsageMeter,
-    outputs: Outputs,
-    num_choices: int,
+    generation: Generation[BodyT, ChunkT],
+    *,
     stream: bool,
-    to_chunks: Callable[[Outputs], AsyncGenerator[dict[str, Any], None]],
-    to_body: Callable[[list[Choice]], dict[str, Any]],
     sse_format: SseFormat = CHAT_SSE,
 ) -> Response:
     """Answer with SSE or one JSON body; the slot is released after the last byte in both cases.
 
     Call this right after `acquire_slot`: from here on, the slot's release is guaranteed. The
-    generation may run `auth.request_timeout_s` from here; then it is aborted with a 504 (in-band
-    when streaming).
+    generation may run `limits.request_timeout_s` from here; then it is aborted with a 504
+    (in-band when streaming).
     """
     headers = dict(slot.headers)
-    deadline = Deadline.after(server_state(request).config.auth.request_timeout_s)
+    meter = generation.meter
+    deadline = Deadline.after(server_state(request).config.limits.request_timeout_s)
     slot.report(meter.record())  # from here the request counts in usage, even if we are killed
     if stream:
         return sse_response(
-            reporting_usage(to_chunks(outputs), slot, meter),
+            reporting_usage(generation.chunks(), slot, meter),
             slot=slot,
             meter=meter,
             request_id=request_id_of(request),
@@ -85,13 +64,32 @@ async def respond(
         )
     try:
         async with deadline.enforce():
-            choices = await collect_unless_disconnected(request, outputs, num_choices)
-        if choices is None:
+            body = await unless_disconnected(request, generation.result())
+        if body is None:
             return Response(status_code=CLIENT_CLOSED_REQUEST)
-        meter.completion_tokens = sum(choice.num_output_tokens for choice in choices)
-        return JSONResponse(to_body(choices), headers=headers)
+        return JSONResponse(body, headers=headers)
     except BaseException:
         meter.is_error = True
         raise
     finally:
         await slot.release(meter.record())
+
+
+async def unless_disconnected(request: Request, work: Awaitable[T]) -> T | None:
+    """The result of `work`, or None as soon as the client disconnects (`work` is cancelled)."""
+    working = asyncio.ensure_future(work)
+    watching = asyncio.create_task(wait_for_disconnect(request))
+    try:
+        await asyncio.wait({working, watching}, return_when=asyncio.FIRST_COMPLETED)
+        return working.result() if working.done() else None
+    finally:
+        for task in (working, watching):
+            task.cancel()
+        with anyio.CancelScope(shield=True):
+            await asyncio.gather(working, watching, return_exceptions=True)
+
+
+async def wait_for_disconnect(request: Request) -> None:
+    """Return when the client goes away (the body has already been read)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
-from typing import Any
 
 import anyio
 from fastapi.responses import StreamingResponse
@@ -20,16 +19,17 @@ from starlette.types import Receive, Scope, Send
 
 from llmserve.api.deadline import Deadline
 from llmserve.api.errors import client_error, server_error
-from llmserve.api.generation import close_iterator
-from llmserve.auth.base import Slot, UsageRecord
+from llmserve.auth.base import Slot
 from llmserve.errors import LlmserveError
+from llmserve.serving.outputs import close_iterator
+from llmserve.serving.usage import UsageMeter
 
 logger = logging.getLogger(__name__)
 
 DONE = b"data: [DONE]\n\n"
 
 
-def encode_event(payload: dict[str, Any], event: str | None = None) -> bytes:
+def encode_event(payload: Mapping[str, object], event: str | None = None) -> bytes:
     """One SSE event carrying `payload` as compact JSON, named `event` when given."""
     data = b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
     return data if event is None else f"event: {event}\n".encode() + data
@@ -42,7 +42,7 @@ class SseFormat:
     named_events: bool = False  # `event: <payload["type"]>` before each data line
     done: bytes | None = DONE  # sent after the last event (also after an error)
 
-    def encode(self, payload: dict[str, Any]) -> bytes:
+    def encode(self, payload: Mapping[str, object]) -> bytes:
         """One event."""
         return encode_event(payload, str(payload["type"]) if self.named_events else None)
 
@@ -65,22 +65,8 @@ CHAT_SSE = SseFormat()
 RESPONSES_SSE = SseFormat(named_events=True, done=None)
 
 
-@dataclass
-class UsageMeter:
-    """Token counts of a request in progress, recorded when its slot is released."""
-
-    model: str
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    is_error: bool = False
-
-    def record(self) -> UsageRecord:
-        """The usage record for the slot."""
-        return UsageRecord(self.model, self.prompt_tokens, self.completion_tokens, self.is_error)
-
-
 async def sse_body(
-    chunks: AsyncGenerator[dict[str, Any], None],
+    chunks: AsyncGenerator[Mapping[str, object], None],
     *,
     slot: Slot,
     meter: UsageMeter,
@@ -146,7 +132,7 @@ class SseResponse(StreamingResponse):
 
 
 def sse_response(
-    chunks: AsyncGenerator[dict[str, Any], None],
+    chunks: AsyncGenerator[Mapping[str, object], None],
     *,
     slot: Slot,
     meter: UsageMeter,

@@ -79,6 +79,11 @@ class Gatekeeper(Protocol):
         """
         ...
 
+    async def authenticate_admin(self, authorization: str | None) -> None:
+        """Return only for the admin key; 401 without a valid key, 403 for an ordinary key or
+        while the admin API is disabled."""
+        ...
+
     async def acquire(self, principal: Principal, model: str, estimated_tokens: int) -> Slot:
         """Admit one request; raises `RateLimitError` (429) or `OverloadedError` (503)."""
         ...

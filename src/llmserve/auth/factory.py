@@ -25,9 +25,9 @@ def open_key_store(home: Path) -> SqliteKeyStore:
 
 def build_limit_state(config: AuthConfig) -> LimitState:
     """In-process limits, or Redis ones shared by every process given the same URL."""
-    if config.state == "sqlite":
+    if config.redis_url is None:
         return LocalLimitState()
-    return RedisLimitState(config.state, lease_seconds=config.lease_seconds)
+    return RedisLimitState(config.redis_url, lease_seconds=config.lease_seconds)
 
 
 def build_gatekeeper(config: ServerConfig) -> KeyGatekeeper:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import secrets
 from collections.abc import Mapping
 
@@ -14,7 +15,7 @@ from llmserve.auth.limits import Admission, Limits, LimitState
 from llmserve.auth.store import SqliteKeyStore, UsageDelta, UsageRow
 from llmserve.auth.usage_writer import RequestUsage, UsageWriter
 from llmserve.config import AuthConfig
-from llmserve.errors import AuthenticationError
+from llmserve.errors import AuthenticationError, PermissionDeniedError
 
 ANONYMOUS = Principal(key_id=ANONYMOUS_KEY_ID, name="anonymous")
 FLUSH_TIMEOUT_S = 15.0  # how long reading or closing waits for pending usage to be written
@@ -22,6 +23,11 @@ _NO_KEY_MESSAGE = (
     "You didn't provide an API key. You need to provide your API key in an Authorization header "
     "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
 )
+
+
+def admin_key(config: AuthConfig) -> str | None:
+    """The configured admin key, from the config or the environment."""
+    return config.admin_key or os.environ.get("LLMSERVE_ADMIN_KEY") or None
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -96,6 +102,22 @@ class KeyGatekeeper:
             return await self.authenticate(authorization)
         except AuthenticationError:
             return None
+
+    async def authenticate_admin(self, authorization: str | None) -> None:
+        expected = admin_key(self.config)
+        if expected is None:
+            raise PermissionDeniedError(
+                "The admin API is disabled: set LLMSERVE_ADMIN_KEY (or auth.admin_key) to "
+                "enable it."
+            )
+        token = bearer_token(authorization)
+        if token is None:
+            raise AuthenticationError("The admin API needs the admin key as a Bearer token.")
+        if hashes_match(hash_secret(token), hash_secret(expected)):
+            return
+        if await asyncio.to_thread(self.store.find_by_hash, hash_secret(token)) is not None:
+            raise PermissionDeniedError("This API key may not use the admin API.")
+        raise AuthenticationError("Incorrect admin key provided.")
 
     async def acquire(self, principal: Principal, model: str, estimated_tokens: int) -> KeySlot:
         limits = self._limits(principal)

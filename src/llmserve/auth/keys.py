@@ -8,6 +8,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
+from typing import Literal, TypedDict
 
 KEY_PREFIX = "lls-"
 MAX_NAME_LENGTH = 128
@@ -159,7 +160,23 @@ def parse_models(text: str | None) -> frozenset[str] | None:
     return names
 
 
-def describe_key(key: ApiKey) -> dict[str, object]:
+class KeyObject(TypedDict):
+    """A key as the admin API and `llmserve keys list --json` show it."""
+
+    id: str
+    object: Literal["api_key"]
+    name: str
+    hint: str
+    status: str
+    created_at: int
+    expires_at: int | None
+    models: list[str] | None
+    max_concurrency: int
+    rpm: int | None
+    tpm: int | None
+
+
+def describe_key(key: ApiKey) -> KeyObject:
     """A key as the admin API and `llmserve keys list --json` show it (never its secret)."""
     return {
         "id": key.key_id,

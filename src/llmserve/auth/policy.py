@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 
-from llmserve.config import AuthConfig
-from llmserve.errors import OverloadedError
-from llmserve.types import BackendLoad
-
 
 class BindPolicyError(ValueError):
     """`serve` was asked to listen beyond loopback with no API keys and without --no-auth."""
@@ -32,16 +28,3 @@ def check_bind_policy(host: str, has_keys: bool, no_auth: bool) -> None:
         "Create a key first (llmserve keys create --name NAME), or pass --no-auth to serve "
         "without authentication."
     )
-
-
-def check_queue(load: BackendLoad, config: AuthConfig) -> None:
-    """Raise 503 server_is_overloaded when the backend's waiting queue is full.
-
-    `max_queue` 0 refuses any request that would join a non-empty queue.
-    """
-    if load.num_waiting >= max(1, config.max_queue):
-        raise OverloadedError(
-            f"The server is overloaded: {load.num_waiting} requests are waiting "
-            f"(the limit is {config.max_queue}). Please retry shortly.",
-            retry_after_s=1.0,
-        )

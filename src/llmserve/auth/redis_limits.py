@@ -107,7 +107,7 @@ def check_redis(url: str, timeout_s: float = PING_TIMEOUT_S) -> None:
         raise RedisUnreachableError(f"{redacted(url)} is not a valid Redis URL ({exc})") from None
     except RedisError as exc:
         raise RedisUnreachableError(
-            f"{unreachable(url, exc)}: start redis-server there, or fix --state (auth.state)"
+            f"{unreachable(url, exc)}: start redis-server there, or fix --state (auth.limit_store)"
         ) from None
 
 

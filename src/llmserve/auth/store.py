@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import astuple, dataclass
 from pathlib import Path
+from typing import TypedDict
 
 from llmserve.auth.base import UsageRecord
 from llmserve.auth.keys import (
@@ -240,7 +241,21 @@ class SqliteKeyStore:
         return None if row is None else _row_to_key(row)
 
 
-def describe_usage(row: UsageRow) -> dict[str, object]:
+class UsageObject(TypedDict):
+    """One usage row as the admin API and `llmserve keys usage --json` show it."""
+
+    key_id: str
+    key_name: str
+    model: str
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    errors: int
+    rejections: int
+
+
+def describe_usage(row: UsageRow) -> UsageObject:
     """One usage row as the admin API and `llmserve keys usage --json` show it."""
     return {
         "key_id": row.key_id,

@@ -6,8 +6,7 @@ Guarded by the admin key (`auth.admin_key` or `$LLMSERVE_ADMIN_KEY`): 401 withou
 
 from __future__ import annotations
 
-import os
-from typing import Annotated, Any
+from typing import Annotated, Literal, TypedDict
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -16,27 +15,29 @@ from pydantic import ConfigDict, Field
 from llmserve.api.admission import server_state
 from llmserve.api.json_body import parse_json_body
 from llmserve.api.openapi import request_body
-from llmserve.api.schemas import StrictModel
-from llmserve.auth.gatekeeper import KeyGatekeeper, bearer_token
+from llmserve.auth.gatekeeper import KeyGatekeeper
 from llmserve.auth.keys import (
     MAX_LIMIT,
     MAX_MODEL_NAME_LENGTH,
     MAX_NAME_LENGTH,
+    KeyObject,
     KeySpec,
     KeySpecError,
     describe_key,
-    hash_secret,
-    hashes_match,
     parse_duration,
 )
-from llmserve.auth.store import DuplicateKeyNameError, UnknownKeyError, describe_usage
-from llmserve.config import AuthConfig
+from llmserve.auth.store import (
+    DuplicateKeyNameError,
+    UnknownKeyError,
+    UsageObject,
+    describe_usage,
+)
 from llmserve.errors import (
-    AuthenticationError,
     InvalidRequestError,
     NotFoundError,
     PermissionDeniedError,
 )
+from llmserve.serving.schemas import StrictModel
 
 router = APIRouter(prefix="/admin")
 
@@ -58,28 +59,31 @@ class CreateKeyRequest(StrictModel):
     expires: str | None = Field(default=None, max_length=32, examples=["30d", "12h", "90m"])
 
 
-def admin_key(config: AuthConfig) -> str | None:
-    """The configured admin key, from the config or the environment."""
-    return config.admin_key or os.environ.get("LLMSERVE_ADMIN_KEY") or None
+class KeyInFlight(KeyObject):
+    in_flight: int
 
 
-def require_admin(request: Request) -> KeyGatekeeper:
-    """The gatekeeper, once the caller proved to hold the admin key."""
-    state = server_state(request)
-    gatekeeper = state.gatekeeper
-    expected = admin_key(state.config.auth)
-    if expected is None or not isinstance(gatekeeper, KeyGatekeeper):
-        raise PermissionDeniedError(
-            "The admin API is disabled: set LLMSERVE_ADMIN_KEY (or auth.admin_key) to enable it."
-        )
-    token = bearer_token(request.headers.get("authorization"))
-    if token is None:
-        raise AuthenticationError("The admin API needs the admin key as a Bearer token.")
-    if hashes_match(hash_secret(token), hash_secret(expected)):
-        return gatekeeper
-    if gatekeeper.store.find_by_hash(hash_secret(token)) is not None:
-        raise PermissionDeniedError("This API key may not use the admin API.")
-    raise AuthenticationError("Incorrect admin key provided.")
+class CreatedKey(KeyInFlight):
+    key: str  # the secret: shown once, in this response only
+
+
+class KeyList(TypedDict):
+    object: Literal["list"]
+    data: list[KeyInFlight]
+
+
+class UsageList(TypedDict):
+    object: Literal["list"]
+    data: list[UsageObject]
+
+
+async def require_admin(request: Request) -> KeyGatekeeper:
+    """The key gatekeeper, once it accepted the caller as the admin (401 / 403 otherwise)."""
+    gatekeeper = server_state(request).gatekeeper
+    await gatekeeper.authenticate_admin(request.headers.get("authorization"))
+    if not isinstance(gatekeeper, KeyGatekeeper):  # NOTE: only a key store has keys to manage
+        raise PermissionDeniedError("This server has no key store to administer.")
+    return gatekeeper
 
 
 async def parse_create(request: Request) -> KeySpec:
@@ -103,10 +107,12 @@ async def parse_create(request: Request) -> KeySpec:
         raise InvalidRequestError(f"Invalid '{exc.field}': {exc}.", param=exc.field) from None
 
 
-@router.post("/keys", status_code=201, openapi_extra=request_body(CreateKeyRequest))
-async def create_key(request: Request) -> dict[str, Any]:
+@router.post(
+    "/keys", status_code=201, openapi_extra=request_body(CreateKeyRequest), response_model=None
+)
+async def create_key(request: Request) -> CreatedKey:
     """Make a key; the response is the only time its secret is shown."""
-    gatekeeper = require_admin(request)
+    gatekeeper = await require_admin(request)
     spec = await parse_create(request)
     try:
         key, secret = await gatekeeper.create_key(spec)
@@ -115,11 +121,11 @@ async def create_key(request: Request) -> dict[str, Any]:
     return {**describe_key(key), "key": secret, "in_flight": 0}
 
 
-@router.get("/keys")
-async def list_keys(request: Request) -> dict[str, Any]:
+@router.get("/keys", response_model=None)
+async def list_keys(request: Request) -> KeyList:
     """Every key (revoked and expired ones included) with its requests in flight."""
-    gatekeeper = require_admin(request)
-    data = [
+    gatekeeper = await require_admin(request)
+    data: list[KeyInFlight] = [
         {**describe_key(key), "in_flight": await gatekeeper.num_in_flight(key.key_id)}
         for key in await gatekeeper.list_keys()
     ]
@@ -129,7 +135,7 @@ async def list_keys(request: Request) -> dict[str, Any]:
 @router.delete("/keys/{name:path}")  # a key name may hold a "/"
 async def revoke_key(name: str, request: Request) -> JSONResponse:
     """Revoke the active key called `name`; its next request gets 401."""
-    gatekeeper = require_admin(request)
+    gatekeeper = await require_admin(request)
     try:
         key = await gatekeeper.revoke_key(name)
     except UnknownKeyError as exc:
@@ -137,9 +143,9 @@ async def revoke_key(name: str, request: Request) -> JSONResponse:
     return JSONResponse({**describe_key(key), "deleted": True})
 
 
-@router.get("/usage")
-async def usage(request: Request, key: str | None = None) -> dict[str, Any]:
+@router.get("/usage", response_model=None)
+async def usage(request: Request, key: str | None = None) -> UsageList:
     """Usage totals per key and model (`?key=NAME` for one key)."""
-    gatekeeper = require_admin(request)
+    gatekeeper = await require_admin(request)
     rows = await gatekeeper.usage(key)
     return {"object": "list", "data": [describe_usage(row) for row in rows]}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TypedDict
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -11,6 +11,19 @@ from llmserve import __version__
 from llmserve.api.admission import server_state
 
 router = APIRouter()
+
+
+class ModelLoad(TypedDict):
+    num_running: int
+    num_waiting: int
+
+
+class Health(TypedDict, total=False):
+    status: str  # "ok", or "unavailable" with a `reason`
+    reason: str
+    models: dict[str, ModelLoad]
+
+
 RETRY_AFTER_S = 1
 
 
@@ -18,15 +31,16 @@ RETRY_AFTER_S = 1
 async def health(request: Request) -> JSONResponse:
     """Readiness plus the work in each backend: 503 with the reason while a dependency is down."""
     state = server_state(request)
-    models: dict[str, Any] = {}
+    models: dict[str, ModelLoad] = {}
     for name, backend in state.backends.items():
         load = backend.load()
         models[name] = {"num_running": load.num_running, "num_waiting": load.num_waiting}
     problem = await state.gatekeeper.dependency_problem()
     if problem is not None:
-        body = {"status": "unavailable", "reason": problem, "models": models}
+        body: Health = {"status": "unavailable", "reason": problem, "models": models}
         return JSONResponse(body, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
-    return JSONResponse({"status": "ok", "models": models})
+    ok: Health = {"status": "ok", "models": models}
+    return JSONResponse(ok)
 
 
 @router.get("/version")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Literal, TypedDict
 
 from fastapi import APIRouter, Request
 
@@ -13,15 +13,29 @@ from llmserve.types import ModelInfo
 router = APIRouter()
 
 
-def model_card(info: ModelInfo, state: ServerState) -> dict[str, Any]:
+class ModelCard(TypedDict):
+    """OpenAI's model object."""
+
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+
+
+class ModelList(TypedDict):
+    object: Literal["list"]
+    data: list[ModelCard]
+
+
+def model_card(info: ModelInfo, state: ServerState) -> ModelCard:
     """OpenAI's model object; `created` is when this server began serving it, unless known."""
     created = info.created or state.started_at
     return {"id": info.name, "object": "model", "created": created, "owned_by": info.owned_by}
 
 
-@router.get("/v1/models")
-async def list_models(request: Request) -> dict[str, Any]:
-    """The models this caller may use; any bearer value gets 200 (see DESIGN.md, ChatAnyscale)."""
+@router.get("/v1/models", response_model=None)
+async def list_models(request: Request) -> ModelList:
+    """The models this caller may use; any bearer value gets 200 (for ChatAnyscale)."""
     state = server_state(request)
     principal = await state.gatekeeper.authenticate_for_listing(
         request.headers.get("authorization")
@@ -35,8 +49,8 @@ async def list_models(request: Request) -> dict[str, Any]:
     return {"object": "list", "data": [model_card(state.backends[n].info, state) for n in names]}
 
 
-@router.get("/v1/models/{model:path}")
-async def retrieve_model(model: str, request: Request) -> dict[str, Any]:
+@router.get("/v1/models/{model:path}", response_model=None)
+async def retrieve_model(model: str, request: Request) -> ModelCard:
     """One model; 404 model_not_found when unknown or not open to this caller."""
     state = server_state(request)
     principal = await state.gatekeeper.authenticate(request.headers.get("authorization"))

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from llmserve.api.schemas import ModelRequest, StrictModel
 from llmserve.errors import InvalidRequestError
+from llmserve.serving.schemas import ModelRequest, StrictModel
 from llmserve.types import ChatMessage
 
 _TEXT_PART_TYPES = ("input_text", "output_text", "text")
@@ -85,68 +84,3 @@ class ResponseCreateRequest(ModelRequest):
         if isinstance(self.input, str):
             return [*messages, ChatMessage("user", self.input)]
         return messages + [item.to_chat_message() for item in self.input]
-
-
-def output_message(item_id: str, text: str, status: str) -> dict[str, Any]:
-    """The assistant message output item."""
-    return {
-        "id": item_id,
-        "type": "message",
-        "role": "assistant",
-        "status": status,
-        "content": [output_text_part(text)] if status == "completed" else [],
-    }
-
-
-def output_text_part(text: str) -> dict[str, Any]:
-    """An `output_text` content part."""
-    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
-
-
-def usage(input_tokens: int, output_tokens: int) -> dict[str, Any]:
-    """Responses API usage."""
-    return {
-        "input_tokens": input_tokens,
-        "input_tokens_details": {"cached_tokens": 0},
-        "output_tokens": output_tokens,
-        "output_tokens_details": {"reasoning_tokens": 0},
-        "total_tokens": input_tokens + output_tokens,
-    }
-
-
-def response_object(
-    response_id: str,
-    request: ResponseCreateRequest,
-    *,
-    status: str,
-    output: list[dict[str, Any]],
-    usage_body: dict[str, Any] | None,
-    incomplete_reason: str | None = None,
-) -> dict[str, Any]:
-    """The `response` object, as returned by create and GET and carried by stream events."""
-    return {
-        "id": response_id,
-        "object": "response",
-        "created_at": int(time.time()),
-        "status": status,
-        "error": None,
-        "incomplete_details": (
-            {"reason": incomplete_reason} if incomplete_reason is not None else None
-        ),
-        "instructions": request.instructions,
-        "max_output_tokens": request.max_output_tokens,
-        "model": request.model,
-        "output": output,
-        "parallel_tool_calls": True,
-        "previous_response_id": None,
-        "store": request.store,
-        "temperature": 1.0 if request.temperature is None else request.temperature,
-        "top_p": 1.0 if request.top_p is None else request.top_p,
-        "text": {"format": {"type": "text"}},
-        "tool_choice": "auto",
-        "tools": [],
-        "truncation": "disabled",
-        "usage": usage_body,
-        "metadata": request.metadata or {},
-        "user": request.user,
-    }

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Any
+
+from llmserve.serving.response_objects import ResponseObject
 
 DEFAULT_MAX_RESPONSES = 1024
 
@@ -20,10 +21,10 @@ class ResponseStore:
         if max_responses < 1:
             raise ValueError("max_responses must be at least 1")
         self._max_responses = max_responses
-        self._id_to_entry: OrderedDict[str, tuple[str, dict[str, Any]]] = OrderedDict()
+        self._id_to_entry: OrderedDict[str, tuple[str, ResponseObject]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def put(self, key_id: str, response: dict[str, Any]) -> None:
+    def put(self, key_id: str, response: ResponseObject) -> None:
         """Store (or replace) `response` under its id, evicting the least recently used.
 
         Ids are server-made; still, an id stored by another key is never replaced (ValueError).
@@ -37,7 +38,7 @@ class ResponseStore:
             while len(self._id_to_entry) > self._max_responses:
                 self._id_to_entry.popitem(last=False)
 
-    def get(self, key_id: str, response_id: str) -> dict[str, Any] | None:
+    def get(self, key_id: str, response_id: str) -> ResponseObject | None:
         """The response, or None when unknown, evicted, or made by another key."""
         with self._lock:
             entry = self._id_to_entry.get(response_id)

@@ -8,8 +8,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from llmserve.api.schemas import ModelRequest
 from llmserve.errors import InvalidRequestError
+from llmserve.serving.schemas import ModelRequest
 
 TOKEN_IDS_MESSAGE = (
     "This server embeds text, not token ids: it cannot read token ids from another tokenizer "
@@ -42,18 +42,3 @@ def encode_vector(vector: list[float], encoding_format: str) -> list[float] | st
     if encoding_format == "float":
         return vector
     return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
-
-
-def embedding_response(
-    model: str, vectors: list[list[float]], num_prompt_tokens: int, encoding_format: str
-) -> dict[str, object]:
-    """The OpenAI `list` of `embedding` objects with usage."""
-    return {
-        "object": "list",
-        "data": [
-            {"object": "embedding", "index": i, "embedding": encode_vector(v, encoding_format)}
-            for i, v in enumerate(vectors)
-        ],
-        "model": model,
-        "usage": {"prompt_tokens": num_prompt_tokens, "total_tokens": num_prompt_tokens},
-    }

@@ -6,8 +6,8 @@ from typing import Annotated
 
 from pydantic import Field
 
-from llmserve.api.schemas import Message, ModelRequest, TokenId
 from llmserve.errors import InvalidRequestError
+from llmserve.serving.schemas import Message, ModelRequest, TokenId
 
 
 class TokenizeRequest(ModelRequest):

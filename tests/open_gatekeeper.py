@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from llmserve.auth.base import ANONYMOUS_KEY_ID, Principal, UsageRecord
+from llmserve.errors import PermissionDeniedError
 
 ANONYMOUS = Principal(key_id=ANONYMOUS_KEY_ID, name="anonymous")
 
@@ -46,6 +47,9 @@ class OpenGatekeeper:
     async def authenticate_for_listing(self, authorization: str | None) -> Principal | None:
         """Every caller is anonymous."""
         return ANONYMOUS
+
+    async def authenticate_admin(self, authorization: str | None) -> None:
+        raise PermissionDeniedError("This server has no admin API.")
 
     async def acquire(self, principal: Principal, model: str, estimated_tokens: int) -> OpenSlot:
         """Admit at once."""

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
+from llmserve.serving.wire import ChatLogprobs, CompletionLogprobs
 from llmserve.types import TokenLogprob
 
 
@@ -12,7 +12,7 @@ def _token_bytes(token: str) -> list[int]:
     return list(token.encode("utf-8"))
 
 
-def chat_logprobs(logprobs: Sequence[TokenLogprob]) -> dict[str, Any]:
+def chat_logprobs(logprobs: Sequence[TokenLogprob]) -> ChatLogprobs:
     """`choices[].logprobs` of a chat completion or chunk."""
     return {
         "content": [
@@ -31,7 +31,7 @@ def chat_logprobs(logprobs: Sequence[TokenLogprob]) -> dict[str, Any]:
     }
 
 
-def completion_logprobs(logprobs: Sequence[TokenLogprob], text_offset: int) -> dict[str, Any]:
+def completion_logprobs(logprobs: Sequence[TokenLogprob], text_offset: int) -> CompletionLogprobs:
     """`choices[].logprobs` of a text completion; offsets count from `text_offset`."""
     offsets: list[int] = []
     for lp in logprobs:

@@ -29,8 +29,8 @@ def check_serve(config: ServerConfig) -> socket.socket:
         check_bind_policy(config.host, store.has_keys(), config.auth.no_auth)
     sock = bind_socket(config.host, config.port)
     try:
-        if config.auth.state != "sqlite":
-            check_redis(config.auth.state)
+        if config.auth.redis_url is not None:
+            check_redis(config.auth.redis_url)
     except ValueError as exc:
         sock.close()
         raise StartupError(str(exc)) from None

@@ -1,8 +1,4 @@
-"""The `llmserve` command line. Thin: build a config, call the library.
-
-Each subcommand is one `add_<name>_parser(subparsers)` function that registers its arguments and
-its handler (`handler=<function(args) -> exit code>`); add yours to `SUBCOMMANDS`.
-"""
+"""`llmserve serve`: check the config in a second, then load the models and run the server."""
 
 from __future__ import annotations
 
@@ -13,12 +9,11 @@ import json
 import shlex
 import socket
 import sys
-from collections.abc import Callable, Sequence
 
 from llmserve import __version__
-from llmserve.cli_keys import add_keys_parser
 from llmserve.config import (
     BUILTIN_EMBEDDING_MODEL,
+    IN_PROCESS,
     ConfigError,
     ModelConfig,
     ServerConfig,
@@ -41,32 +36,11 @@ def add_serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         "--no-auth", action="store_true", help="allow serving without API keys beyond loopback"
     )
     parser.add_argument(
-        "--state", help="where per-key limits live: sqlite (this process) or a redis:// URL"
+        "--state",
+        help="where per-key limits are counted: in-process (this process; also 'sqlite', its old "
+        "name) or a redis:// URL shared by several server processes (auth.limit_store)",
     )
     parser.set_defaults(handler=run_serve)
-
-
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
-    add_serve_parser,
-    add_keys_parser,
-]
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The top-level parser with every subcommand."""
-    parser = argparse.ArgumentParser(prog="llmserve", description=__doc__.splitlines()[0])
-    parser.add_argument("--version", action="version", version=f"llmserve {__version__}")
-    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add_parser in SUBCOMMANDS:
-        add_parser(subparsers)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit code."""
-    args = build_parser().parse_args(argv)
-    handler: Callable[[argparse.Namespace], int] = args.handler
-    return handler(args)
 
 
 def default_model_configs(*, with_embedding: bool) -> tuple[ModelConfig, ...]:
@@ -103,7 +77,8 @@ def serve_config(args: argparse.Namespace) -> ServerConfig:
     if args.no_auth:
         auth_overrides["no_auth"] = True
     if args.state:
-        auth_overrides["state"] = args.state
+        # NOTE: "sqlite" was this value's old name (keys are in SQLite; limits never were).
+        auth_overrides["limit_store"] = IN_PROCESS if args.state == "sqlite" else args.state
     if auth_overrides:
         overrides["auth"] = dataclasses.replace(config.auth, **auth_overrides)  # type: ignore[arg-type]
     try:
@@ -114,7 +89,7 @@ def serve_config(args: argparse.Namespace) -> ServerConfig:
 
 def run_serve(args: argparse.Namespace) -> int:
     """Check the config (one line and exit 2 when wrong), build backends, run uvicorn."""
-    from llmserve.serve_checks import check_serve
+    from llmserve.cli.serve_checks import check_serve
 
     try:
         config = serve_config(args)

@@ -1,0 +1,67 @@
+"""`Generation`: a validated, tokenized request, ready to run as one body or as a chunk stream.
+
+Every generating endpoint (chat, completions, responses) prepares one; the HTTP layer admits it by
+`estimated_tokens`, then answers with `result()` or frames `chunks()` as SSE. A batch runner or a
+background job calls the same two methods with no HTTP request around them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from llmserve.backends.base import Backend
+from llmserve.serving.outputs import Choice, Outputs, collect, merge_outputs
+from llmserve.serving.usage import UsageMeter
+from llmserve.types import GenerateRequest
+
+BodyT = TypeVar("BodyT")
+ChunkT = TypeVar("ChunkT")
+
+
+@dataclass
+class Generation(Generic[BodyT, ChunkT]):
+    """Generate requests sharing one answer: `requests` x `n` choices, metered by `meter`.
+
+    Run it once: `await result()` for the whole body, or iterate `chunks()` for a stream (the
+    meter then counts completion tokens as they arrive). Closing `chunks()` early aborts every
+    request in the backend.
+    """
+
+    backend: Backend
+    requests: list[GenerateRequest]
+    n: int
+    meter: UsageMeter
+    to_body: Callable[[list[Choice]], BodyT]
+    to_chunks: Callable[[Outputs], AsyncGenerator[ChunkT, None]]
+
+    @property
+    def estimated_tokens(self) -> int:
+        """What admission charges up front: the prompts plus every token the choices may make."""
+        num_output_tokens = sum(r.sampling.max_tokens for r in self.requests) * self.n
+        return self.meter.prompt_tokens + num_output_tokens
+
+    async def result(self) -> BodyT:
+        """Run every choice to the end and build the response body."""
+        choices = await collect(self._outputs(), len(self.requests) * self.n)
+        self.meter.completion_tokens = sum(choice.num_output_tokens for choice in choices)
+        return self.to_body(choices)
+
+    def chunks(self) -> AsyncGenerator[ChunkT, None]:
+        """The response as stream chunks, in order."""
+        return self.to_chunks(self._outputs())
+
+    def _outputs(self) -> Outputs:
+        return merge_outputs(self.backend, self.requests, self.n)
+
+
+def response_id(prefix: str, request_id: str) -> str:
+    """The public id of a response made for `request_id` (`chatcmpl-…`, `cmpl-…`)."""
+    return f"{prefix}-{request_id.removeprefix('req_')}"
+
+
+def created_now() -> int:
+    """`created`: seconds since the epoch."""
+    return int(time.time())

@@ -1,0 +1,142 @@
+"""The typed shapes of response bodies and stream chunks, field for field as OpenAI sends them.
+
+Being TypedDicts, they are the JSON itself: mypy checks every field name and value type where a
+body is built, and nothing is converted on the way out.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NotRequired, TypedDict
+
+
+class Usage(TypedDict):
+    """`usage` of chat and text completions."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class TopLogprobBody(TypedDict):
+    """One alternative at a position (chat logprobs)."""
+
+    token: str
+    logprob: float
+    bytes: list[int]
+
+
+class TokenLogprobBody(TypedDict):
+    """The sampled token at a position and its alternatives (chat logprobs)."""
+
+    token: str
+    logprob: float
+    bytes: list[int]
+    top_logprobs: list[TopLogprobBody]
+
+
+class ChatLogprobs(TypedDict):
+    """`choices[].logprobs` of a chat completion or chunk."""
+
+    content: list[TokenLogprobBody]
+    refusal: None
+
+
+class CompletionLogprobs(TypedDict):
+    """`choices[].logprobs` of a text completion: parallel lists."""
+
+    tokens: list[str]
+    token_logprobs: list[float]
+    top_logprobs: list[dict[str, float]]
+    text_offset: list[int]
+
+
+class AssistantMessage(TypedDict):
+    """The assistant's message in a chat completion."""
+
+    role: Literal["assistant"]
+    content: str
+    refusal: None
+
+
+class ChatChoice(TypedDict):
+    index: int
+    message: AssistantMessage
+    logprobs: ChatLogprobs | None
+    finish_reason: str | None
+
+
+class ChatCompletion(TypedDict):
+    """A whole chat completion (`object: chat.completion`)."""
+
+    id: str
+    object: Literal["chat.completion"]
+    created: int
+    model: str
+    system_fingerprint: None
+    choices: list[ChatChoice]
+    usage: Usage
+
+
+class ChatDelta(TypedDict, total=False):
+    """What a chunk adds to a choice: the role first, then content."""
+
+    role: Literal["assistant"]
+    content: str
+
+
+class ChatChunkChoice(TypedDict):
+    index: int
+    delta: ChatDelta
+    logprobs: ChatLogprobs | None
+    finish_reason: str | None
+
+
+class ChatCompletionChunk(TypedDict):
+    """One streamed chunk; `usage` is present (null until the last) with include_usage."""
+
+    id: str
+    object: Literal["chat.completion.chunk"]
+    created: int
+    model: str
+    system_fingerprint: None
+    choices: list[ChatChunkChoice]
+    usage: NotRequired[Usage | None]
+
+
+class CompletionChoice(TypedDict):
+    index: int
+    text: str
+    logprobs: CompletionLogprobs | None
+    finish_reason: str | None
+
+
+class Completion(TypedDict):
+    """A text completion, whole or as one streamed chunk (OpenAI uses one shape for both)."""
+
+    id: str
+    object: Literal["text_completion"]
+    created: int
+    model: str
+    system_fingerprint: None
+    choices: list[CompletionChoice]
+    usage: NotRequired[Usage | None]
+
+
+class Embedding(TypedDict):
+    object: Literal["embedding"]
+    index: int
+    embedding: list[float] | str
+
+
+class EmbeddingUsage(TypedDict):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingList(TypedDict):
+    """The answer of /v1/embeddings."""
+
+    object: Literal["list"]
+    data: list[Embedding]
+    model: str
+    usage: EmbeddingUsage
