@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from llmserve import __version__
+from llmserve.bench.cli import add_bench_parser
 from llmserve.cli_keys import add_keys_parser
 from llmserve.config import (
     BUILTIN_EMBEDDING_MODEL,
@@ -49,6 +50,7 @@ def add_serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
     add_serve_parser,
     add_keys_parser,
+    add_bench_parser,
 ]
 
 
