@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 
 from llmserve import __version__
 from llmserve.bench.cli import add_bench_parser
+from llmserve.chat.cli import add_chat_parser
 from llmserve.cli_keys import add_keys_parser
 from llmserve.config import (
     BUILTIN_EMBEDDING_MODEL,
@@ -50,6 +51,7 @@ def add_serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
     add_serve_parser,
     add_keys_parser,
+    add_chat_parser,
     add_bench_parser,
 ]
 

@@ -69,9 +69,11 @@ def first_chat_model(client: httpx.Client, root: str) -> str:
     model another server lists."""
     try:
         response = client.get(f"{root}/playground/models")
+        data = response.json().get("data") if response.status_code == 200 else None
     except httpx.HTTPError as exc:
         raise RemoteError(f"cannot reach {root}: {exc}") from None
-    data = response.json().get("data") if response.status_code == 200 else None
+    except ValueError:  # another server's page, not JSON
+        data = None
     ids = [str(m["id"]) for m in data] if isinstance(data, list) else model_ids(client, root)
     if not ids:
         raise RemoteError(f"the server at {root} serves no chat model")
