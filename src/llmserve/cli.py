@@ -19,6 +19,7 @@ from llmserve import __version__
 from llmserve.bench.cli import add_bench_parser
 from llmserve.chat.cli import add_chat_parser
 from llmserve.cli_keys import add_keys_parser
+from llmserve.cli_models import add_models_parser, add_pull_parser
 from llmserve.config import (
     BUILTIN_EMBEDDING_MODEL,
     ConfigError,
@@ -53,6 +54,8 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]]
     add_keys_parser,
     add_chat_parser,
     add_bench_parser,
+    add_pull_parser,
+    add_models_parser,
 ]
 
 
