@@ -123,9 +123,10 @@ def test_playground_streams_stops_and_shows_errors(page: Page, keyed_server: Key
 
     page.get_by_label("Max tokens").fill("")  # up to the model's context: a long reply
     send(page, "Now tell me a very long story.")
-    reply = page.locator(".message.assistant .content").last
+    expect(page.locator(".message.assistant")).to_have_count(2)  # the long reply's own box
+    reply = page.locator(".message.assistant .content").nth(1)
     wait_until(lambda: len(reply.text_content() or "") > 20, "the long reply streams")
-    assert num_running(keyed_server) == 1
+    assert num_running(keyed_server) == 1  # still generating: stopping it has work to do
     page.get_by_role("button", name="Stop").click()
     expect(page.locator(".message.assistant .stats").last).to_have_text(
         re.compile(r"^stopped · TTFT \d+ ms$")
