@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Installs the real servers the tests use (Debian's redis-server) when they are missing.
+# Installs the real programs the tests use when they are missing: Debian's redis-server (limits
+# shared between processes) and chromium (the playground's browser test, driven by Playwright).
 set -euo pipefail
-if ! command -v redis-server >/dev/null 2>&1; then
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi

@@ -20,6 +20,7 @@ from llmserve.api.routes import (
     embeddings,
     health,
     models,
+    playground,
     responses,
     tokenize,
 )
@@ -70,4 +71,5 @@ def create_app(
     app.include_router(responses.router)
     app.include_router(tokenize.router)
     app.include_router(admin.router)
+    app.include_router(playground.router)
     return app

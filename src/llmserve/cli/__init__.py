@@ -10,12 +10,19 @@ import argparse
 from collections.abc import Callable, Sequence
 
 from llmserve import __version__
+from llmserve.cli.bench import add_bench_parser
+from llmserve.cli.chat import add_chat_parser
 from llmserve.cli.keys import add_keys_parser
+from llmserve.cli.models import add_models_parser, add_pull_parser
 from llmserve.cli.serve import add_serve_parser
 
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
     add_serve_parser,
     add_keys_parser,
+    add_chat_parser,
+    add_bench_parser,
+    add_pull_parser,
+    add_models_parser,
 ]
 
 

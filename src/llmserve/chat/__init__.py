@@ -1,0 +1,1 @@
+"""`llmserve chat`: a terminal chat against any OpenAI-compatible server."""
