@@ -47,6 +47,11 @@ def chromium_path() -> str:
     return path
 
 
+# NOTE: Playwright's default 5 s per expectation is a bet on this machine's speed; a slow CPU
+# still satisfies every expectation, just later.
+expect.set_options(timeout=60_000)
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
@@ -94,6 +99,7 @@ def open_playground(page: Page, server: KeyedServer) -> None:
     page.goto(server.url + "/")
     page.get_by_role("link", name="Playground").click()
     expect(page).to_have_title("llmserve playground")
+    expect(page.locator("body")).to_have_attribute("data-ready", "true")  # the script ran
     page.get_by_label("API key").fill(server.key)
     page.get_by_label("API key").press("Tab")  # change event: the model list reloads
     expect(page.get_by_label("Model").locator("option")).to_have_text([BUILTIN_CHAT_MODEL])
@@ -198,6 +204,7 @@ def test_replies_render_markdown_without_running_html(
 def test_playground_fits_a_phone_screen(browser: Browser, keyed_server: KeyedServer) -> None:
     page = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
     page.goto(keyed_server.url + "/playground")
+    expect(page.locator("body")).to_have_attribute("data-ready", "true")  # settings folded
     expect(page.get_by_role("button", name="Send")).to_be_in_viewport()
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     page.get_by_text("Settings").click()  # folded on a phone; opens on tap

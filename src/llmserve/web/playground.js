@@ -184,7 +184,8 @@ function onPromptKey(event) {
 }
 
 function init() {
-  $("api-key").value = localStorage.getItem(KEY_STORAGE) ?? "";
+  // A key typed before this module ran (it loads after the page is shown) is kept.
+  if (!$("api-key").value) $("api-key").value = localStorage.getItem(KEY_STORAGE) ?? "";
   $("api-key").addEventListener("input", () => {
     localStorage.setItem(KEY_STORAGE, $("api-key").value.trim());
   });
@@ -202,6 +203,7 @@ function init() {
   if (window.matchMedia("(max-width: 700px)").matches) $("settings").open = false;
   setRunning(null);
   loadModels();
+  document.body.dataset.ready = "true"; // every control is wired up from here on
 }
 
 init();
