@@ -7,7 +7,6 @@ its handler (`handler=<function(args) -> exit code>`); add yours to `SUBCOMMANDS
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import dataclasses
 import json
@@ -17,6 +16,12 @@ from collections.abc import Callable, Sequence
 
 from llmserve import __version__
 from llmserve.cli_keys import add_keys_parser
+from llmserve.cli_ops import (
+    add_operations_arguments,
+    log_start,
+    operations_overrides,
+    run_until_drained,
+)
 from llmserve.config import (
     BUILTIN_EMBEDDING_MODEL,
     ConfigError,
@@ -43,6 +48,7 @@ def add_serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
     parser.add_argument(
         "--state", help="where per-key limits live: sqlite (this process) or a redis:// URL"
     )
+    add_operations_arguments(parser)
     parser.set_defaults(handler=run_serve)
 
 
@@ -104,6 +110,7 @@ def serve_config(args: argparse.Namespace) -> ServerConfig:
         auth_overrides["no_auth"] = True
     if args.state:
         auth_overrides["state"] = args.state
+    overrides.update(operations_overrides(args, config))
     if auth_overrides:
         overrides["auth"] = dataclasses.replace(config.auth, **auth_overrides)  # type: ignore[arg-type]
     try:
@@ -123,6 +130,7 @@ def run_serve(args: argparse.Namespace) -> int:
     except ValueError as exc:  # ConfigError and BindPolicyError
         print(f"llmserve: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    log_start(config)  # at once: loading the models takes seconds
     from llmserve.api.app import create_app
     from llmserve.backends.factory import build_backends
 
@@ -132,21 +140,7 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"llmserve: {exc}", file=sys.stderr)
         return EXIT_USAGE
     app = create_app(config, backends, build_gatekeeper(config))
-    asyncio.run(_serve(app, config))
-    return 0
-
-
-async def _serve(app: object, config: ServerConfig) -> None:
-    import uvicorn
-
-    server = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port))  # type: ignore[arg-type]
-    serving = asyncio.create_task(server.serve())
-    while not server.started and not serving.done():
-        await asyncio.sleep(0.05)
-    if server.started:
-        port = server.servers[0].sockets[0].getsockname()[1]
-        print(banner(config, port), flush=True)
-    await serving
+    return run_until_drained(app, config, lambda port: print(banner(config, port), flush=True))
 
 
 def banner(config: ServerConfig, port: int) -> str:

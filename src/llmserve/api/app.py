@@ -12,6 +12,7 @@ from llmserve.api.admission import ServerState
 from llmserve.api.body_limit import BodyLimitMiddleware
 from llmserve.api.errors import install_error_handlers
 from llmserve.api.middleware import RequestIdMiddleware
+from llmserve.api.request_log import RequestLogMiddleware
 from llmserve.api.response_store import ResponseStore
 from llmserve.api.routes import (
     admin,
@@ -19,6 +20,7 @@ from llmserve.api.routes import (
     completions,
     embeddings,
     health,
+    metrics,
     models,
     responses,
     tokenize,
@@ -26,6 +28,7 @@ from llmserve.api.routes import (
 from llmserve.auth.base import Gatekeeper
 from llmserve.backends.base import Backend
 from llmserve.config import ServerConfig
+from llmserve.metrics import ServerMetrics
 
 
 def create_app(
@@ -52,7 +55,8 @@ def create_app(
         redoc_url=None,
         openapi_url=None,
     )
-    app.state.llmserve = ServerState(config, backends, gatekeeper)
+    server_metrics = ServerMetrics(config.metrics, backends)
+    app.state.llmserve = ServerState(config, backends, gatekeeper, server_metrics)
     app.state.response_store = ResponseStore()  # GET /v1/responses/{id}
     install_error_handlers(app)
     app.add_middleware(
@@ -60,8 +64,10 @@ def create_app(
         max_bytes=config.limits.max_request_body_bytes,
         timeout_s=config.limits.body_timeout_s,
     )
+    app.add_middleware(RequestLogMiddleware, metrics=server_metrics)  # one log line per request
     app.add_middleware(RequestIdMiddleware)  # outermost: its id is on every answer, 413s included
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(models.router)
     app.include_router(chat.router)
     app.include_router(completions.router)

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from llmserve.api.admission import request_id_of, server_state
 from llmserve.api.deadline import Deadline
 from llmserve.api.generation import Choice, collect_unless_disconnected
+from llmserve.api.request_metrics import OutputObserver, arrival_time, watch_outputs
 from llmserve.api.sse import CHAT_SSE, SseFormat, UsageMeter, sse_response
 from llmserve.auth.base import Slot
 from llmserve.backends.base import GenerateOutput
@@ -60,10 +61,13 @@ async def respond(
     when streaming).
     """
     headers = dict(slot.headers)
-    deadline = Deadline.after(server_state(request).config.auth.request_timeout_s)
+    state = server_state(request)
+    deadline = Deadline.after(state.config.auth.request_timeout_s)
+    observer = OutputObserver(state.metrics, meter.model, num_choices, arrival_time(request.state))
+    outputs = watch_outputs(outputs, observer)  # TTFT, inter-token latency, tokens: metrics.py
     if stream:
         return sse_response(
-            to_chunks(outputs),
+            state.drain.guard(to_chunks(outputs)),  # cut off in-band at the drain's timeout
             slot=slot,
             meter=meter,
             request_id=request_id_of(request),
@@ -72,7 +76,7 @@ async def respond(
             deadline=deadline,
         )
     try:
-        async with deadline.enforce():
+        async with deadline.enforce(), state.drain.cutoff():
             choices = await collect_unless_disconnected(request, outputs, num_choices)
         if choices is None:
             return Response(status_code=CLIENT_CLOSED_REQUEST)

@@ -9,6 +9,7 @@ per step, then EOS; with `ignore_eos` it repeats the reply until `max_tokens`. A
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Sequence
 
 from llmserve.backends.base import (
@@ -103,9 +104,10 @@ class FakeBackend:
     async def generate(self, request: GenerateRequest) -> AsyncIterator[GenerateOutput]:
         """Stream the reply for every choice, one byte-token per step, round-robin over choices."""
         finished = False
+        arrived_at = time.monotonic()
         await self._admit(request)
         try:
-            async for output in self._steps(request):
+            async for output in self._steps(request, time.monotonic() - arrived_at):
                 yield output
             finished = True
         finally:
@@ -137,7 +139,9 @@ class FakeBackend:
                 self._num_running += 1
                 turn.set_result(None)
 
-    async def _steps(self, request: GenerateRequest) -> AsyncIterator[GenerateOutput]:
+    async def _steps(
+        self, request: GenerateRequest, queue_time_s: float
+    ) -> AsyncIterator[GenerateOutput]:
         sampling = request.sampling
         texts = [_StopText(sampling.stop) for _ in range(sampling.n)]
         for step in range(sampling.max_tokens):
@@ -163,6 +167,7 @@ class FakeBackend:
                     num_output_tokens=step if finish == "abort" else step + 1,
                     finish_reason=finish,
                     logprobs=self._logprobs(token_id, sampling.logprobs),
+                    queue_time_s=queue_time_s,
                 )
             if finish is not None:
                 return
