@@ -33,6 +33,9 @@ class OutputObserver:
     ) -> None:
         self._metrics = metrics
         self._model = model
+        # NOTE: label children resolved once: `observe` runs for every token.
+        self._generation_tokens = metrics.generation_tokens.labels(model)
+        self._inter_token_latency = metrics.inter_token_latency.labels(model)
         self._num_choices = num_choices
         self._arrived_at = arrived_at
         self._has_first_token = False
@@ -65,14 +68,14 @@ class OutputObserver:
         self._metrics.e2e_request_latency.labels(self._model).observe(latency)
 
     def _count_tokens(self, index: int, num_new: int, now: float) -> None:
-        self._metrics.generation_tokens.labels(self._model).inc(num_new)
+        self._generation_tokens.inc(num_new)
         if not self._has_first_token:
             self._has_first_token = True
             ttft = now - self._arrived_at
             self._metrics.time_to_first_token.labels(self._model).observe(ttft)
         previous = self._index_to_last_token_at.get(index)
         if previous is not None:
-            self._metrics.inter_token_latency.labels(self._model).observe(now - previous)
+            self._inter_token_latency.observe(now - previous)
         self._index_to_last_token_at[index] = now
 
 
