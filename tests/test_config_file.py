@@ -14,6 +14,8 @@ from llmserve.config import (
     ConfigError,
     EngineConfig,
     LimitsConfig,
+    LogConfig,
+    MetricsConfig,
     ModelConfig,
     ServerConfig,
     load_config_file,
@@ -86,7 +88,8 @@ def test_empty_file_serves_the_builtin_model(tmp_path: Path) -> None:
 def test_unknown_keys_are_named_with_what_is_allowed(tmp_path: Path) -> None:
     found = problems(tmp_path, "prot: 80\nengine:\n  max_seqs: 3\n")
     assert found[0] == (
-        "prot: unknown field; allowed: models, host, port, home, engine, auth, limits"
+        "prot: unknown field; allowed: models, host, port, home, engine, auth, limits, metrics, "
+        "log, shutdown_timeout_s"
     )
     assert found[1].startswith("engine.max_seqs: unknown field; allowed: max_num_seqs,")
 
@@ -133,6 +136,8 @@ def test_readme_config_reference_loads_and_names_every_field(tmp_path: Path) -> 
     (block,) = re.findall(r"```yaml\n(.*?)```", readme, flags=re.S)
     config = load_config_file(write(tmp_path, block))
     assert config.models[0].source == BUILTIN_CHAT_MODEL
-    for cls in (ServerConfig, ModelConfig, EngineConfig, AuthConfig, LimitsConfig):
+    for cls in (
+        ServerConfig, ModelConfig, EngineConfig, AuthConfig, LimitsConfig, MetricsConfig, LogConfig
+    ):  # fmt: skip
         for field in dataclasses.fields(cls):
             assert re.search(rf"^\s*-?\s*{field.name}:", block, flags=re.M), field.name

@@ -132,6 +132,22 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """GET /metrics: Prometheus families under `llmserve:` (see metrics.py)."""
+
+    per_key: bool = True  # label per-key families by key id; false folds every key into "all"
+    require_admin_key: bool = False  # true: /metrics needs the admin key, as /admin does
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """Server logs on stderr: timestamped, one line per request."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["text", "json"] = "text"  # json: one object per line, for log collectors
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     """Everything `llmserve serve` needs."""
 
@@ -142,8 +158,13 @@ class ServerConfig:
     engine: EngineConfig = field(default_factory=EngineConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    shutdown_timeout_s: float = 30.0  # on SIGTERM, requests in flight get this long to finish
 
     def __post_init__(self) -> None:
+        if self.shutdown_timeout_s < 0:
+            raise ValueError("shutdown_timeout_s must be non-negative")
         if not self.models:
             raise ValueError("models must name at least one model")
         names = [m.name for m in self.models]

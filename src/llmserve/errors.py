@@ -167,3 +167,23 @@ class RequestTimeoutError(LlmserveError):
 
 class UnsupportedOperationError(Exception):
     """Raised by a backend asked for work its model kind cannot do (embed on a chat model)."""
+
+
+class DrainingError(OverloadedError):
+    """503: the server is shutting down (draining) and admits no new request."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The server is shutting down and accepts no new requests; please retry "
+            "(another replica will answer)."
+        )
+
+
+class ShutdownCutoffError(OverloadedError):
+    """503: the request was still running when the server's shutdown timeout ran out."""
+
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__(
+            f"The server is shutting down and stopped this request after waiting {timeout_s:g} "
+            "seconds for it to finish; please retry."
+        )

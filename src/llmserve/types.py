@@ -67,6 +67,7 @@ class GenerateOutput:
     num_output_tokens: int  # cumulative for this index
     finish_reason: FinishReason | None = None
     logprobs: tuple[TokenLogprob, ...] | None = None
+    queue_time_s: float | None = None  # how long the request waited before it first ran
 
 
 @dataclass(frozen=True)
@@ -107,3 +108,5 @@ class BackendLoad:
     num_waiting: int
     waiting_by_tenant: dict[str, int] = field(default_factory=dict)
     max_running: int | None = None  # requests it runs at once, when fixed; None: unknown
+    kv_cache_usage: float = 0.0  # fraction of KV-cache blocks in use (0 without a KV cache)
+    num_preemptions: int = 0  # since start: sequences evicted to make room, to recompute later

@@ -23,12 +23,16 @@ from typing import Generic, TypeVar
 
 from fastapi import Request
 
+from llmserve.api.drain import Drain
 from llmserve.api.json_body import parse_json_body
 from llmserve.api.queue_gauge import QueueGauge
+from llmserve.api.request_log import note_caller
+from llmserve.api.request_metrics import ObservedSlot, counting_rejections
 from llmserve.auth.base import Gatekeeper, Principal, Slot
 from llmserve.backends.base import Backend
 from llmserve.config import ServerConfig
 from llmserve.errors import InvalidRequestError, ModelNotFoundError
+from llmserve.metrics import ServerMetrics
 from llmserve.serving.context import ServingContext
 from llmserve.serving.schemas import ModelRequest
 from llmserve.types import ModelKind
@@ -43,6 +47,8 @@ class ServerState:
     config: ServerConfig
     backends: Mapping[str, Backend]
     gatekeeper: Gatekeeper
+    metrics: ServerMetrics  # GET /metrics
+    drain: Drain = field(default_factory=Drain)  # stops admission on SIGTERM (api/runner.py)
     queue: QueueGauge = field(default_factory=QueueGauge)  # admitted requests, per model
     started_at: int = field(default_factory=lambda: int(time.time()))  # `created` of models
 
@@ -101,6 +107,7 @@ async def route_request(request: Request, schema: type[M], *, kind: ModelKind | 
     state = server_state(request)
     principal = await state.gatekeeper.authenticate(request.headers.get("authorization"))
     body = await parse_json_body(request, schema)  # 400: content type, JSON, schema
+    note_caller(request, principal.key_id, body.model)  # for the request log
     backend = lookup_backend(state, principal, body.model, kind)
     return Routed(principal, body, backend, request_id_of(request))
 
@@ -111,10 +118,18 @@ async def acquire_slot(request: Request, routed: Routed[M], estimated_tokens: in
     The request counts in `state.queue` from its queue check until its slot is released.
     """
     state = server_state(request)
-    ticket = state.queue.admit(routed.model, routed.backend.load(), state.config.limits.max_queue)
-    try:
-        slot = await state.gatekeeper.acquire(routed.principal, routed.model, estimated_tokens)
-    except BaseException:
-        ticket.leave()
-        raise
-    return ticket.hold(slot)
+    key_id = routed.principal.key_id
+    max_queue = state.config.limits.max_queue
+    with counting_rejections(state.metrics, key_id, routed.model):  # 429s and 503s per key
+        state.drain.check_admitting()  # 503 once the server is shutting down
+        ticket = state.queue.admit(routed.model, routed.backend.load(), max_queue)
+        try:
+            slot = await state.gatekeeper.acquire(routed.principal, routed.model, estimated_tokens)
+        except BaseException:
+            ticket.leave()
+            raise
+    held = ticket.hold(slot)
+    observed = ObservedSlot(
+        held, state.metrics, key_id=key_id, model=routed.model, notes=request.state
+    )
+    return state.drain.track(observed)

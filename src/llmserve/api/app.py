@@ -13,12 +13,14 @@ from llmserve.api.body_limit import BodyLimitMiddleware
 from llmserve.api.errors import install_error_handlers
 from llmserve.api.middleware import RequestIdMiddleware
 from llmserve.api.openapi import DescribedApp
+from llmserve.api.request_log import RequestLogMiddleware
 from llmserve.api.routes import (
     admin,
     chat,
     completions,
     embeddings,
     health,
+    metrics,
     models,
     playground,
     responses,
@@ -27,6 +29,7 @@ from llmserve.api.routes import (
 from llmserve.auth.base import Gatekeeper
 from llmserve.backends.base import Backend
 from llmserve.config import ServerConfig
+from llmserve.metrics import ServerMetrics
 from llmserve.serving.response_store import ResponseStore
 
 
@@ -54,7 +57,8 @@ def create_app(
         redoc_url=None,
         openapi_url="/openapi.json",  # the request and error schemas; no docs UI
     )
-    app.state.llmserve = ServerState(config, backends, gatekeeper)
+    server_metrics = ServerMetrics(config.metrics, backends)
+    app.state.llmserve = ServerState(config, backends, gatekeeper, server_metrics)
     app.state.response_store = ResponseStore()  # GET /v1/responses/{id}
     install_error_handlers(app)
     app.add_middleware(
@@ -62,8 +66,10 @@ def create_app(
         max_bytes=config.limits.max_request_body_bytes,
         timeout_s=config.limits.body_timeout_s,
     )
+    app.add_middleware(RequestLogMiddleware, metrics=server_metrics)  # one log line per request
     app.add_middleware(RequestIdMiddleware)  # outermost: its id is on every answer, 413s included
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(models.router)
     app.include_router(chat.router)
     app.include_router(completions.router)

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, Response
 
 from llmserve.api.admission import request_id_of, server_state
 from llmserve.api.deadline import Deadline
+from llmserve.api.request_metrics import OutputObserver, arrival_time, watch_outputs
 from llmserve.api.sse import CHAT_SSE, SseFormat, sse_response
 from llmserve.auth.base import Slot
 from llmserve.serving.generation import Generation
@@ -50,11 +51,17 @@ async def respond(
     """
     headers = dict(slot.headers)
     meter = generation.meter
-    deadline = Deadline.after(server_state(request).config.limits.request_timeout_s)
+    state = server_state(request)
+    deadline = Deadline.after(state.config.limits.request_timeout_s)
     slot.report(meter.record())  # from here the request counts in usage, even if we are killed
+    observer = OutputObserver(
+        state.metrics, meter.model, generation.num_choices, arrival_time(request.state)
+    )
+    generation.watch = lambda outputs: watch_outputs(outputs, observer)  # TTFT, ITL: metrics.py
     if stream:
         return sse_response(
-            reporting_usage(generation.chunks(), slot, meter),
+            # cut off in-band at the drain's timeout
+            state.drain.guard(reporting_usage(generation.chunks(), slot, meter)),
             slot=slot,
             meter=meter,
             request_id=request_id_of(request),
@@ -63,7 +70,7 @@ async def respond(
             deadline=deadline,
         )
     try:
-        async with deadline.enforce():
+        async with deadline.enforce(), state.drain.cutoff():
             body = await unless_disconnected(request, generation.result())
         if body is None:
             return Response(status_code=CLIENT_CLOSED_REQUEST)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 
 from llmserve.engine.fair_queue import FairQueue
@@ -116,9 +117,10 @@ class FakeBackend:
 
     async def _generate(self, request: GenerateRequest) -> AsyncGenerator[GenerateOutput, None]:
         finished = False
+        arrived_at = time.monotonic()
         await self._admit(request)
         try:
-            async for output in self._steps(request):
+            async for output in self._steps(request, time.monotonic() - arrived_at):
                 yield output
             finished = True
         finally:
@@ -150,7 +152,9 @@ class FakeBackend:
                 self._num_running += 1
                 turn.set_result(None)
 
-    async def _steps(self, request: GenerateRequest) -> AsyncIterator[GenerateOutput]:
+    async def _steps(
+        self, request: GenerateRequest, queue_time_s: float
+    ) -> AsyncIterator[GenerateOutput]:
         sampling = request.sampling
         texts = [_StopText(sampling.stop) for _ in range(sampling.n)]
         for step in range(sampling.max_tokens):
@@ -176,6 +180,7 @@ class FakeBackend:
                     num_output_tokens=step if finish == "abort" else step + 1,
                     finish_reason=finish,
                     logprobs=self._logprobs(token_id, sampling.logprobs),
+                    queue_time_s=queue_time_s,
                 )
             if finish is not None:
                 return

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import json
 import shlex
-import socket
 import sys
 
 from llmserve import __version__
+from llmserve.cli.operations import (
+    add_operations_arguments,
+    log_start,
+    operations_overrides,
+    run_until_drained,
+)
 from llmserve.config import (
     BUILTIN_EMBEDDING_MODEL,
     IN_PROCESS,
@@ -40,6 +44,7 @@ def add_serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         help="where per-key limits are counted: in-process (this process; also 'sqlite', its old "
         "name) or a redis:// URL shared by several server processes (auth.limit_store)",
     )
+    add_operations_arguments(parser)
     parser.set_defaults(handler=run_serve)
 
 
@@ -79,6 +84,7 @@ def serve_config(args: argparse.Namespace) -> ServerConfig:
     if args.state:
         # NOTE: "sqlite" was this value's old name (keys are in SQLite; limits never were).
         auth_overrides["limit_store"] = IN_PROCESS if args.state == "sqlite" else args.state
+    overrides.update(operations_overrides(args, config))
     if auth_overrides:
         overrides["auth"] = dataclasses.replace(config.auth, **auth_overrides)  # type: ignore[arg-type]
     try:
@@ -97,6 +103,7 @@ def run_serve(args: argparse.Namespace) -> int:
     except ValueError as exc:  # ConfigError, BindPolicyError, StartupError
         print(f"llmserve: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    log_start(config)  # at once: loading the models takes seconds
     from llmserve.api.app import create_app
     from llmserve.auth import build_gatekeeper
     from llmserve.backends.factory import build_backends
@@ -108,21 +115,9 @@ def run_serve(args: argparse.Namespace) -> int:
             print(f"llmserve: {exc}", file=sys.stderr)
             return EXIT_USAGE
         app = create_app(config, backends, build_gatekeeper(config))
-        asyncio.run(_serve(app, config, sock))
-    return 0
-
-
-async def _serve(app: object, config: ServerConfig, sock: socket.socket) -> None:
-    import uvicorn
-
-    server = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port))  # type: ignore[arg-type]
-    serving = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started and not serving.done():
-        await asyncio.sleep(0.05)
-    if server.started:
-        port = server.servers[0].sockets[0].getsockname()[1]
-        print(banner(config, port), flush=True)
-    await serving
+        return run_until_drained(
+            app, config, sock, lambda port: print(banner(config, port), flush=True)
+        )
 
 
 def banner(config: ServerConfig, port: int) -> str:

@@ -134,6 +134,8 @@ class LLMEngine:
             num_waiting=len(waiting),
             waiting_by_tenant=waiting.count_by_tenant(),
             max_running=self.scheduler.config.max_num_seqs,
+            kv_cache_usage=1 - self.block_manager.num_free_blocks / self.block_manager.num_blocks,
+            num_preemptions=self.scheduler.num_preemptions,
         )
 
     def step(self) -> list[GenerateOutput]:
@@ -248,6 +250,7 @@ class LLMEngine:
             num_output_tokens=seq.num_output_tokens,
             finish_reason=reason,
             logprobs=self._logprobs(token) if token and seq.sampling.logprobs is not None else None,
+            queue_time_s=seq.queue_time_s,
         )
 
     def _logprobs(self, token: SampledToken) -> tuple[TokenLogprob, ...]:

@@ -98,7 +98,7 @@ class Scheduler:
                 break
             self.waiting.pop()
             self.block_manager.allocate(candidate, num_new)
-            candidate.status = SequenceStatus.RUNNING
+            candidate.start_running()
             self.running.append(candidate)
             chunks.append(ScheduledChunk(candidate, candidate.num_computed_tokens, num_new))
             budget -= num_new

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import time
 from dataclasses import dataclass, field
 
 from llmserve.sampling import SamplingParams
@@ -33,6 +34,14 @@ class Sequence:
     block_ids: list[int] = field(default_factory=list)
     status: SequenceStatus = SequenceStatus.WAITING
     finish_reason: FinishReason | None = None
+    arrival_time: float = field(default_factory=time.monotonic)
+    queue_time_s: float | None = None  # set when it first runs: the wait in the waiting queue
+
+    def start_running(self) -> None:
+        """Move to RUNNING; the first time, record how long it waited."""
+        self.status = SequenceStatus.RUNNING
+        if self.queue_time_s is None:
+            self.queue_time_s = time.monotonic() - self.arrival_time
 
     @property
     def num_tokens(self) -> int:

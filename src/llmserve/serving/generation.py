@@ -36,6 +36,8 @@ class Generation(Generic[BodyT, ChunkT]):
     meter: UsageMeter
     to_body: Callable[[list[Choice]], BodyT]
     to_chunks: Callable[[Outputs], AsyncGenerator[ChunkT, None]]
+    # Sees every output on its way to the body or the chunks (the API layer's metrics).
+    watch: Callable[[Outputs], Outputs] | None = None
 
     @property
     def estimated_tokens(self) -> int:
@@ -45,7 +47,7 @@ class Generation(Generic[BodyT, ChunkT]):
 
     async def result(self) -> BodyT:
         """Run every choice to the end and build the response body."""
-        choices = await collect(self._outputs(), len(self.requests) * self.n)
+        choices = await collect(self._outputs(), self.num_choices)
         self.meter.completion_tokens = sum(choice.num_output_tokens for choice in choices)
         return self.to_body(choices)
 
@@ -53,8 +55,14 @@ class Generation(Generic[BodyT, ChunkT]):
         """The response as stream chunks, in order."""
         return self.to_chunks(self._outputs())
 
+    @property
+    def num_choices(self) -> int:
+        """Choices in the answer: `n` per request."""
+        return len(self.requests) * self.n
+
     def _outputs(self) -> Outputs:
-        return merge_outputs(self.backend, self.requests, self.n)
+        outputs = merge_outputs(self.backend, self.requests, self.n)
+        return outputs if self.watch is None else self.watch(outputs)
 
 
 def response_id(prefix: str, request_id: str) -> str:

@@ -1,4 +1,6 @@
-"""GET /health and GET /version: unauthenticated, for load balancers and humans."""
+"""GET /health (readiness), GET /live (liveness) and GET /version: unauthenticated, for load
+balancers and humans. While the server drains (SIGTERM), /health answers 503 `draining` so load
+balancers stop sending; /live stays 200 so the process is not killed mid-drain."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ class ModelLoad(TypedDict):
 
 
 class Health(TypedDict, total=False):
-    status: str  # "ok", or "unavailable" with a `reason`
+    status: str  # "ok"; "draining"; or "unavailable" with a `reason`
     reason: str
     models: dict[str, ModelLoad]
 
@@ -29,21 +31,39 @@ RETRY_AFTER_S = 1
 
 @router.get("/health")
 async def health(request: Request) -> JSONResponse:
-    """Readiness plus the work in each backend: 503 with the reason while a dependency is down."""
+    """Readiness plus the work in each backend: 503 while draining or a dependency is down."""
     state = server_state(request)
     models: dict[str, ModelLoad] = {}
     for name, backend in state.backends.items():
         load = backend.load()
         models[name] = {"num_running": load.num_running, "num_waiting": load.num_waiting}
+    retry = {"Retry-After": str(RETRY_AFTER_S)}
+    if state.drain.is_draining:
+        draining: Health = {"status": "draining", "models": models}
+        return JSONResponse(draining, status_code=503, headers=retry)
     problem = await state.gatekeeper.dependency_problem()
     if problem is not None:
         body: Health = {"status": "unavailable", "reason": problem, "models": models}
-        return JSONResponse(body, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
+        return JSONResponse(body, status_code=503, headers=retry)
     ok: Health = {"status": "ok", "models": models}
     return JSONResponse(ok)
 
 
-@router.get("/version")
-async def version() -> dict[str, str]:
+class Live(TypedDict):
+    status: str
+
+
+class Version(TypedDict):
+    version: str
+
+
+@router.get("/live", response_model=None)
+async def live() -> Live:
+    """Liveness: 200 as long as the process serves HTTP, draining or not."""
+    return {"status": "alive"}
+
+
+@router.get("/version", response_model=None)
+async def version() -> Version:
     """The llmserve version."""
     return {"version": __version__}

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Literal, TypedDict
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from llmserve.api.admission import server_state
-from llmserve.api.routes.models import list_models
+from llmserve.api.routes.models import ModelCard, list_models
 from llmserve.errors import NotFoundError
 
 router = APIRouter()
@@ -71,12 +71,21 @@ async def playground() -> Response:
     return web_file("playground.html")
 
 
-@router.get("/playground/models")
-async def chat_models(request: Request) -> dict[str, Any]:
+class ChatModelCard(ModelCard):
+    max_model_len: int
+
+
+class ChatModelList(TypedDict):
+    object: Literal["list"]
+    data: list[ChatModelCard]
+
+
+@router.get("/playground/models", response_model=None)
+async def chat_models(request: Request) -> ChatModelList:
     """The chat models of `/v1/models` for this caller, with their context length."""
     state = server_state(request)
     listing = await list_models(request)
-    data = []
+    data: list[ChatModelCard] = []
     for card in listing["data"]:
         info = state.backends[card["id"]].info
         if info.kind == "chat":

@@ -1,0 +1,24 @@
+"""GET /metrics: Prometheus text format (families in metrics.py).
+
+Unauthenticated like /health, unless `metrics.require_admin_key` asks for the admin key.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from llmserve.api.admission import server_state
+from llmserve.api.routes.admin import require_admin
+
+router = APIRouter()
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    """Every family of this server, as Prometheus scrapes it."""
+    state = server_state(request)
+    if state.config.metrics.require_admin_key:
+        await require_admin(request)
+    return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
