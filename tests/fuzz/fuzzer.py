@@ -13,7 +13,8 @@ with random names nearly every request would stop at 404 and never reach generat
 engine, positive cases also ask for few tokens and choices, so a run takes minutes, not hours.
 
 A part reruns with the next seed until the server has answered `--requests` requests. The figures
-come from the server's access log, not from schemathesis: requests answered, by status.
+come from the server's request log (JSON lines), not from schemathesis: requests answered, by
+status (probes of /health log at DEBUG and are not counted).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import argparse
 import contextlib
 import json
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -45,7 +45,7 @@ FAKE_MODEL = "fake-model"
 CHECKS = "not_a_server_error,response_schema_conformance"
 # On the real engine: output-length fields every positive case sends, and their largest values.
 REAL_ENGINE_CAPS = {"max_tokens": 8, "max_completion_tokens": 8, "max_output_tokens": 8, "n": 2}
-_ACCESS_LINE = re.compile(r'"[A-Z]+ (\S+) HTTP/[\d.]+" (\d{3})')
+REQUEST_LOGGER = "llmserve.requests"  # one line per answered request (api/request_log.py)
 
 
 @dataclass(frozen=True)
@@ -121,6 +121,7 @@ def running_server(config: Path, log_path: Path, port: int) -> Iterator[str]:
     """`llmserve serve --config` in its own process, its log in `log_path`; yields its URL."""
     env = {**os.environ, "LLMSERVE_ADMIN_KEY": ADMIN_KEY}
     command = [sys.executable, "-m", "llmserve", "serve", "--config", str(config)]
+    command += ["--log-format", "json"]
     with log_path.open("wb") as log:
         server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
@@ -173,13 +174,15 @@ def cap_generation(schema: dict[str, Any]) -> None:
 
 
 def status_counts(log_path: Path, offset: int) -> tuple[Counter[int], int]:
-    """Statuses of the access-log lines written after byte `offset`, and the new offset."""
+    """Statuses of the request-log lines written after byte `offset`, and the new offset."""
     data = log_path.read_bytes()
-    statuses = Counter(
-        int(match.group(2))
-        for match in _ACCESS_LINE.finditer(data[offset:].decode(errors="replace"))
-    )
-    return statuses, len(data)
+    end = data.rfind(b"\n", offset) + 1  # a line still being written is read next time
+    statuses: Counter[int] = Counter()
+    for line in data[offset:end].decode(errors="replace").splitlines():
+        entry = json.loads(line) if line.startswith("{") else {}
+        if entry.get("logger") == REQUEST_LOGGER:
+            statuses[int(entry["status"])] += 1
+    return statuses, max(end, offset)
 
 
 def run_schemathesis(spec: Path, url: str, part: Part, examples: int, seed: int) -> bool:
@@ -204,6 +207,8 @@ def fuzz_part(
     while figures.num_requests < min_requests:
         passed = run_schemathesis(spec, url, part, examples, seed=figures.num_runs + 1)
         statuses, offset = status_counts(log_path, offset)
+        if not statuses:
+            raise RuntimeError(f"the server logged no requests; see {log_path}")
         figures.statuses.update(statuses)
         figures.num_runs += 1
         figures.num_failed_runs += not passed
