@@ -40,7 +40,9 @@ def bench_run(fake_server_url: str, tmp_path_factory: pytest.TempPathFactory) ->
     args += ["--num-prompts", str(NUM_PROMPTS), "--request-rate", str(RATE)]
     args += ["--random-input-len", "16", "--random-output-len", str(OUTPUT_LEN)]
     args += ["--max-concurrency", "32", "--metric-percentiles", "50,99"]
-    args += ["--percentile-metrics", "ttft,tpot,itl,e2el", "--goodput", "tpot:80", "ttft:5000"]
+    # NOTE: SLOs 20x above the delay: every request meets them on any machine, so goodput must
+    # equal throughput; what is checked is the counting, not this machine's speed.
+    args += ["--percentile-metrics", "ttft,tpot,itl,e2el", "--goodput", "tpot:1000", "ttft:60000"]
     args += ["--save-result", "--save-detailed", "--result-dir", str(out)]
     args += ["--result-filename", "run.json", "--plot", str(out / "run.png")]
     command = [sys.executable, "-m", "llmserve", "bench", *args]

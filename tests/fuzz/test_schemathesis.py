@@ -13,6 +13,7 @@ from fuzzer import fuzz
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # about a minute alone; several times that on a machine busy elsewhere
 def test_fuzzing_every_route_finds_no_server_error(tmp_path: Path) -> None:
     user_routes, admin = fuzz("fake", min_requests=300, examples=10, workdir=tmp_path)
     for figures in (user_routes, admin):
