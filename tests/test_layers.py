@@ -19,6 +19,7 @@ FORBIDDEN = {
     "serving": {"api", "cli", "cluster"},
     "jobs": {"api", "cli", "cluster"},
     "api": {"cli", "cluster", "engine"},
+    "cluster": {"cli"},
 }
 # Modules at the package root are the shared vocabulary: they import no folder at all.
 ROOT_MODULES = ("types.py", "sampling.py", "errors.py", "config.py")

@@ -107,3 +107,4 @@ class BackendLoad:
     num_waiting: int
     waiting_by_tenant: dict[str, int] = field(default_factory=dict)
     max_running: int | None = None  # requests it runs at once, when fixed; None: unknown
+    num_replicas: int | None = None  # engine replicas serving it (Ray runtime); None: in process

@@ -23,7 +23,9 @@ from llmserve.api.routes import (
     playground,
     responses,
     tokenize,
+    variants,
 )
+from llmserve.api.variants import VariantHeaderMiddleware
 from llmserve.auth.base import Gatekeeper
 from llmserve.backends.base import Backend
 from llmserve.config import ServerConfig
@@ -62,6 +64,7 @@ def create_app(
         max_bytes=config.limits.max_request_body_bytes,
         timeout_s=config.limits.body_timeout_s,
     )
+    app.add_middleware(VariantHeaderMiddleware)  # x-llmserve-variant of canary models
     app.add_middleware(RequestIdMiddleware)  # outermost: its id is on every answer, 413s included
     app.include_router(health.router)
     app.include_router(models.router)
@@ -71,5 +74,6 @@ def create_app(
     app.include_router(responses.router)
     app.include_router(tokenize.router)
     app.include_router(admin.router)
+    app.include_router(variants.router)
     app.include_router(playground.router)
     return app

@@ -40,6 +40,13 @@ def add_serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         help="where per-key limits are counted: in-process (this process; also 'sqlite', its old "
         "name) or a redis:// URL shared by several server processes (auth.limit_store)",
     )
+    parser.add_argument(
+        "--ray", action="store_true", help="run on Ray Serve (runtime: ray); see README: Scale out"
+    )
+    parser.add_argument(
+        "--ray-address",
+        help="join this Ray cluster (implies --ray); without it --ray starts a local Ray head",
+    )
     parser.set_defaults(handler=run_serve)
 
 
@@ -81,6 +88,10 @@ def serve_config(args: argparse.Namespace) -> ServerConfig:
         auth_overrides["limit_store"] = IN_PROCESS if args.state == "sqlite" else args.state
     if auth_overrides:
         overrides["auth"] = dataclasses.replace(config.auth, **auth_overrides)  # type: ignore[arg-type]
+    if args.ray or args.ray_address:
+        overrides["runtime"] = "ray"
+    if args.ray_address:
+        overrides["ray"] = dataclasses.replace(config.ray, address=args.ray_address)
     try:
         return dataclasses.replace(config, **overrides)  # type: ignore[arg-type]
     except ValueError as exc:
@@ -97,6 +108,11 @@ def run_serve(args: argparse.Namespace) -> int:
     except ValueError as exc:  # ConfigError, BindPolicyError, StartupError
         print(f"llmserve: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if config.runtime == "ray":
+        from llmserve.cluster.launch import serve_on_ray
+
+        sock.close()  # NOTE: Ray Serve's proxy binds the port itself
+        return serve_on_ray(config, lambda port: print(banner(config, port), flush=True))
     from llmserve.api.app import create_app
     from llmserve.auth import build_gatekeeper
     from llmserve.backends.factory import build_backends
