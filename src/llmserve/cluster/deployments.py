@@ -119,3 +119,11 @@ def build_application(config: ServerConfig) -> Any:
 def _safe(name: str) -> str:
     """`name` with only the characters a deployment name may hold."""
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+
+
+def app_builder(args: dict[str, str]) -> Any:
+    """For Ray Serve's own config files (`serve deploy`): `import_path:
+    llmserve.cluster.deployments:app_builder` with `args: {config: /path/to/cluster.yaml}`."""
+    from llmserve.config import load_config_file
+
+    return build_application(load_config_file(args["config"]))

@@ -15,8 +15,14 @@ import time
 from collections.abc import Callable
 from types import FrameType
 
-from llmserve.cluster.deployments import APP_NAME, build_application, cpus_needed
+from llmserve.cluster.deployments import (
+    APP_NAME,
+    build_application,
+    cpus_needed,
+    engine_deployments,
+)
 from llmserve.config import ServerConfig
+from llmserve.models.source import resolve_model_path
 
 NAMESPACE = "llmserve"
 QUIET = {"log_level": "WARNING", "enable_access_log": False}  # Serve logs per call otherwise
@@ -29,6 +35,7 @@ def serve_on_ray(config: ServerConfig, on_ready: Callable[[int], None]) -> int:
 
     port = config.port or _free_port(config.host)
     started_head = config.ray.address is None
+    prepare_models(config)
     _connect(config)
     # NOTE: after ray.init, which installs its own SIGTERM handler: ours cleans up like Ctrl+C
     signal.signal(signal.SIGTERM, _interrupt)
@@ -46,6 +53,13 @@ def serve_on_ray(config: ServerConfig, on_ready: Callable[[int], None]) -> int:
         else:
             serve.delete(APP_NAME)
         ray.shutdown()  # stops every process of a head we started
+
+
+def prepare_models(config: ServerConfig) -> None:
+    """Build the built-in model (and check local folders) once, here, before the replicas all
+    start at once: they then find it built instead of building it side by side."""
+    for deployment in engine_deployments(config):
+        resolve_model_path(deployment.model, config.home)
 
 
 def _connect(config: ServerConfig) -> None:
