@@ -193,9 +193,12 @@ def stream_end(lines: list[str]) -> str:
 
 async def test_openai_sdk_chat_and_streaming(cluster: Cluster) -> None:
     client = openai.AsyncOpenAI(base_url=f"{cluster.url}/v1", api_key=cluster.keys["plain"])
-    reply = await client.chat.completions.create(
-        model="chat-a", messages=[{"role": "user", "content": "Hello!"}], max_tokens=4
+    raw = await client.chat.completions.with_raw_response.create(
+        model="chat-canary", messages=[{"role": "user", "content": "Hello!"}], max_tokens=4
     )
+    reply = raw.parse()
+    assert raw.headers["x-llmserve-variant"] in ("v1", "v2")
+    assert len(raw.headers.get_list("x-request-id")) == 1  # Serve's proxy adds it; we do not
     stream = await client.chat.completions.create(
         model="chat-a",
         messages=[{"role": "user", "content": "Hello!"}],

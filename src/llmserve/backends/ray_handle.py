@@ -138,5 +138,5 @@ class RayHandleBackend:
             await asyncio.sleep(REPLICAS_POLL_S)
             try:
                 self._num_replicas = await asyncio.to_thread(self._count_replicas)
-            except Exception:  # NOTE: the controller may be busy; keep the last count
-                logger.warning("cannot count the replicas of %s", self._model.name, exc_info=True)
+            except Exception as exc:  # NOTE: the controller may be busy or stopping: keep the count
+                logger.warning("cannot count the replicas of %s: %s", self._model.name, exc)
