@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -122,3 +123,17 @@ def test_multi_replica_ingress_without_redis_is_refused_with_the_fix(tmp_path: P
         "replica would allow a key its whole limit: give a shared store with --state "
         "redis://HOST:PORT/DB (or auth.limit_store: redis://HOST:PORT/DB in the config)"
     )
+
+
+def test_ray_runtime_without_the_extra_says_how_to_install_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llmserve.cli.serve_checks import StartupError, check_ray_installed
+
+    config = load_config_file(write(tmp_path, "runtime: ray"))
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name: None if name == "ray" else real_find_spec(name)
+    )
+    with pytest.raises(StartupError, match=r"install it with pip install 'llmserve\[ray\]'"):
+        check_ray_installed(config)
