@@ -13,11 +13,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from llmserve.scale_config import AutoscalingConfig as AutoscalingConfig
+from llmserve.scale_config import IngressConfig as IngressConfig
+from llmserve.scale_config import RayConfig as RayConfig
+from llmserve.scale_config import RuntimeKind as RuntimeKind
+from llmserve.scale_config import VariantConfig as VariantConfig
+from llmserve.scale_config import check_unique
+
 BUILTIN_CHAT_MODEL = "llmserve/tiny-chat"
 BUILTIN_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 BackendKind = Literal["local", "fake"]
-RuntimeKind = Literal["local", "ray"]  # engines in this process, or deployments on Ray Serve
 IN_PROCESS = "in-process"  # auth.limit_store: per-key limits counted by this process alone
 
 # Fields that moved: their old spelling is refused with the new one named.
@@ -55,46 +61,6 @@ class EngineConfig:
 
 
 @dataclass(frozen=True)
-class AutoscalingConfig:
-    """Ray Serve's autoscaling of one engine deployment (its `autoscaling_config`)."""
-
-    min_replicas: int = 1
-    max_replicas: int = 1
-    target_ongoing_requests: float = 2.0  # requests in flight per replica it aims for
-    upscale_delay_s: float = 30.0
-    downscale_delay_s: float = 600.0
-    look_back_period_s: float = 5.0  # the window Ray averages ongoing requests over
-
-    def __post_init__(self) -> None:
-        if self.min_replicas < 0:
-            raise ValueError("min_replicas must be non-negative")
-        if self.max_replicas < max(1, self.min_replicas):
-            raise ValueError("max_replicas must be at least 1 and at least min_replicas")
-        for name in ("target_ongoing_requests", "look_back_period_s"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive")
-        for name in ("upscale_delay_s", "downscale_delay_s"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be non-negative")
-
-
-@dataclass(frozen=True)
-class VariantConfig:
-    """One variant of a canary model: its own weights, and its share of the keys."""
-
-    name: str  # sent back in the `x-llmserve-variant` header
-    source: str
-    weight: float
-    revision: str | None = None
-
-    def __post_init__(self) -> None:
-        if not self.name or not self.source:
-            raise ValueError("a variant needs a name and a source")
-        if not self.weight > 0:
-            raise ValueError(f"variant {self.name}: weight must be positive")
-
-
-@dataclass(frozen=True)
 class ModelConfig:
     """One served model: the name clients use and where its weights come from.
 
@@ -128,7 +94,7 @@ class ModelConfig:
             raise ValueError(f"model {self.name}: replicas must be at least 1")
         if self.num_cpus <= 0:
             raise ValueError(f"model {self.name}: num_cpus must be positive")
-        _check_unique(f"model {self.name}: variant names", [v.name for v in self.variants])
+        check_unique(f"model {self.name}: variant names", [v.name for v in self.variants])
 
     @property
     def variant_models(self) -> tuple[ModelConfig, ...]:
@@ -142,12 +108,6 @@ class ModelConfig:
     def threads_per_replica(self) -> int:
         """Torch threads of one engine replica: its declared CPUs, at least one."""
         return max(1, int(self.num_cpus))
-
-
-def _check_unique(what: str, names: list[str]) -> None:
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise ValueError(f"{what} must be unique; repeated: {', '.join(duplicates)}")
 
 
 @dataclass(frozen=True)
@@ -207,35 +167,6 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True)
-class IngressConfig:
-    """The HTTP app's replicas on Ray (auth, limits, routes); the local runtime runs one."""
-
-    replicas: int = 1
-    num_cpus: float = 0.0  # CPUs each ingress replica declares to Ray (it mostly waits)
-
-    def __post_init__(self) -> None:
-        if self.replicas < 1:
-            raise ValueError("replicas must be at least 1")
-        if self.num_cpus < 0:
-            raise ValueError("num_cpus must be non-negative")
-
-
-@dataclass(frozen=True)
-class RayConfig:
-    """Where the Ray runtime runs: an existing cluster, or a local head it starts and stops."""
-
-    address: str | None = None  # e.g. "ray://host:10001" or "auto"; None starts a local head
-    num_cpus: int | None = None  # CPUs of a local head; None: this machine's
-    object_store_mb: int = 200  # object store of a local head (Serve passes small messages)
-
-    def __post_init__(self) -> None:
-        if self.num_cpus is not None and self.num_cpus < 1:
-            raise ValueError("num_cpus must be at least 1")
-        if self.object_store_mb < 80:  # NOTE: Ray refuses an object store below ~75 MB
-            raise ValueError("object_store_mb must be at least 80")
-
-
-@dataclass(frozen=True)
 class ServerConfig:
     """Everything `llmserve serve` needs."""
 
@@ -253,7 +184,7 @@ class ServerConfig:
     def __post_init__(self) -> None:
         if not self.models:
             raise ValueError("models must name at least one model")
-        _check_unique("model names", [m.name for m in self.models])
+        check_unique("model names", [m.name for m in self.models])
         if not 0 <= self.port <= 65535:
             raise ValueError("port must be in 0..65535")
 
