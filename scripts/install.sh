@@ -7,7 +7,7 @@ python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q "torch==2.13.0"
 if [ "${1:-}" = "dev" ]; then
-  .venv/bin/python -m pip install -q -e ".[dev]"
+  .venv/bin/python -m pip install -q -e ".[dev,ray]"  # the Ray tests run in CI too
 else
   .venv/bin/python -m pip install -q -e .
 fi

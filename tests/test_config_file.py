@@ -89,7 +89,7 @@ def test_unknown_keys_are_named_with_what_is_allowed(tmp_path: Path) -> None:
     found = problems(tmp_path, "prot: 80\nengine:\n  max_seqs: 3\n")
     assert found[0] == (
         "prot: unknown field; allowed: models, host, port, home, engine, auth, limits, metrics, "
-        "log, shutdown_timeout_s"
+        "log, shutdown_timeout_s, runtime, ingress, ray"
     )
     assert found[1].startswith("engine.max_seqs: unknown field; allowed: max_num_seqs,")
 
@@ -108,7 +108,6 @@ def test_wrong_types_and_choices_are_named(tmp_path: Path) -> None:
     assert problems(tmp_path, text) == [
         "models.0.backend: 'torch' is not allowed; allowed: 'local', 'fake'",
         "models.1.name: required",
-        "models.1.source: required",
         "port: expected an integer, got text '80'",
     ]
 
@@ -133,7 +132,7 @@ def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
 
 def test_readme_config_reference_loads_and_names_every_field(tmp_path: Path) -> None:
     readme = (Path(__file__).parents[1] / "README.md").read_text()
-    (block,) = re.findall(r"```yaml\n(.*?)```", readme, flags=re.S)
+    block = re.findall(r"```yaml\n(.*?)```", readme, flags=re.S)[0]  # Configuration: the first
     config = load_config_file(write(tmp_path, block))
     assert config.models[0].source == BUILTIN_CHAT_MODEL
     for cls in (

@@ -19,9 +19,10 @@ FORBIDDEN = {
     "serving": {"api", "cli", "cluster"},
     "jobs": {"api", "cli", "cluster"},
     "api": {"cli", "cluster", "engine"},
+    "cluster": {"cli"},
 }
 # Modules at the package root are the shared vocabulary: they import no folder at all.
-ROOT_MODULES = ("types.py", "sampling.py", "errors.py", "config.py")
+ROOT_MODULES = ("types.py", "sampling.py", "errors.py", "config.py", "scale_config.py")
 
 
 def imported_names(path: Path) -> set[str]:

@@ -13,6 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from llmserve.scale_config import AutoscalingConfig as AutoscalingConfig
+from llmserve.scale_config import IngressConfig as IngressConfig
+from llmserve.scale_config import RayConfig as RayConfig
+from llmserve.scale_config import RuntimeKind as RuntimeKind
+from llmserve.scale_config import VariantConfig as VariantConfig
+from llmserve.scale_config import check_unique
+
 BUILTIN_CHAT_MODEL = "llmserve/tiny-chat"
 BUILTIN_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -55,24 +62,52 @@ class EngineConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """One served model: the name clients use and where its weights come from."""
+    """One served model: the name clients use and where its weights come from.
+
+    A model has one `source`, or `variants` (a weighted canary: each its own source).
+    `replicas` / `autoscaling` / `num_cpus` are used by the Ray runtime (`runtime: ray`).
+    """
 
     name: str
-    source: str  # hub id, local folder, or a built-in name (BUILTIN_CHAT_MODEL)
+    source: str = ""  # hub id, local folder, or a built-in name (BUILTIN_CHAT_MODEL)
     kind: ModelKindSetting = "auto"
     backend: BackendKind = "local"
     chat_template: str | None = None  # a built-in name ("llama-2", "chatml"), or Jinja text
     max_model_len: int | None = None
     revision: str | None = None
     public: bool = True  # listed by GET /v1/models for anonymous callers (docs/architecture.md)
+    replicas: int | None = None  # engine replicas (Ray); None: 1, or autoscaling's
+    autoscaling: AutoscalingConfig | None = None
+    variants: tuple[VariantConfig, ...] = ()
+    num_cpus: float = 1.0  # CPUs each engine replica declares to Ray; also its torch threads
 
     def __post_init__(self) -> None:
         if not self.name:
             raise ValueError("name must not be empty")
-        if not self.source:
-            raise ValueError("source must not be empty")
+        if bool(self.source) == bool(self.variants):
+            raise ValueError(f"model {self.name}: give either a source or variants (not both)")
         if self.max_model_len is not None and self.max_model_len < 16:
             raise ValueError("max_model_len must be at least 16")
+        if self.replicas is not None and self.autoscaling is not None:
+            raise ValueError(f"model {self.name}: give replicas or autoscaling, not both")
+        if self.replicas is not None and self.replicas < 1:
+            raise ValueError(f"model {self.name}: replicas must be at least 1")
+        if self.num_cpus <= 0:
+            raise ValueError(f"model {self.name}: num_cpus must be positive")
+        check_unique(f"model {self.name}: variant names", [v.name for v in self.variants])
+
+    @property
+    def variant_models(self) -> tuple[ModelConfig, ...]:
+        """One plain model per variant, each served under this model's name."""
+        return tuple(
+            dataclasses.replace(self, source=v.source, revision=v.revision, variants=())
+            for v in self.variants
+        )
+
+    @property
+    def threads_per_replica(self) -> int:
+        """Torch threads of one engine replica: its declared CPUs, at least one."""
+        return max(1, int(self.num_cpus))
 
 
 @dataclass(frozen=True)
@@ -161,16 +196,16 @@ class ServerConfig:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     log: LogConfig = field(default_factory=LogConfig)
     shutdown_timeout_s: float = 30.0  # on SIGTERM, requests in flight get this long to finish
+    runtime: RuntimeKind = "local"
+    ingress: IngressConfig = field(default_factory=IngressConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
 
     def __post_init__(self) -> None:
         if self.shutdown_timeout_s < 0:
             raise ValueError("shutdown_timeout_s must be non-negative")
         if not self.models:
             raise ValueError("models must name at least one model")
-        names = [m.name for m in self.models]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"model names must be unique; repeated: {', '.join(duplicates)}")
+        check_unique("model names", [m.name for m in self.models])
         if not 0 <= self.port <= 65535:
             raise ValueError("port must be in 0..65535")
 

@@ -146,6 +146,18 @@ class OverloadedError(LlmserveError):
         self.retry_after_s = retry_after_s
 
 
+class ReplicaFailedError(OverloadedError):
+    """503: the engine replica running the request died (Ray runtime); a retry goes elsewhere."""
+
+    code = "replica_failed"
+
+    def __init__(self, model: str) -> None:
+        super().__init__(
+            f"The replica of model {model} running this request stopped before it finished. "
+            "Retry the request: new requests go to healthy replicas."
+        )
+
+
 class ServerError(LlmserveError):
     """500: an unexpected failure; the message carries the request id, never a traceback."""
 

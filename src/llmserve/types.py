@@ -110,3 +110,4 @@ class BackendLoad:
     max_running: int | None = None  # requests it runs at once, when fixed; None: unknown
     kv_cache_usage: float = 0.0  # fraction of KV-cache blocks in use (0 without a KV cache)
     num_preemptions: int = 0  # since start: sequences evicted to make room, to recompute later
+    num_replicas: int | None = None  # engine replicas serving it (Ray runtime); None: in process

@@ -239,6 +239,7 @@ async def test_openapi_describes_every_request_body(client: httpx.AsyncClient) -
         "/tokenize": "#/components/schemas/TokenizeRequest",
         "/detokenize": "#/components/schemas/DetokenizeRequest",
         "/admin/keys": "#/components/schemas/CreateKeyRequest",
+        "/admin/models/{model}/variants": "#/components/schemas/SetVariantsRequest",
     }
     assert all(ref.removeprefix("#/components/schemas/") in schemas for ref in bodies.values())
     chat = schemas["ChatCompletionRequest"]

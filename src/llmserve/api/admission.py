@@ -28,8 +28,10 @@ from llmserve.api.json_body import parse_json_body
 from llmserve.api.queue_gauge import QueueGauge
 from llmserve.api.request_log import note_caller
 from llmserve.api.request_metrics import ObservedSlot, counting_rejections
+from llmserve.api.variants import VariantSlot, mark_variant
 from llmserve.auth.base import Gatekeeper, Principal, Slot
 from llmserve.backends.base import Backend
+from llmserve.backends.variants import VariantBackend
 from llmserve.config import ServerConfig
 from llmserve.errors import InvalidRequestError, ModelNotFoundError
 from llmserve.metrics import ServerMetrics
@@ -61,6 +63,7 @@ class Routed(Generic[M]):
     body: M
     backend: Backend
     request_id: str
+    variant: str | None = None  # the canary variant chosen for the caller (x-llmserve-variant)
 
     @property
     def model(self) -> str:
@@ -109,7 +112,13 @@ async def route_request(request: Request, schema: type[M], *, kind: ModelKind | 
     body = await parse_json_body(request, schema)  # 400: content type, JSON, schema
     note_caller(request, principal.key_id, body.model)  # for the request log
     backend = lookup_backend(state, principal, body.model, kind)
-    return Routed(principal, body, backend, request_id_of(request))
+    variant: str | None = None
+    if isinstance(backend, VariantBackend):  # sticky per key; anonymous callers drawn by weight
+        variant, backend = await backend.choose(
+            None if principal.is_anonymous else principal.key_id
+        )
+        mark_variant(request, variant)
+    return Routed(principal, body, backend, request_id_of(request), variant)
 
 
 async def acquire_slot(request: Request, routed: Routed[M], estimated_tokens: int) -> Slot:
@@ -125,6 +134,8 @@ async def acquire_slot(request: Request, routed: Routed[M], estimated_tokens: in
         ticket = state.queue.admit(routed.model, routed.backend.load(), max_queue)
         try:
             slot = await state.gatekeeper.acquire(routed.principal, routed.model, estimated_tokens)
+            if routed.variant is not None:
+                slot = VariantSlot(slot, routed.variant)
         except BaseException:
             ticket.leave()
             raise

@@ -25,7 +25,9 @@ from llmserve.api.routes import (
     playground,
     responses,
     tokenize,
+    variants,
 )
+from llmserve.api.variants import VariantHeaderMiddleware
 from llmserve.auth.base import Gatekeeper
 from llmserve.backends.base import Backend
 from llmserve.config import ServerConfig
@@ -67,6 +69,7 @@ def create_app(
         timeout_s=config.limits.body_timeout_s,
     )
     app.add_middleware(RequestLogMiddleware, metrics=server_metrics)  # one log line per request
+    app.add_middleware(VariantHeaderMiddleware)  # x-llmserve-variant of canary models
     app.add_middleware(RequestIdMiddleware)  # outermost: its id is on every answer, 413s included
     app.include_router(health.router)
     app.include_router(metrics.router)
@@ -77,5 +80,6 @@ def create_app(
     app.include_router(responses.router)
     app.include_router(tokenize.router)
     app.include_router(admin.router)
+    app.include_router(variants.router)
     app.include_router(playground.router)
     return app

@@ -11,7 +11,15 @@ FAKE_MAX_MODEL_LEN = 2048
 
 
 def build_backend(model: ModelConfig, server: ServerConfig) -> Backend:
-    """A backend serving `model`; nothing is loaded until its `start()`."""
+    """A backend serving `model` (or its variants); nothing loads before `start()`."""
+    if model.variants:
+        from llmserve.backends.variants import VariantBackend
+
+        variants = {
+            v.name: build_backend(variant_model, server)
+            for v, variant_model in zip(model.variants, model.variant_models, strict=True)
+        }
+        return VariantBackend(model.name, variants, {v.name: v.weight for v in model.variants})
     if model.backend == "fake":
         return FakeBackend(model.name, max_model_len=model.max_model_len or FAKE_MAX_MODEL_LEN)
     if model.backend == "local" and is_embedding_config(model):

@@ -45,6 +45,13 @@ def add_serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         "name) or a redis:// URL shared by several server processes (auth.limit_store)",
     )
     add_operations_arguments(parser)
+    parser.add_argument(
+        "--ray", action="store_true", help="run on Ray Serve (runtime: ray); see README: Scale out"
+    )
+    parser.add_argument(
+        "--ray-address",
+        help="join this Ray cluster (implies --ray); without it --ray starts a local Ray head",
+    )
     parser.set_defaults(handler=run_serve)
 
 
@@ -87,6 +94,10 @@ def serve_config(args: argparse.Namespace) -> ServerConfig:
     overrides.update(operations_overrides(args, config))
     if auth_overrides:
         overrides["auth"] = dataclasses.replace(config.auth, **auth_overrides)  # type: ignore[arg-type]
+    if args.ray or args.ray_address:
+        overrides["runtime"] = "ray"
+    if args.ray_address:
+        overrides["ray"] = dataclasses.replace(config.ray, address=args.ray_address)
     try:
         return dataclasses.replace(config, **overrides)  # type: ignore[arg-type]
     except ValueError as exc:
@@ -104,6 +115,11 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"llmserve: {exc}", file=sys.stderr)
         return EXIT_USAGE
     log_start(config)  # at once: loading the models takes seconds
+    if config.runtime == "ray":
+        from llmserve.cluster.launch import serve_on_ray
+
+        sock.close()  # NOTE: Ray Serve's proxy binds the port itself
+        return serve_on_ray(config, lambda port: print(banner(config, port), flush=True))
     from llmserve.api.app import create_app
     from llmserve.auth import build_gatekeeper
     from llmserve.backends.factory import build_backends

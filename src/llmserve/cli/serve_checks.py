@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import importlib.util
 import socket
 
 from llmserve.auth.factory import open_key_store
@@ -25,6 +26,8 @@ class StartupError(ValueError):
 def check_serve(config: ServerConfig) -> socket.socket:
     """Run every start-up check; returns the socket bound to the server's address."""
     check_models(config)
+    check_shared_limits(config)
+    check_ray_installed(config)
     with contextlib.closing(open_key_store(config.home)) as store:
         check_bind_policy(config.host, store.has_keys(), config.auth.no_auth)
     sock = bind_socket(config.host, config.port)
@@ -38,14 +41,34 @@ def check_serve(config: ServerConfig) -> socket.socket:
 
 
 def check_models(config: ServerConfig) -> None:
-    """Every model served by the local engine has files that can load."""
+    """Every model served by the local engine has files that can load (each variant's too)."""
     for model in config.models:
         if model.backend != "local":
             continue
-        try:
-            check_model_source(model)
-        except ModelLoadError as exc:
-            raise StartupError(str(exc)) from None
+        for loaded in model.variant_models or (model,):
+            try:
+                check_model_source(loaded)
+            except ModelLoadError as exc:
+                raise StartupError(str(exc)) from None
+
+
+def check_shared_limits(config: ServerConfig) -> None:
+    """Several ingress replicas must count per-key limits in one shared store (Redis)."""
+    if config.ingress.replicas > 1 and config.auth.redis_url is None:
+        raise StartupError(
+            f"ingress.replicas is {config.ingress.replicas}, but per-key limits are counted in "
+            "process, so each replica would allow a key its whole limit: give a shared store with "
+            "--state redis://HOST:PORT/DB (or auth.limit_store: redis://HOST:PORT/DB in the config)"
+        )
+
+
+def check_ray_installed(config: ServerConfig) -> None:
+    """The Ray runtime needs the optional `ray` extra."""
+    if config.runtime == "ray" and importlib.util.find_spec("ray") is None:
+        raise StartupError(
+            "runtime: ray needs Ray Serve: install it with pip install 'llmserve[ray]' "
+            "(or run without --ray / with runtime: local)"
+        )
 
 
 def bind_socket(host: str, port: int) -> socket.socket:

@@ -11,13 +11,24 @@ from fastapi.responses import JSONResponse
 
 from llmserve import __version__
 from llmserve.api.admission import server_state
+from llmserve.backends.variants import VariantBackend
+from llmserve.types import BackendLoad
 
 router = APIRouter()
 
 
-class ModelLoad(TypedDict):
+class VariantLoad(TypedDict, total=False):
+    weight: float
     num_running: int
     num_waiting: int
+    replicas: int
+
+
+class ModelLoad(TypedDict, total=False):
+    num_running: int
+    num_waiting: int
+    replicas: int  # engine replicas now running it (Ray runtime only)
+    variants: dict[str, VariantLoad]  # canary models: each variant's weight and load
 
 
 class Health(TypedDict, total=False):
@@ -29,14 +40,38 @@ class Health(TypedDict, total=False):
 RETRY_AFTER_S = 1
 
 
+def describe_load(load: BackendLoad) -> ModelLoad:
+    """The work in one backend, and its replicas when it has several."""
+    described: ModelLoad = {"num_running": load.num_running, "num_waiting": load.num_waiting}
+    if load.num_replicas is not None:
+        described["replicas"] = load.num_replicas
+    return described
+
+
+def describe_variant(weight: float, load: BackendLoad) -> VariantLoad:
+    """One variant's weight and work."""
+    described: VariantLoad = {
+        "weight": weight,
+        "num_running": load.num_running,
+        "num_waiting": load.num_waiting,
+    }
+    if load.num_replicas is not None:
+        described["replicas"] = load.num_replicas
+    return described
+
+
 @router.get("/health")
 async def health(request: Request) -> JSONResponse:
     """Readiness plus the work in each backend: 503 while draining or a dependency is down."""
     state = server_state(request)
     models: dict[str, ModelLoad] = {}
     for name, backend in state.backends.items():
-        load = backend.load()
-        models[name] = {"num_running": load.num_running, "num_waiting": load.num_waiting}
+        models[name] = describe_load(backend.load())
+        if isinstance(backend, VariantBackend):
+            models[name]["variants"] = {
+                variant: describe_variant(weight, backend.variants[variant].load())
+                for variant, weight in backend.weights.items()
+            }
     retry = {"Retry-After": str(RETRY_AFTER_S)}
     if state.drain.is_draining:
         draining: Health = {"status": "draining", "models": models}

@@ -1,0 +1,43 @@
+"""`EngineReplica`: one replica of a model's engine deployment, running our own engine.
+
+Each replica declares `num_cpus` to Ray (the deployment's `ray_actor_options`) and runs torch
+with that many threads, so replicas sharing a machine never oversubscribe its cores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from llmserve.backends.local import LocalBackend
+from llmserve.config import EngineConfig, ModelConfig
+from llmserve.types import GenerateOutput, GenerateRequest, ModelInfo
+
+
+class EngineReplica:
+    """A `LocalBackend` inside a Ray Serve replica; the ingress calls it by handle."""
+
+    async def __init__(  # type: ignore[misc]  # NOTE: Ray Serve awaits an async constructor
+        self, model: ModelConfig, engine: EngineConfig, home: Path
+    ) -> None:
+        threads = model.threads_per_replica
+        self._backend = LocalBackend(model, dataclasses.replace(engine, num_threads=threads), home)
+        await self._backend.start()
+
+    async def model_info(self) -> ModelInfo:
+        """The served model's facts (name, context length), read once by each ingress."""
+        return self._backend.info
+
+    async def generate(self, request: GenerateRequest) -> AsyncIterator[GenerateOutput]:
+        """Stream `request`; a cancelled call (the client left) aborts it in the engine."""
+        stream = self._backend.generate(request)
+        try:
+            async for output in stream:
+                yield output
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+
+    async def __del__(self) -> None:
+        """Ray Serve calls this when it stops the replica: stop the engine thread."""
+        await self._backend.shutdown()
