@@ -15,9 +15,11 @@ from llmserve.api.middleware import RequestIdMiddleware
 from llmserve.api.openapi import DescribedApp
 from llmserve.api.routes import (
     admin,
+    batches,
     chat,
     completions,
     embeddings,
+    files,
     health,
     models,
     playground,
@@ -27,21 +29,28 @@ from llmserve.api.routes import (
 from llmserve.auth.base import Gatekeeper
 from llmserve.backends.base import Backend
 from llmserve.config import ServerConfig
-from llmserve.serving.response_store import ResponseStore
+from llmserve.jobs.service import Jobs, job_store_path
+from llmserve.jobs.sqlite_store import SqliteJobStore
+from llmserve.jobs.workers import JobWorkers
 
 
 def create_app(
     config: ServerConfig, backends: Mapping[str, Backend], gatekeeper: Gatekeeper
 ) -> FastAPI:
     """An app serving `backends` (by model name); its lifespan starts and stops them."""
+    jobs = Jobs(SqliteJobStore(job_store_path(config.home)), config.home, config.jobs)
+    workers = JobWorkers(jobs, backends, gatekeeper)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         for backend in backends.values():
             await backend.start()
+        workers.start()
         try:
             yield
         finally:
+            await workers.stop()
+            jobs.store.close()
             for backend in backends.values():
                 await backend.shutdown()
             await gatekeeper.close()
@@ -55,12 +64,13 @@ def create_app(
         openapi_url="/openapi.json",  # the request and error schemas; no docs UI
     )
     app.state.llmserve = ServerState(config, backends, gatekeeper)
-    app.state.response_store = ResponseStore()  # GET /v1/responses/{id}
+    app.state.jobs = jobs  # files, batches, stored and background responses
     install_error_handlers(app)
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=config.limits.max_request_body_bytes,
         timeout_s=config.limits.body_timeout_s,
+        own_limit_paths=frozenset({files.FILES_PATH}),  # uploads: jobs.max_file_mb
     )
     app.add_middleware(RequestIdMiddleware)  # outermost: its id is on every answer, 413s included
     app.include_router(health.router)
@@ -69,6 +79,8 @@ def create_app(
     app.include_router(completions.router)
     app.include_router(embeddings.router)
     app.include_router(responses.router)
+    app.include_router(files.router)
+    app.include_router(batches.router)
     app.include_router(tokenize.router)
     app.include_router(admin.router)
     app.include_router(playground.router)

@@ -2,8 +2,9 @@
 
 Policy: running sequences first (oldest first; each decodes one token or continues its prefill
 chunk), then waiting ones from the fair queue while the token budget, `max_num_seqs` and free KV
-blocks allow. When a running sequence needs a block and none is free, the newest running
-sequence is preempted: its blocks are freed and it waits, first in line, to be recomputed.
+blocks allow; batch-priority work takes at most `max_batch_seqs` of the seats. When a running
+sequence needs a block and none is free, the newest running sequence is preempted: its blocks
+are freed and it waits, first in line, to be recomputed.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from llmserve.config import EngineConfig
 from llmserve.engine.block_manager import BlockManager
 from llmserve.engine.fair_queue import FairQueue
 from llmserve.engine.sequence import Sequence, SequenceStatus
+from llmserve.types import Priority
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,7 @@ class Scheduler:
             if len(self.running) >= self.config.max_num_seqs:
                 break
             candidate = self.waiting.peek()
-            if candidate is None:
+            if candidate is None or self._is_batch_share_full(candidate):
                 break
             num_new = min(candidate.num_tokens - candidate.num_computed_tokens, budget)
             if not self.block_manager.can_allocate(candidate, num_new):
@@ -104,6 +106,18 @@ class Scheduler:
             budget -= num_new
         chunks.sort(key=lambda c: c.num_tokens != 1)
         return SchedulerOutput(chunks, preempted, finished)
+
+    def _is_batch_share_full(self, candidate: Sequence) -> bool:
+        """True when `candidate` is batch work and batch work already has its share of seats.
+
+        NOTE: interactive and background requests come first in the queue, so a batch candidate
+        at its head means nothing else waits; batch work still never takes more than its share,
+        which leaves seats free for interactive requests that arrive next.
+        """
+        if candidate.priority < Priority.BATCH:
+            return False
+        num_batch = sum(1 for seq in self.running if seq.priority >= Priority.BATCH)
+        return num_batch >= self.config.max_batch_seqs
 
     def _make_room(
         self, seq: Sequence, num_new: int, preempted: list[Sequence], finished: list[Sequence]
