@@ -15,7 +15,8 @@ import pytest
 # NOTE: pytest runs with --import-mode=importlib; this makes `jobs_helpers` importable.
 sys.path.insert(0, str(Path(__file__).parent))
 
-from jobs_helpers import ADMIN_KEY, FAST, SLOW, JobsServer, LiveServer
+import openai
+from jobs_helpers import ADMIN_KEY, FAST, SLOW, JobsServer, LiveServer, SdkFactory
 
 from llmserve.api.app import create_app
 from llmserve.auth.factory import build_gatekeeper, open_key_store
@@ -74,3 +75,18 @@ def jobs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JobsServer
     app = create_app(config, jobs_backends(config), build_gatekeeper(config))
     with LiveServer(app) as server:
         yield JobsServer(f"{server.url}/v1", *secrets)
+
+
+@pytest.fixture
+def client() -> Iterator[SdkFactory]:
+    """Makes openai clients for a server and key (alice by default); closes them after the test."""
+    made: list[openai.OpenAI] = []
+
+    def make(server: JobsServer, key: str | None = None) -> openai.OpenAI:
+        sdk = openai.OpenAI(base_url=server.base_url, api_key=key or server.alice, max_retries=0)
+        made.append(sdk)
+        return sdk
+
+    yield make
+    for sdk in made:
+        sdk.close()

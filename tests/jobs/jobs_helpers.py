@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import openai
 import uvicorn
 
 FAST = "fake-chat"
@@ -18,6 +19,7 @@ ADMIN_KEY = "admin-secret-for-jobs-tests"
 REPLY = "Hello! I am a fake model."
 DEADLINE_S = 60.0
 T = TypeVar("T")
+SdkFactory = Callable[..., openai.OpenAI]  # (server, key=None) -> a client of that key
 
 
 @dataclass(frozen=True)

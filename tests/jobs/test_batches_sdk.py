@@ -11,6 +11,7 @@ from jobs_helpers import (
     REPLY,
     SLOW,
     JobsServer,
+    SdkFactory,
     as_upload,
     chat_line,
     jsonl,
@@ -22,10 +23,6 @@ from openai.types import Batch
 from llmserve.config import BUILTIN_EMBEDDING_MODEL
 
 TERMINAL = ("completed", "failed", "expired", "cancelled")
-
-
-def client(server: JobsServer, key: str | None = None) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.base_url, api_key=key or server.alice, max_retries=0)
 
 
 def run_batch(sdk: openai.OpenAI, lines: list[Any], endpoint: str) -> Batch:
@@ -61,7 +58,9 @@ def embedding_line(custom_id: str) -> dict[str, Any]:
     return {"custom_id": custom_id, "method": "POST", "url": "/v1/embeddings", "body": body}
 
 
-def test_chat_batch_completes_with_one_output_line_per_request(jobs_server: JobsServer) -> None:
+def test_chat_batch_completes_with_one_output_line_per_request(
+    jobs_server: JobsServer, client: SdkFactory
+) -> None:
     sdk = client(jobs_server)
     batch = run_batch(sdk, [chat_line(f"c-{i}") for i in range(5)], "/v1/chat/completions")
     assert batch.status == "completed"
@@ -88,7 +87,7 @@ def test_chat_batch_completes_with_one_output_line_per_request(jobs_server: Jobs
     )
 
 
-def test_completions_batch_through_the_sdk(jobs_server: JobsServer) -> None:
+def test_completions_batch_through_the_sdk(jobs_server: JobsServer, client: SdkFactory) -> None:
     sdk = client(jobs_server)
     batch = run_batch(sdk, [completion_line(f"p-{i}") for i in range(3)], "/v1/completions")
     assert batch.status == "completed"
@@ -98,7 +97,7 @@ def test_completions_batch_through_the_sdk(jobs_server: JobsServer) -> None:
     assert all(o["response"]["body"]["choices"][0]["text"] == REPLY[:5] for o in outputs)
 
 
-def test_embeddings_batch_through_the_sdk(jobs_server: JobsServer) -> None:
+def test_embeddings_batch_through_the_sdk(jobs_server: JobsServer, client: SdkFactory) -> None:
     sdk = client(jobs_server)
     batch = run_batch(sdk, [embedding_line(f"e-{i}") for i in range(3)], "/v1/embeddings")
     assert batch.status == "completed"
@@ -109,7 +108,9 @@ def test_embeddings_batch_through_the_sdk(jobs_server: JobsServer) -> None:
         assert len(vector) == 384
 
 
-def test_one_bad_line_goes_to_the_error_file_and_the_rest_run(jobs_server: JobsServer) -> None:
+def test_one_bad_line_goes_to_the_error_file_and_the_rest_run(
+    jobs_server: JobsServer, client: SdkFactory
+) -> None:
     sdk = client(jobs_server)
     lines = [chat_line(f"g-{i}", max_tokens=3) for i in range(100)]
     lines[41] = chat_line("g-41", temperature=5)  # the endpoint answers 400
@@ -124,7 +125,7 @@ def test_one_bad_line_goes_to_the_error_file_and_the_rest_run(jobs_server: JobsS
     assert error["response"]["body"]["error"]["param"] == "temperature"
 
 
-def test_batches_list_pages_newest_first(jobs_server: JobsServer) -> None:
+def test_batches_list_pages_newest_first(jobs_server: JobsServer, client: SdkFactory) -> None:
     sdk = client(jobs_server, jobs_server.carol)
     uploaded = sdk.files.create(file=as_upload(jsonl([chat_line("x")])), purpose="batch")
     made = [
@@ -139,7 +140,9 @@ def test_batches_list_pages_newest_first(jobs_server: JobsServer) -> None:
     assert [b.id for b in sdk.batches.list(limit=2)] == made[::-1]  # the SDK follows `after`
 
 
-def test_cancel_keeps_partial_output_and_reports_the_rest(jobs_server: JobsServer) -> None:
+def test_cancel_keeps_partial_output_and_reports_the_rest(
+    jobs_server: JobsServer, client: SdkFactory
+) -> None:
     sdk = client(jobs_server)
     lines = [chat_line(f"s-{i}", model=SLOW) for i in range(20)]
     uploaded = sdk.files.create(file=as_upload(jsonl(lines)), purpose="batch")
@@ -161,7 +164,9 @@ def test_cancel_keeps_partial_output_and_reports_the_rest(jobs_server: JobsServe
     assert sorted(custom_ids) == sorted(f"s-{i}" for i in range(20))
 
 
-def test_completion_window_other_than_24h_is_400(jobs_server: JobsServer) -> None:
+def test_completion_window_other_than_24h_is_400(
+    jobs_server: JobsServer, client: SdkFactory
+) -> None:
     sdk = client(jobs_server)
     uploaded = sdk.files.create(file=as_upload(jsonl([chat_line("w")])), purpose="batch")
     with pytest.raises(openai.BadRequestError) as caught:
@@ -173,7 +178,7 @@ def test_completion_window_other_than_24h_is_400(jobs_server: JobsServer) -> Non
     assert caught.value.body["param"] == "completion_window"  # type: ignore[index]
 
 
-def test_enqueued_token_limit_is_429_at_create(jobs_server: JobsServer) -> None:
+def test_enqueued_token_limit_is_429_at_create(jobs_server: JobsServer, client: SdkFactory) -> None:
     sdk = client(jobs_server, jobs_server.carol)
     huge = chat_line("big", max_tokens=2_000_000)
     uploaded = sdk.files.create(file=as_upload(jsonl([huge])), purpose="batch")

@@ -5,14 +5,10 @@ from __future__ import annotations
 import httpx
 import openai
 import pytest
-from jobs_helpers import JobsServer, as_upload, chat_line, jsonl
+from jobs_helpers import JobsServer, SdkFactory, as_upload, chat_line, jsonl
 
 
-def client(server: JobsServer, key: str | None = None) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.base_url, api_key=key or server.alice, max_retries=0)
-
-
-def test_upload_retrieve_content_and_delete(jobs_server: JobsServer) -> None:
+def test_upload_retrieve_content_and_delete(jobs_server: JobsServer, client: SdkFactory) -> None:
     sdk = client(jobs_server)
     content = jsonl([chat_line("a"), chat_line("b")])
     made = sdk.files.create(file=as_upload(content, "mine.jsonl"), purpose="batch")
@@ -28,7 +24,7 @@ def test_upload_retrieve_content_and_delete(jobs_server: JobsServer) -> None:
         sdk.files.retrieve(made.id)
 
 
-def test_files_list_pages_with_after_and_limit(jobs_server: JobsServer) -> None:
+def test_files_list_pages_with_after_and_limit(jobs_server: JobsServer, client: SdkFactory) -> None:
     sdk = client(jobs_server, jobs_server.bob)
     made = [sdk.files.create(file=as_upload(b"{}\n"), purpose="batch").id for _ in range(3)]
     newest_first = made[::-1]
@@ -44,7 +40,9 @@ def test_files_list_pages_with_after_and_limit(jobs_server: JobsServer) -> None:
     assert listed[:3] == newest_first
 
 
-def test_upload_over_the_limit_is_400_naming_it(jobs_server: JobsServer) -> None:
+def test_upload_over_the_limit_is_400_naming_it(
+    jobs_server: JobsServer, client: SdkFactory
+) -> None:
     sdk = client(jobs_server)
     with pytest.raises(openai.BadRequestError) as caught:
         sdk.files.create(file=as_upload(b"x" * 60_000), purpose="batch")

@@ -7,11 +7,10 @@ from typing import Any
 import openai
 import pytest
 from conftest import MAX_LINES
-from jobs_helpers import FAST, JobsServer, as_upload, chat_line, jsonl, wait_until
+from jobs_helpers import FAST, JobsServer, SdkFactory, as_upload, chat_line, jsonl, wait_until
 
 
-def failed_batch(server: JobsServer, lines: list[Any]) -> dict[str, Any]:
-    sdk = openai.OpenAI(base_url=server.base_url, api_key=server.alice, max_retries=0)
+def failed_batch(sdk: openai.OpenAI, lines: list[Any]) -> dict[str, Any]:
     uploaded = sdk.files.create(file=as_upload(jsonl(lines)), purpose="batch")
     batch = sdk.batches.create(
         input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
@@ -45,22 +44,29 @@ STREAMING = chat_line("s", stream=True)
     ],
 )
 def test_bad_line_fails_the_batch_with_its_line_number(
-    jobs_server: JobsServer, lines: list[Any], code: str, line: int, param: str | None
+    jobs_server: JobsServer,
+    client: SdkFactory,
+    lines: list[Any],
+    code: str,
+    line: int,
+    param: str | None,
 ) -> None:
-    errors = failed_batch(jobs_server, lines)
+    errors = failed_batch(client(jobs_server), lines)
     assert errors["object"] == "list"
     (entry,) = errors["data"]
     assert (entry["code"], entry["line"], entry["param"]) == (code, line, param)
     assert entry["message"]
 
 
-def test_empty_file_fails_with_empty_file(jobs_server: JobsServer) -> None:
-    (entry,) = failed_batch(jobs_server, ["", "  "])["data"]
+def test_empty_file_fails_with_empty_file(jobs_server: JobsServer, client: SdkFactory) -> None:
+    (entry,) = failed_batch(client(jobs_server), ["", "  "])["data"]
     assert (entry["code"], entry["line"]) == ("empty_file", None)
 
 
-def test_too_many_lines_fail_with_too_many_tasks(jobs_server: JobsServer) -> None:
+def test_too_many_lines_fail_with_too_many_tasks(
+    jobs_server: JobsServer, client: SdkFactory
+) -> None:
     lines = [chat_line(f"t-{i}", model=FAST) for i in range(MAX_LINES + 1)]
-    (entry,) = failed_batch(jobs_server, lines)["data"]
+    (entry,) = failed_batch(client(jobs_server), lines)["data"]
     assert (entry["code"], entry["line"]) == ("too_many_tasks", MAX_LINES + 1)
     assert f"at most {MAX_LINES} requests" in entry["message"]
