@@ -73,6 +73,7 @@ class ModelConfig:
     max_model_len: int | None = None
     revision: str | None = None
     public: bool = True  # listed by GET /v1/models for anonymous callers (docs/architecture.md)
+    fake_token_delay_s: float = 0.0  # backend "fake" only: seconds per token (demos, tests)
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -81,6 +82,8 @@ class ModelConfig:
             raise ValueError("source must not be empty")
         if self.max_model_len is not None and self.max_model_len < 16:
             raise ValueError("max_model_len must be at least 16")
+        if self.fake_token_delay_s < 0:
+            raise ValueError("fake_token_delay_s must be non-negative")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,11 @@ FAKE_MAX_MODEL_LEN = 2048
 def build_backend(model: ModelConfig, server: ServerConfig) -> Backend:
     """A backend serving `model`; nothing is loaded until its `start()`."""
     if model.backend == "fake":
-        return FakeBackend(model.name, max_model_len=model.max_model_len or FAKE_MAX_MODEL_LEN)
+        return FakeBackend(
+            model.name,
+            max_model_len=model.max_model_len or FAKE_MAX_MODEL_LEN,
+            token_delay_s=model.fake_token_delay_s,
+        )
     if model.backend == "local" and is_embedding_config(model):
         from llmserve.backends.encoder import EncoderBackend
 
