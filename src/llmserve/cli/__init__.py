@@ -10,6 +10,7 @@ import argparse
 from collections.abc import Callable, Sequence
 
 from llmserve import __version__
+from llmserve.cli.batch import add_batch_parser
 from llmserve.cli.bench import add_bench_parser
 from llmserve.cli.chat import add_chat_parser
 from llmserve.cli.keys import add_keys_parser
@@ -23,6 +24,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]]
     add_bench_parser,
     add_pull_parser,
     add_models_parser,
+    add_batch_parser,
 ]
 
 
