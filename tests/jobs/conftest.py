@@ -70,7 +70,9 @@ def jobs_backends(config: ServerConfig) -> dict[str, Backend]:
 def jobs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JobsServer]:
     config = jobs_config(tmp_path_factory.mktemp("jobs-home"))
     store = open_key_store(config.home)
-    secrets = [store.create_key(KeySpec(name=name))[1] for name in ("alice", "bob", "carol")]
+    secrets = [
+        store.create_key(KeySpec(name=name))[1] for name in ("alice", "bob", "carol", "dave")
+    ]
     store.close()
     app = create_app(config, jobs_backends(config), build_gatekeeper(config))
     with LiveServer(app) as server:

@@ -30,6 +30,7 @@ class JobsServer:
     alice: str
     bob: str
     carol: str
+    dave: str
     admin: str = ADMIN_KEY
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import openai
 import pytest
 from jobs_helpers import (
@@ -187,3 +188,33 @@ def test_enqueued_token_limit_is_429_at_create(jobs_server: JobsServer, client: 
             input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
         )
     assert "jobs.max_enqueued_tokens_per_key" in caught.value.message
+
+
+def test_batch_lines_count_in_the_keys_usage(jobs_server: JobsServer, client: SdkFactory) -> None:
+    sdk = client(jobs_server, jobs_server.dave)
+    batch = run_batch(sdk, [chat_line(f"u-{i}") for i in range(4)], "/v1/chat/completions")
+    assert batch.usage is not None
+    answer = httpx.get(
+        f"{jobs_server.base_url.removesuffix('/v1')}/admin/usage",
+        params={"key": "dave"},
+        headers={"authorization": f"Bearer {jobs_server.admin}"},
+    )
+    [row] = answer.json()["data"]
+    assert (row["model"], row["requests"]) == (FAST, 4)
+    assert (row["prompt_tokens"], row["completion_tokens"]) == (
+        batch.usage.input_tokens,
+        batch.usage.output_tokens,
+    )
+
+
+def test_responses_batch_through_the_sdk(jobs_server: JobsServer, client: SdkFactory) -> None:
+    sdk = client(jobs_server)
+    lines = [
+        {"custom_id": f"r-{i}", "method": "POST", "url": "/v1/responses",
+         "body": {"model": FAST, "input": f"hi {i}"}}
+        for i in range(2)
+    ]  # fmt: skip
+    batch = run_batch(sdk, lines, "/v1/responses")
+    assert batch.status == "completed"
+    outputs = lines_of(sdk, batch.output_file_id)
+    assert {o["response"]["body"]["output"][0]["content"][0]["text"] for o in outputs} == {REPLY}

@@ -119,3 +119,14 @@ def test_previous_response_of_another_key_is_404(
 def test_background_without_store_is_400(jobs_server: JobsServer, client: SdkFactory) -> None:
     with pytest.raises(openai.BadRequestError, match="must be stored"):
         client(jobs_server).responses.create(model=FAST, input="hi", background=True, store=False)
+
+
+def test_disconnecting_a_background_stream_never_cancels_it(
+    jobs_server: JobsServer, client: SdkFactory
+) -> None:
+    sdk = client(jobs_server)
+    stream = sdk.responses.create(model=SLOW, input="hi", background=True, stream=True)
+    first = next(iter(stream))
+    stream.close()  # the client goes away
+    wait_until(lambda: finished(sdk, first.response.id), "the background response")
+    assert sdk.responses.retrieve(first.response.id).status == "completed"

@@ -69,7 +69,8 @@ class BatchRunner:
         """Take the batch one step further: validate, run the lines, finalize."""
         if record.status == "validating":
             record = await self._start(record)
-        if record.status == "in_progress" and not await self._run_lines(record):
+        is_expired = time.time() >= int(record.doc["expires_at"])
+        if record.status == "in_progress" and not is_expired and not await self._run_lines(record):
             return  # the lease was lost: another runner has the batch now
         refreshed = await self.jobs.call(self.jobs.store.get_batch, None, record.id)
         if refreshed is not None:
