@@ -60,6 +60,12 @@ class BackgroundRunner:
                 self._running.add(task)
                 task.add_done_callback(self._running.discard)
 
+    async def stop(self) -> None:
+        """Cancel the responses running here; a restart ends them `failed` (see `RESTARTED`)."""
+        for task in list(self._running):
+            task.cancel()
+        await asyncio.gather(*self._running, return_exceptions=True)
+
     async def run(self, record: ResponseRecord) -> None:
         """Generate the response, storing each event; stop when it is cancelled."""
         body = ResponseCreateRequest.model_validate(record.request["body"])

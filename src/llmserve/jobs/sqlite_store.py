@@ -1,22 +1,17 @@
 """`SqliteJobStore`: the job store in one SQLite file (WAL) in the llmserve home.
 
-Several processes may share the file: writes take SQLite's write lock (`BEGIN IMMEDIATE`), and
-batches and background responses are held by leases with an expiry, so a batch whose process
-died is taken up by the next runner that asks. One connection per store, guarded by a lock;
-callers on an event loop call it from a worker thread.
+Several processes may share the file (see `sqlite_connection.py`); batches and background
+responses are held by leases with an expiry, so a batch whose process died is taken up by the
+next runner that asks.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
-from llmserve.jobs.sqlite_schema import SCHEMA
+from llmserve.jobs.sqlite_responses import SqliteResponseTables
 from llmserve.jobs.store import (
     ACTIVE_BATCH_STATUSES,
     BatchRecord,
@@ -24,43 +19,14 @@ from llmserve.jobs.store import (
     JsonObject,
     LineResult,
     Page,
-    ResponseRecord,
 )
 
-BUSY_TIMEOUT_S = 30.0
 _FILE_COLUMNS = "id, owner, purpose, filename, bytes, created_at, path"
 _ACTIVE = ", ".join(f"'{status}'" for status in ACTIVE_BATCH_STATUSES)
 
 
-class SqliteJobStore:
-    """Implements `JobStore` on SQLite."""
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._db = sqlite3.connect(
-            path, timeout=BUSY_TIMEOUT_S, check_same_thread=False, isolation_level=None
-        )
-        self._lock = threading.Lock()
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One committed transaction holding SQLite's write lock."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-
-    def _read(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
-        with self._lock:
-            return self._db.execute(sql, params).fetchall()
+class SqliteJobStore(SqliteResponseTables):
+    """Implements `JobStore` on SQLite (files and batches here, responses in the base class)."""
 
     # files
 
@@ -214,84 +180,6 @@ class SqliteJobStore:
             for n, c, e, line, p, o in rows
         ]
 
-    # responses
-
-    def put_response(self, record: ResponseRecord) -> None:
-        """Insert or replace a response (its owner never changes)."""
-        with self._write() as db:
-            db.execute(
-                "INSERT INTO responses (id, owner, status, background, response, request) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET status = excluded.status,"
-                " response = excluded.response, request = excluded.request"
-                " WHERE responses.owner = excluded.owner",
-                (record.id, record.owner, record.status, int(record.is_background),
-                 json.dumps(record.response), json.dumps(record.request)),
-            )  # fmt: skip
-
-    def get_response(self, owner: str | None, response_id: str) -> ResponseRecord | None:
-        rows = self._read(
-            "SELECT id, owner, status, response, request, background FROM responses WHERE id = ?",
-            (response_id,),
-        )
-        record = _response_of(rows[0]) if rows else None
-        return record if record is not None and owner in (None, record.owner) else None
-
-    def delete_response(self, owner: str | None, response_id: str) -> bool:
-        if self.get_response(owner, response_id) is None:
-            return False
-        with self._write() as db:
-            db.execute("DELETE FROM response_events WHERE response_id = ?", (response_id,))
-            db.execute("DELETE FROM responses WHERE id = ?", (response_id,))
-        return True
-
-    def claim_response(self, holder: str, lease_s: float) -> ResponseRecord | None:
-        """A background response that is queued, or was running when its holder died."""
-        now = time.time()
-        with self._write() as db:
-            row = db.execute(
-                "SELECT id FROM responses WHERE background = 1 AND status IN "
-                "('queued', 'in_progress') AND lease_until < ? ORDER BY seq LIMIT 1",
-                (now,),
-            ).fetchone()
-            if row is None:
-                return None
-            db.execute(
-                "UPDATE responses SET lease_holder = ?, lease_until = ? WHERE id = ?",
-                (holder, now + lease_s, row[0]),
-            )
-            found = db.execute(
-                "SELECT id, owner, status, response, request, background FROM responses "
-                "WHERE id = ?",
-                (row[0],),
-            ).fetchone()
-            return _response_of(found)
-
-    def renew_response(self, response_id: str, holder: str, lease_s: float) -> bool:
-        with self._write() as db:
-            cursor = db.execute(
-                "UPDATE responses SET lease_until = ? WHERE id = ? AND lease_holder = ?",
-                (time.time() + lease_s, response_id, holder),
-            )
-            return cursor.rowcount == 1
-
-    def add_event(self, response_id: str, sequence_number: int, event: JsonObject) -> None:
-        with self._write() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO response_events (response_id, seq, event) VALUES (?, ?, ?)",
-                (response_id, sequence_number, json.dumps(event)),
-            )
-
-    def events_after(self, response_id: str, sequence_number: int) -> list[JsonObject]:
-        rows = self._read(
-            "SELECT event FROM response_events WHERE response_id = ? AND seq > ? ORDER BY seq",
-            (response_id, sequence_number),
-        )
-        return [json.loads(str(row[0])) for row in rows]
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
 
 def _page_filter(table: str, owner: str | None, after: str | None) -> tuple[str, tuple[str, ...]]:
     """The WHERE clause of one page: the owner's rows (all for the admin) older than `after`."""
@@ -315,14 +203,6 @@ def _batch(db: sqlite3.Connection, batch_id: str) -> BatchRecord | None:
 def _batch_of(row: tuple[object, ...]) -> BatchRecord:
     batch_id, owner, status, tokens, doc = row
     return BatchRecord(str(batch_id), str(owner), str(status), int(tokens), json.loads(str(doc)))  # type: ignore[call-overload]
-
-
-def _response_of(row: tuple[object, ...]) -> ResponseRecord:
-    response_id, owner, status, response, request, background = row
-    return ResponseRecord(
-        str(response_id), str(owner), str(status), json.loads(str(response)),
-        json.loads(str(request)), bool(background),
-    )  # fmt: skip
 
 
 def _count_line(doc: JsonObject, result: LineResult) -> None:

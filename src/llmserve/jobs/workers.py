@@ -42,3 +42,4 @@ class JobWorkers:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.responses.stop()
