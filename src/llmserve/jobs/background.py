@@ -48,17 +48,25 @@ class BackgroundRunner:
 
     async def run_forever(self) -> None:
         while True:
-            record = await self.jobs.call(
-                self.jobs.store.claim_response, self.holder, self.jobs.config.lease_s
-            )
-            if record is None:
+            try:
+                await self._take_one()
+            except Exception:  # NOTE: the store was unreadable a moment; keep serving
+                logger.exception("background runner could not take a response")
                 await asyncio.sleep(IDLE_POLL_S)
-            elif record.status == "in_progress":
-                await self.fail(record, "server_error", RESTARTED)
-            else:
-                task = asyncio.create_task(self.run(record))
-                self._running.add(task)
-                task.add_done_callback(self._running.discard)
+
+    async def _take_one(self) -> None:
+        """Claim one response: run it, fail it (its process died), or wait when none is queued."""
+        record = await self.jobs.call(
+            self.jobs.store.claim_response, self.holder, self.jobs.config.lease_s
+        )
+        if record is None:
+            await asyncio.sleep(IDLE_POLL_S)
+        elif record.status == "in_progress":
+            await self.fail(record, "server_error", RESTARTED)
+        else:
+            task = asyncio.create_task(self.run(record))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
 
     async def stop(self) -> None:
         """Cancel the responses running here; a restart ends them `failed` (see `RESTARTED`)."""

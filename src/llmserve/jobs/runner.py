@@ -19,13 +19,15 @@ from typing import Protocol
 
 from llmserve.auth.base import UsageRecord
 from llmserve.backends.base import Backend
+from llmserve.errors import ModelNotFoundError
 from llmserve.jobs.finalize import finalize_batch
-from llmserve.jobs.lines import run_line
+from llmserve.jobs.lines import LineOutcome, run_line
 from llmserve.jobs.objects import line_request_id, response_line
 from llmserve.jobs.service import Jobs
 from llmserve.jobs.store import BatchRecord, LineResult
 from llmserve.jobs.validation import BatchLine, input_lines, parse_line
 from llmserve.serving.context import ServingContext
+from llmserve.serving.usage import UsageMeter
 from llmserve.types import Priority
 
 logger = logging.getLogger(__name__)
@@ -61,9 +63,20 @@ class BatchRunner:
                 continue
             try:
                 await self.run_batch(record)
+            except Exception as exc:  # NOTE: one broken batch must not stop the runner
+                logger.exception("batch %s failed", record.id)
+                await self._fail(record, exc)
             finally:
                 with contextlib.suppress(Exception):
                     await self.jobs.call(self.jobs.store.release_batch, record.id, self.holder)
+
+    async def _fail(self, record: BatchRecord, exc: Exception) -> None:
+        """End a batch the runner could not run, saying why in its `errors`."""
+        error = {"code": "server_error", "line": None, "param": None,
+                 "message": f"The batch could not run: {exc}"}  # fmt: skip
+        fields = {"failed_at": int(time.time()), "errors": {"object": "list", "data": [error]}}
+        with contextlib.suppress(Exception):
+            await self.jobs.call(self.jobs.store.update_batch, record.id, "failed", fields)
 
     async def run_batch(self, record: BatchRecord) -> None:
         """Take the batch one step further: validate, run the lines, finalize."""
@@ -137,11 +150,16 @@ class BatchRunner:
 
     async def _run_one(self, record: BatchRecord, line: BatchLine) -> None:
         model = str(line.body.get("model"))
-        context = ServingContext(
-            line_request_id(record.id, line.line_no), record.owner, model,
-            self.backends[model], priority=Priority.BATCH,
-        )  # fmt: skip
-        outcome = await run_line(context, record.doc["endpoint"], line.body)
+        backend = self.backends.get(model)
+        if backend is None:  # the server no longer serves it (changed config, restart)
+            error = ModelNotFoundError(model)
+            outcome = LineOutcome(error.status_code, error.to_body(), UsageMeter(model))
+        else:
+            context = ServingContext(
+                line_request_id(record.id, line.line_no), record.owner, model, backend,
+                priority=Priority.BATCH,
+            )  # fmt: skip
+            outcome = await run_line(context, record.doc["endpoint"], line.body)
         meter = outcome.meter
         result = LineResult(
             line.line_no, line.custom_id, outcome.status_code != 200,
