@@ -16,7 +16,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 import openai
-from jobs_helpers import ADMIN_KEY, FAST, SLOW, JobsServer, LiveServer, SdkFactory
+from jobs_helpers import ADMIN_KEY, CRAWL, FAST, SLOW, JobsServer, LiveServer, SdkFactory
 
 from llmserve.api.app import create_app
 from llmserve.auth.factory import build_gatekeeper, open_key_store
@@ -43,6 +43,7 @@ def jobs_config(home: Path) -> ServerConfig:
         models=(
             ModelConfig(FAST, source="fake", backend="fake", kind="chat"),
             ModelConfig(SLOW, source="fake", backend="fake", kind="chat"),
+            ModelConfig(CRAWL, source="fake", backend="fake", kind="chat"),
             ModelConfig(
                 BUILTIN_EMBEDDING_MODEL, source=str(gt_model.get_model_path()), kind="embedding"
             ),
@@ -62,7 +63,8 @@ def jobs_backends(config: ServerConfig) -> dict[str, Backend]:
     return {
         FAST: FakeBackend(FAST, max_model_len=512),
         SLOW: FakeBackend(SLOW, max_model_len=512, max_concurrency=2, token_delay_s=0.05),
-        BUILTIN_EMBEDDING_MODEL: EncoderBackend(BUILTIN_EMBEDDING_MODEL, config.models[2].source),
+        CRAWL: FakeBackend(CRAWL, max_model_len=512, token_delay_s=1.0),
+        BUILTIN_EMBEDDING_MODEL: EncoderBackend(BUILTIN_EMBEDDING_MODEL, config.models[3].source),
     }
 
 

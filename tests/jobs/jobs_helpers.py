@@ -15,6 +15,7 @@ import uvicorn
 
 FAST = "fake-chat"
 SLOW = "slow-chat"
+CRAWL = "crawl-chat"  # a second per token: still running whenever a test looks
 ADMIN_KEY = "admin-secret-for-jobs-tests"
 REPLY = "Hello! I am a fake model."
 DEADLINE_S = 60.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import openai
 import pytest
-from jobs_helpers import FAST, REPLY, SLOW, JobsServer, SdkFactory, wait_until
+from jobs_helpers import CRAWL, FAST, REPLY, SLOW, JobsServer, SdkFactory, wait_until
 
 from llmserve.backends.fake import FakeBackend
 from llmserve.types import ChatMessage
@@ -57,17 +57,14 @@ def test_stream_follows_a_running_background_response_live(
 
 def test_cancel_stops_a_background_response(jobs_server: JobsServer, client: SdkFactory) -> None:
     sdk = client(jobs_server)
-    queued = sdk.responses.create(
-        model=SLOW,
-        input="hi",
-        background=True,
-        max_output_tokens=400,
-    )
+    queued = sdk.responses.create(model=CRAWL, input="hi", background=True)
     wait_until(
         lambda: sdk.responses.retrieve(queued.id).status == "in_progress", "the response to run"
     )
     assert sdk.responses.cancel(queued.id).status == "cancelled"
     assert sdk.responses.retrieve(queued.id).status == "cancelled"
+    events = [e.type for e in sdk.responses.retrieve(queued.id, stream=True)]
+    assert "response.completed" not in events
 
 
 def test_cancel_of_a_foreground_response_is_400(
