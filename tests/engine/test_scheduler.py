@@ -94,3 +94,17 @@ def test_batch_work_takes_at_most_its_share_and_interactive_goes_first() -> None
     s.add(batch_seq("b9", 11))
     assert [name for name, _, n in advance(s) if n > 1] == ["chat"]
     assert sorted(q.request_id for q in s.running) == ["b0", "b1", "chat"]
+
+
+def test_batch_work_gives_a_seat_back_when_interactive_work_waits() -> None:
+    s = scheduler(max_num_seqs=2, batch_share=1.0)  # type: ignore[arg-type]
+    s.add(batch_seq("b0", 0))
+    s.add(batch_seq("b1", 1))
+    advance(s)
+    assert [q.request_id for q in s.running] == ["b0", "b1"]  # idle seats are filled
+    s.add(seq("chat", 3, 2))
+    scheduled = advance(s)
+    assert [q.request_id for q in s.running] == ["b0", "chat"]
+    assert ("chat", 0, 3) in scheduled
+    assert [q.request_id for q in s.waiting] == ["b1"]  # it resumes when a seat frees
+    assert s.num_preemptions == 0  # not a memory preemption

@@ -76,20 +76,24 @@ class Scheduler:
     def schedule(self) -> SchedulerOutput:
         budget = self.config.max_num_batched_tokens
         chunks: list[ScheduledChunk] = []
-        preempted: list[Sequence] = []
+        preempted: list[Sequence] = self._yield_batch_seat()
         finished: list[Sequence] = []
+        is_out_of_blocks = False
         for seq in list(self.running):
             if budget == 0:
                 break
             if seq not in self.running:  # preempted earlier in this loop
                 continue
             num_new = min(seq.num_tokens - seq.num_computed_tokens, budget)
-            if not self._make_room(seq, num_new, preempted, finished):
+            num_preempted = len(preempted)
+            is_room = self._make_room(seq, num_new, preempted, finished)
+            is_out_of_blocks = is_out_of_blocks or len(preempted) > num_preempted
+            if not is_room:
                 continue
             self.block_manager.allocate(seq, num_new)
             chunks.append(ScheduledChunk(seq, seq.num_computed_tokens, num_new))
             budget -= num_new
-        while self.waiting and budget > 0 and not preempted:
+        while self.waiting and budget > 0 and not is_out_of_blocks:
             if len(self.running) >= self.config.max_num_seqs:
                 break
             candidate = self.waiting.peek()
@@ -106,6 +110,22 @@ class Scheduler:
             budget -= num_new
         chunks.sort(key=lambda c: c.num_tokens != 1)
         return SchedulerOutput(chunks, preempted, finished)
+
+    def _yield_batch_seat(self) -> list[Sequence]:
+        """Preempt the newest batch sequence when interactive work waits and every seat is taken.
+
+        Batch work fills idle seats and gives one back per step as interactive load rises.
+        """
+        head = self.waiting.peek()
+        if head is None or head.priority >= Priority.BATCH:
+            return []
+        if len(self.running) < self.config.max_num_seqs:
+            return []
+        batch = [seq for seq in self.running if seq.priority >= Priority.BATCH]
+        if not batch:
+            return []
+        self._preempt(batch[-1], is_for_memory=False)
+        return [batch[-1]]
 
     def _is_batch_share_full(self, candidate: Sequence) -> bool:
         """True when `candidate` is batch work and batch work already has its share of seats.
@@ -139,8 +159,8 @@ class Scheduler:
                 return False
         return True
 
-    def _preempt(self, seq: Sequence) -> None:
-        self.num_preemptions += 1
+    def _preempt(self, seq: Sequence, *, is_for_memory: bool = True) -> None:
+        self.num_preemptions += int(is_for_memory)  # the sign of a KV cache too small
         self.running.remove(seq)
         self.block_manager.free(seq)
         seq.status = SequenceStatus.WAITING
