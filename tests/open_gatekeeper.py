@@ -56,6 +56,10 @@ class OpenGatekeeper:
         self.num_in_flight += 1
         return OpenSlot(self)
 
+    def record_usage(self, key_id: str, usage: UsageRecord) -> None:
+        """Keep a job's usage with the others."""
+        self.usage.append(usage)
+
     async def dependency_problem(self) -> str | None:
         """Nothing to depend on."""
         return None

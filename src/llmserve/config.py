@@ -51,11 +51,19 @@ class EngineConfig:
     kv_cache_memory_mb: int = 512
     num_threads: int | None = None  # torch threads; None keeps torch's default
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    batch_share: float = 0.5  # at most this share of max_num_seqs runs batch-priority work
 
     def __post_init__(self) -> None:
         for name in ("max_num_seqs", "max_num_batched_tokens", "block_size", "kv_cache_memory_mb"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if not 0 < self.batch_share <= 1:
+            raise ValueError("batch_share must be in (0, 1]")
+
+    @property
+    def max_batch_seqs(self) -> int:
+        """How many sequences of batch priority may run at once (at least one)."""
+        return max(1, int(self.max_num_seqs * self.batch_share))
         if self.num_threads is not None and self.num_threads < 1:
             raise ValueError("num_threads must be at least 1")
 
@@ -80,6 +88,7 @@ class ModelConfig:
     autoscaling: AutoscalingConfig | None = None
     variants: tuple[VariantConfig, ...] = ()
     num_cpus: float = 1.0  # CPUs each engine replica declares to Ray; also its torch threads
+    fake_token_delay_s: float = 0.0  # backend "fake" only: seconds per token (demos, tests)
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -95,6 +104,8 @@ class ModelConfig:
         if self.num_cpus <= 0:
             raise ValueError(f"model {self.name}: num_cpus must be positive")
         check_unique(f"model {self.name}: variant names", [v.name for v in self.variants])
+        if self.fake_token_delay_s < 0:
+            raise ValueError("fake_token_delay_s must be non-negative")
 
     @property
     def variant_models(self) -> tuple[ModelConfig, ...]:
@@ -183,6 +194,34 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class JobsConfig:
+    """The Files and Batch APIs and background responses (the durable job store in `home`)."""
+
+    max_file_mb: float = 200.0  # a larger upload is refused with 400
+    max_lines: int = 50_000  # lines of one batch input file (more: too_many_tasks)
+    lease_s: float = 30.0  # a batch or response held by a dead process is taken up after this
+    max_concurrent_lines: int = 64  # batch lines one runner keeps in the backend at once
+    max_enqueued_tokens_per_key: int | None = None  # batch tokens queued per key; None: no limit
+    default_line_max_tokens: int = 256  # what a line without max_tokens is estimated at
+
+    def __post_init__(self) -> None:
+        if not 0 < self.max_file_mb <= 1_000_000:
+            raise ValueError("max_file_mb must be positive")
+        for name in ("max_lines", "max_concurrent_lines", "default_line_max_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.lease_s <= 0:
+            raise ValueError("lease_s must be positive")
+        if self.max_enqueued_tokens_per_key is not None and self.max_enqueued_tokens_per_key < 1:
+            raise ValueError("max_enqueued_tokens_per_key must be at least 1")
+
+    @property
+    def max_file_bytes(self) -> int:
+        """The upload limit in bytes."""
+        return int(self.max_file_mb * 2**20)
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     """Everything `llmserve serve` needs."""
 
@@ -199,6 +238,7 @@ class ServerConfig:
     runtime: RuntimeKind = "local"
     ingress: IngressConfig = field(default_factory=IngressConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+    jobs: JobsConfig = field(default_factory=JobsConfig)
 
     def __post_init__(self) -> None:
         if self.shutdown_timeout_s < 0:

@@ -18,7 +18,8 @@ class Priority(enum.IntEnum):
     """Admission class: lower values are scheduled first."""
 
     INTERACTIVE = 0
-    BATCH = 1
+    BACKGROUND = 1  # `background: true` responses
+    BATCH = 2  # Batch API lines: at most `engine.batch_share` of the running sequences
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ from open_gatekeeper import OpenGatekeeper
 from llmserve.api.app import create_app
 from llmserve.backends.fake import FakeBackend
 from llmserve.sampling import SamplingParams
-from llmserve.serving.response_store import ResponseStore
 from llmserve.types import GenerateRequest
 
 from .conftest import FAKE_MODEL, fake_config
@@ -69,13 +68,3 @@ async def test_fake_backend_refuses_a_request_id_in_flight() -> None:
         await anext(backend.generate(request))
     assert [o.num_output_tokens async for o in first] == [2, 3]
     assert len([o async for o in backend.generate(request)]) == 3  # free again once done
-
-
-def test_response_store_never_replaces_another_keys_response() -> None:
-    store = ResponseStore()
-    store.put("alice", {"id": "resp_1", "text": "alice's"})
-    with pytest.raises(ValueError, match="response resp_1 belongs to another key"):
-        store.put("bob", {"id": "resp_1", "text": "bob's"})
-    store.put("alice", {"id": "resp_1", "text": "alice's, again"})
-    assert store.get("alice", "resp_1") == {"id": "resp_1", "text": "alice's, again"}
-    assert store.get("bob", "resp_1") is None

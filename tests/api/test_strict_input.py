@@ -236,6 +236,7 @@ async def test_openapi_describes_every_request_body(client: httpx.AsyncClient) -
         "/v1/completions": "#/components/schemas/CompletionRequest",
         "/v1/embeddings": "#/components/schemas/EmbeddingRequest",
         "/v1/responses": "#/components/schemas/ResponseCreateRequest",
+        "/v1/batches": "#/components/schemas/BatchCreateRequest",
         "/tokenize": "#/components/schemas/TokenizeRequest",
         "/detokenize": "#/components/schemas/DetokenizeRequest",
         "/admin/keys": "#/components/schemas/CreateKeyRequest",

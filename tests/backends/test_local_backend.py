@@ -97,7 +97,9 @@ async def test_cancelled_consumer_aborts_its_request(backend: LocalBackend) -> N
 
 async def test_load_counts_waiting_requests_by_tenant(backend: LocalBackend) -> None:
     streams = [
-        backend.generate(request(backend, f"t{i}", 300, tenant=tenant, priority=Priority.BATCH))
+        backend.generate(
+            request(backend, f"t{i}", 300, tenant=tenant, priority=Priority.BACKGROUND)
+        )
         for i, tenant in enumerate(["a", "a", "b", "b", "b"])
     ]
     await anext(streams[0])

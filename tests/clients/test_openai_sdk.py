@@ -139,9 +139,9 @@ def test_responses_stream_helper(client: openai.OpenAI) -> None:
     assert client.responses.retrieve(final.id).output_text == REPLY
 
 
-def test_background_response_is_rejected(client: openai.OpenAI) -> None:
-    with pytest.raises(openai.BadRequestError, match="async-jobs feature"):
-        client.responses.create(model=CHAT_MODEL, input="hi", background=True)
+def test_background_response_without_store_is_rejected(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError, match="must be stored"):
+        client.responses.create(model=CHAT_MODEL, input="hi", background=True, store=False)
 
 
 def test_error_classes(live: Live, client: openai.OpenAI) -> None:

@@ -12,7 +12,6 @@ from open_gatekeeper import OpenGatekeeper
 from llmserve.api.app import create_app
 from llmserve.backends.fake import FakeBackend
 from llmserve.config import ModelConfig, ServerConfig
-from llmserve.serving.response_store import ResponseStore
 
 MODEL = "fake-chat"
 REPLY = "Hello there."
@@ -59,7 +58,11 @@ async def test_store_false_is_not_retrievable(http: httpx.AsyncClient) -> None:
 @pytest.mark.parametrize(
     ("body", "param", "text"),
     [
-        ({"input": "hi", "background": True}, "background", "async-jobs feature"),
+        (
+            {"input": "hi", "background": True, "store": False},
+            "background",
+            "`store: true`",
+        ),
         ({"input": "hi", "tools": [{"type": "web_search"}]}, "tools", "not supported"),
         (
             {"input": [{"role": "user", "content": [{"type": "input_image"}]}]},
@@ -93,16 +96,6 @@ async def test_tokenize_round_trips_through_detokenize(http: httpx.AsyncClient) 
     assert tokens["count"] == len("héllo".encode()) and tokens["max_model_len"] == 128
     body = {"model": MODEL, "tokens": tokens["tokens"]}
     assert (await http.post("/detokenize", json=body)).json() == {"prompt": "héllo"}
-
-
-def test_response_store_evicts_least_recent_and_hides_other_keys() -> None:
-    store = ResponseStore(max_responses=2)
-    for name in ("a", "b"):
-        store.put("key-1", {"id": name})
-    assert store.get("key-1", "a") == {"id": "a"}  # a is now the most recent
-    store.put("key-1", {"id": "c"})
-    assert store.get("key-1", "b") is None and len(store) == 2
-    assert store.get("key-2", "a") is None
 
 
 async def test_developer_messages_count_the_same_in_chat_and_tokenize(

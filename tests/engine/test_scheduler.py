@@ -5,6 +5,7 @@ from llmserve.engine.block_manager import BlockManager
 from llmserve.engine.scheduler import Scheduler
 from llmserve.engine.sequence import Sequence, SequenceStatus
 from llmserve.sampling import SamplingParams
+from llmserve.types import Priority
 
 PARAMS = SamplingParams(max_tokens=8)
 
@@ -78,3 +79,32 @@ def test_sequence_that_can_never_fit_finishes_with_length() -> None:
     assert out.finished == [alone]
     assert alone.finish_reason == "length"
     assert s.block_manager.num_free_blocks == 2
+
+
+def batch_seq(name: str, arrival: int) -> Sequence:
+    return Sequence(name, 0, [1, 2, 3], 3, PARAMS, arrival, priority=int(Priority.BATCH))
+
+
+def test_batch_work_takes_at_most_its_share_and_interactive_goes_first() -> None:
+    s = scheduler(max_num_seqs=4, batch_share=0.5)  # type: ignore[arg-type]
+    for i in range(4):
+        s.add(batch_seq(f"b{i}", i))
+    assert [name for name, _, _ in advance(s)] == ["b0", "b1"]  # half the seats
+    s.add(seq("chat", 3, 10))
+    s.add(batch_seq("b9", 11))
+    assert [name for name, _, n in advance(s) if n > 1] == ["chat"]
+    assert sorted(q.request_id for q in s.running) == ["b0", "b1", "chat"]
+
+
+def test_batch_work_gives_a_seat_back_when_interactive_work_waits() -> None:
+    s = scheduler(max_num_seqs=2, batch_share=1.0)  # type: ignore[arg-type]
+    s.add(batch_seq("b0", 0))
+    s.add(batch_seq("b1", 1))
+    advance(s)
+    assert [q.request_id for q in s.running] == ["b0", "b1"]  # idle seats are filled
+    s.add(seq("chat", 3, 2))
+    scheduled = advance(s)
+    assert [q.request_id for q in s.running] == ["b0", "chat"]
+    assert ("chat", 0, 3) in scheduled
+    assert [q.request_id for q in s.waiting] == ["b1"]  # it resumes when a seat frees
+    assert s.num_preemptions == 0  # not a memory preemption

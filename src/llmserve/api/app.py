@@ -16,9 +16,11 @@ from llmserve.api.openapi import DescribedApp
 from llmserve.api.request_log import RequestLogMiddleware
 from llmserve.api.routes import (
     admin,
+    batches,
     chat,
     completions,
     embeddings,
+    files,
     health,
     metrics,
     models,
@@ -31,22 +33,29 @@ from llmserve.api.variants import VariantHeaderMiddleware
 from llmserve.auth.base import Gatekeeper
 from llmserve.backends.base import Backend
 from llmserve.config import ServerConfig
+from llmserve.jobs.service import Jobs, job_store_path
+from llmserve.jobs.sqlite_store import SqliteJobStore
+from llmserve.jobs.workers import JobWorkers
 from llmserve.metrics import ServerMetrics
-from llmserve.serving.response_store import ResponseStore
 
 
 def create_app(
     config: ServerConfig, backends: Mapping[str, Backend], gatekeeper: Gatekeeper
 ) -> FastAPI:
     """An app serving `backends` (by model name); its lifespan starts and stops them."""
+    jobs = Jobs(SqliteJobStore(job_store_path(config.home)), config.home, config.jobs)
+    workers = JobWorkers(jobs, backends, gatekeeper)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         for backend in backends.values():
             await backend.start()
+        workers.start()
         try:
             yield
         finally:
+            await workers.stop()
+            jobs.store.close()
             for backend in backends.values():
                 await backend.shutdown()
             await gatekeeper.close()
@@ -61,12 +70,13 @@ def create_app(
     )
     server_metrics = ServerMetrics(config.metrics, backends)
     app.state.llmserve = ServerState(config, backends, gatekeeper, server_metrics)
-    app.state.response_store = ResponseStore()  # GET /v1/responses/{id}
+    app.state.jobs = jobs  # files, batches, stored and background responses
     install_error_handlers(app)
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=config.limits.max_request_body_bytes,
         timeout_s=config.limits.body_timeout_s,
+        own_limit_paths=frozenset({files.FILES_PATH}),  # uploads: jobs.max_file_mb
     )
     app.add_middleware(RequestLogMiddleware, metrics=server_metrics)  # one log line per request
     app.add_middleware(VariantHeaderMiddleware)  # x-llmserve-variant of canary models
@@ -78,6 +88,8 @@ def create_app(
     app.include_router(completions.router)
     app.include_router(embeddings.router)
     app.include_router(responses.router)
+    app.include_router(files.router)
+    app.include_router(batches.router)
     app.include_router(tokenize.router)
     app.include_router(admin.router)
     app.include_router(variants.router)

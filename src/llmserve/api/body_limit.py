@@ -3,6 +3,9 @@
 A body announced larger than the limit is refused with 413 before a byte of it is read; a chunked
 body is refused as soon as it grows past the limit. A client that sends headers and then stalls
 gets 408 instead of holding a connection (and a worker) forever.
+
+Routes named in `own_limit_paths` (file uploads, far larger than any JSON body) bound the size of
+their bodies themselves; the timeout still applies to them.
 """
 
 from __future__ import annotations
@@ -19,22 +22,31 @@ from llmserve.errors import BodyTimeoutError, RequestTooLargeError
 class BodyLimitMiddleware:
     """Bounds the size of every request body and the time it may take to arrive."""
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int, timeout_s: float) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_bytes: int,
+        timeout_s: float,
+        own_limit_paths: frozenset[str] = frozenset(),
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.timeout_s = timeout_s
+        self.own_limit_paths = own_limit_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if announced_length(scope) > self.max_bytes:
+        max_bytes = None if scope["path"] in self.own_limit_paths else self.max_bytes
+        if max_bytes is not None and announced_length(scope) > max_bytes:
             # NOTE: the route never runs, so nothing reads the body; uvicorn discards it.
-            await error_response(RequestTooLargeError(self.max_bytes))(scope, receive, send)
+            await error_response(RequestTooLargeError(max_bytes))(scope, receive, send)
             return
-        await self.app(scope, self.bounded(receive), send)
+        await self.app(scope, self.bounded(receive, max_bytes), send)
 
-    def bounded(self, receive: Receive) -> Receive:
+    def bounded(self, receive: Receive, max_bytes: int | None) -> Receive:
         """`receive` that raises once the body is too large or too slow; then passes through."""
         num_bytes = 0
         is_body_complete = False
@@ -49,8 +61,8 @@ class BodyLimitMiddleware:
                 raise BodyTimeoutError(self.timeout_s) from None
             if message["type"] == "http.request":
                 num_bytes += len(message.get("body", b""))
-                if num_bytes > self.max_bytes:
-                    raise RequestTooLargeError(self.max_bytes)
+                if max_bytes is not None and num_bytes > max_bytes:
+                    raise RequestTooLargeError(max_bytes)
                 is_body_complete = not message.get("more_body", False)
             else:
                 is_body_complete = True

@@ -88,6 +88,13 @@ class Gatekeeper(Protocol):
         """Admit one request; raises `RateLimitError` (429) or `OverloadedError` (503)."""
         ...
 
+    def record_usage(self, key_id: str, usage: UsageRecord) -> None:
+        """Count a finished job's tokens (a batch line, a background response) against the key.
+
+        Jobs hold no slot: they count in the key's usage, never in its requests in flight.
+        """
+        ...
+
     async def dependency_problem(self) -> str | None:
         """None while every service admission needs answers (Redis); else what is wrong.
 

@@ -141,6 +141,9 @@ class KeyGatekeeper:
         finally:
             slot.usage.finish(usage)  # queued for the writer thread
 
+    def record_usage(self, key_id: str, usage: UsageRecord) -> None:
+        RequestUsage(self.usage_writer, key_id).finish(usage)  # queued for the writer thread
+
     async def num_in_flight(self, key_id: str) -> int:
         """Requests the key has in flight now (across processes with Redis state)."""
         return await self.state.num_in_flight(key_id)

@@ -21,7 +21,11 @@ def build_backend(model: ModelConfig, server: ServerConfig) -> Backend:
         }
         return VariantBackend(model.name, variants, {v.name: v.weight for v in model.variants})
     if model.backend == "fake":
-        return FakeBackend(model.name, max_model_len=model.max_model_len or FAKE_MAX_MODEL_LEN)
+        return FakeBackend(
+            model.name,
+            max_model_len=model.max_model_len or FAKE_MAX_MODEL_LEN,
+            token_delay_s=model.fake_token_delay_s,
+        )
     if model.backend == "local" and is_embedding_config(model):
         from llmserve.backends.encoder import EncoderBackend
 

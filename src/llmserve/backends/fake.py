@@ -23,6 +23,7 @@ from llmserve.types import (
     GenerateOutput,
     GenerateRequest,
     ModelInfo,
+    Priority,
     TokenLogprob,
     TopLogprob,
 )
@@ -50,8 +51,10 @@ class FakeBackend:
         self._max_concurrency = max_concurrency
         self._token_delay_s = token_delay_s
         self._fail_after_tokens = fail_after_tokens
-        self._waiting: FairQueue[asyncio.Future[None]] = FairQueue()
+        self._waiting: FairQueue[tuple[asyncio.Future[None], bool]] = FairQueue()  # is_batch
         self._num_running = 0
+        self._num_running_batch = 0  # at most half the seats, as the engine's batch_share
+        self._max_batch = max(1, max_concurrency // 2)
         self._aborting: set[str] = set()
         self._in_flight: set[str] = set()  # request ids: a duplicate is refused, as the engine does
         self._is_shut_down = False
@@ -127,29 +130,44 @@ class FakeBackend:
             if not finished:
                 self.aborted_request_ids.append(request.request_id)
             self._aborting.discard(request.request_id)
-            self._num_running -= 1
+            self._leave_seat(request.priority >= Priority.BATCH)
             self._start_next()
 
     async def _admit(self, request: GenerateRequest) -> None:
-        if self._num_running < self._max_concurrency and not self._waiting:
-            self._num_running += 1
+        is_batch = request.priority >= Priority.BATCH
+        if not self._waiting and self._has_seat(is_batch):
+            self._take_seat(is_batch)
             return
         turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.push(turn, tenant=request.tenant, priority=int(request.priority))
+        entry = (turn, is_batch)
+        self._waiting.push(entry, tenant=request.tenant, priority=int(request.priority))
         try:
             await turn
         except BaseException:
-            if not self._waiting.remove(turn):  # already started: give the slot back
-                self._num_running -= 1
+            if not self._waiting.remove(entry):  # already started: give the slot back
+                self._leave_seat(is_batch)
                 self._start_next()
             self.aborted_request_ids.append(request.request_id)
             raise
 
+    def _has_seat(self, is_batch: bool) -> bool:
+        if self._num_running >= self._max_concurrency:
+            return False
+        return not is_batch or self._num_running_batch < self._max_batch
+
+    def _take_seat(self, is_batch: bool) -> None:
+        self._num_running += 1
+        self._num_running_batch += int(is_batch)
+
+    def _leave_seat(self, is_batch: bool) -> None:
+        self._num_running -= 1
+        self._num_running_batch -= int(is_batch)
+
     def _start_next(self) -> None:
-        while self._waiting and self._num_running < self._max_concurrency:
-            turn = self._waiting.pop()
+        while (head := self._waiting.peek()) is not None and self._has_seat(head[1]):
+            turn, is_batch = self._waiting.pop()
             if not turn.done():
-                self._num_running += 1
+                self._take_seat(is_batch)
                 turn.set_result(None)
 
     async def _steps(

@@ -10,6 +10,7 @@ import argparse
 from collections.abc import Callable, Sequence
 
 from llmserve import __version__
+from llmserve.cli.batch import add_batch_parser
 from llmserve.cli.bench import add_bench_parser
 from llmserve.cli.canary import add_canary_parser
 from llmserve.cli.chat import add_chat_parser
@@ -25,6 +26,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]]
     add_pull_parser,
     add_models_parser,
     add_canary_parser,
+    add_batch_parser,
 ]
 
 

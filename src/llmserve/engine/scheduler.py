@@ -2,8 +2,9 @@
 
 Policy: running sequences first (oldest first; each decodes one token or continues its prefill
 chunk), then waiting ones from the fair queue while the token budget, `max_num_seqs` and free KV
-blocks allow. When a running sequence needs a block and none is free, the newest running
-sequence is preempted: its blocks are freed and it waits, first in line, to be recomputed.
+blocks allow; batch-priority work takes at most `max_batch_seqs` of the seats. When a running
+sequence needs a block and none is free, the newest running sequence is preempted: its blocks
+are freed and it waits, first in line, to be recomputed.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from llmserve.config import EngineConfig
 from llmserve.engine.block_manager import BlockManager
 from llmserve.engine.fair_queue import FairQueue
 from llmserve.engine.sequence import Sequence, SequenceStatus
+from llmserve.types import Priority
 
 
 @dataclass(frozen=True)
@@ -74,24 +76,28 @@ class Scheduler:
     def schedule(self) -> SchedulerOutput:
         budget = self.config.max_num_batched_tokens
         chunks: list[ScheduledChunk] = []
-        preempted: list[Sequence] = []
+        preempted: list[Sequence] = self._yield_batch_seat()
         finished: list[Sequence] = []
+        is_out_of_blocks = False
         for seq in list(self.running):
             if budget == 0:
                 break
             if seq not in self.running:  # preempted earlier in this loop
                 continue
             num_new = min(seq.num_tokens - seq.num_computed_tokens, budget)
-            if not self._make_room(seq, num_new, preempted, finished):
+            num_preempted = len(preempted)
+            is_room = self._make_room(seq, num_new, preempted, finished)
+            is_out_of_blocks = is_out_of_blocks or len(preempted) > num_preempted
+            if not is_room:
                 continue
             self.block_manager.allocate(seq, num_new)
             chunks.append(ScheduledChunk(seq, seq.num_computed_tokens, num_new))
             budget -= num_new
-        while self.waiting and budget > 0 and not preempted:
+        while self.waiting and budget > 0 and not is_out_of_blocks:
             if len(self.running) >= self.config.max_num_seqs:
                 break
             candidate = self.waiting.peek()
-            if candidate is None:
+            if candidate is None or self._is_batch_share_full(candidate):
                 break
             num_new = min(candidate.num_tokens - candidate.num_computed_tokens, budget)
             if not self.block_manager.can_allocate(candidate, num_new):
@@ -104,6 +110,34 @@ class Scheduler:
             budget -= num_new
         chunks.sort(key=lambda c: c.num_tokens != 1)
         return SchedulerOutput(chunks, preempted, finished)
+
+    def _yield_batch_seat(self) -> list[Sequence]:
+        """Preempt the newest batch sequence when interactive work waits and every seat is taken.
+
+        Batch work fills idle seats and gives one back per step as interactive load rises.
+        """
+        head = self.waiting.peek()
+        if head is None or head.priority >= Priority.BATCH:
+            return []
+        if len(self.running) < self.config.max_num_seqs:
+            return []
+        batch = [seq for seq in self.running if seq.priority >= Priority.BATCH]
+        if not batch:
+            return []
+        self._preempt(batch[-1], is_for_memory=False)
+        return [batch[-1]]
+
+    def _is_batch_share_full(self, candidate: Sequence) -> bool:
+        """True when `candidate` is batch work and batch work already has its share of seats.
+
+        NOTE: interactive and background requests come first in the queue, so a batch candidate
+        at its head means nothing else waits; batch work still never takes more than its share,
+        which leaves seats free for interactive requests that arrive next.
+        """
+        if candidate.priority < Priority.BATCH:
+            return False
+        num_batch = sum(1 for seq in self.running if seq.priority >= Priority.BATCH)
+        return num_batch >= self.config.max_batch_seqs
 
     def _make_room(
         self, seq: Sequence, num_new: int, preempted: list[Sequence], finished: list[Sequence]
@@ -125,8 +159,8 @@ class Scheduler:
                 return False
         return True
 
-    def _preempt(self, seq: Sequence) -> None:
-        self.num_preemptions += 1
+    def _preempt(self, seq: Sequence, *, is_for_memory: bool = True) -> None:
+        self.num_preemptions += int(is_for_memory)  # the sign of a KV cache too small
         self.running.remove(seq)
         self.block_manager.free(seq)
         seq.status = SequenceStatus.WAITING

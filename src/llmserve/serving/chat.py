@@ -34,7 +34,9 @@ async def prepare_chat(context: ServingContext, body: ChatCompletionRequest) -> 
     max_tokens = body.max_completion_tokens or body.max_tokens
     max_tokens = check_context(len(ids), max_tokens, max_model_len, "messages")
     sampling = sampling_params(body, max_tokens, requested_logprobs(body))
-    request = GenerateRequest(context.request_id, tuple(ids), sampling, tenant=context.tenant)
+    request = GenerateRequest(
+        context.request_id, tuple(ids), sampling, context.priority, tenant=context.tenant
+    )
     meter = UsageMeter(context.model, prompt_tokens=len(ids))
     answer = ChatAnswer(context, body, meter)
     return Generation(context.backend, [request], body.n, meter, answer.body, answer.chunks)

@@ -34,7 +34,11 @@ async def prepare_completion(
         if len(body.prompts) > 1:
             request_id = f"{request_id}-{position}"
         sampling = sampling_params(body, max_tokens, body.logprobs)
-        requests.append(GenerateRequest(request_id, tuple(ids), sampling, tenant=context.tenant))
+        requests.append(
+            GenerateRequest(
+                request_id, tuple(ids), sampling, context.priority, tenant=context.tenant
+            )
+        )
     num_prompt_tokens = sum(len(r.prompt_token_ids) for r in requests)
     meter = UsageMeter(context.model, prompt_tokens=num_prompt_tokens)
     answer = CompletionAnswer(context, body, meter)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from llmserve.backends.base import Backend
+from llmserve.types import Priority
 
 
 @dataclass(frozen=True)
@@ -15,3 +16,4 @@ class ServingContext:
     tenant: str  # the caller's API key id; "" for an anonymous caller
     model: str  # the model name the client asked for
     backend: Backend
+    priority: Priority = Priority.INTERACTIVE  # batch lines and background jobs run lower

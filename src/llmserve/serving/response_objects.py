@@ -40,15 +40,16 @@ class ResponseObject(TypedDict):
     object: Literal["response"]
     created_at: int
     status: str
-    error: None
+    error: dict[str, str] | None
     incomplete_details: dict[str, str] | None
     instructions: str | None
     max_output_tokens: int | None
     model: str
     output: list[OutputMessage]
     parallel_tool_calls: bool
-    previous_response_id: None
+    previous_response_id: str | None
     store: bool
+    background: bool
     temperature: float
     top_p: float
     text: dict[str, dict[str, str]]
@@ -127,8 +128,9 @@ def response_object(
         "model": request.model,
         "output": output,
         "parallel_tool_calls": True,
-        "previous_response_id": None,
+        "previous_response_id": request.previous_response_id,
         "store": request.store,
+        "background": request.background,
         "temperature": 1.0 if request.temperature is None else request.temperature,
         "top_p": 1.0 if request.top_p is None else request.top_p,
         "text": {"format": {"type": "text"}},

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncGenerator
 
+from llmserve.errors import NotFoundError
 from llmserve.sampling import SamplingParams
 from llmserve.serving.context import ServingContext
 from llmserve.serving.generation import Generation
@@ -21,7 +22,7 @@ from llmserve.serving.response_objects import (
 from llmserve.serving.response_store import ResponseStore
 from llmserve.serving.schemas_responses import ResponseCreateRequest
 from llmserve.serving.usage import UsageMeter
-from llmserve.types import GenerateRequest
+from llmserve.types import ChatMessage, GenerateRequest
 
 ResponseGeneration = Generation[ResponseObject, ResponseEvent]
 
@@ -31,15 +32,34 @@ async def prepare_response(
 ) -> ResponseGeneration:
     """Validate and tokenize (400s here, before admission); the final response goes to `store`."""
     body.reject_unsupported()
-    ids = await off_loop(chat_prompt_ids, context.backend, body.chat_messages(), "input")
+    history = previous_conversation(context, body, store)
+    messages = body.chat_messages(history)
+    ids = await off_loop(chat_prompt_ids, context.backend, messages, "input")
     max_model_len = context.backend.info.max_model_len
     max_tokens = check_context(len(ids), body.max_output_tokens, max_model_len, "input")
     request = GenerateRequest(
-        context.request_id, tuple(ids), sampling(body, max_tokens), tenant=context.tenant
-    )
+        context.request_id, tuple(ids), sampling(body, max_tokens), context.priority,
+        tenant=context.tenant,
+    )  # fmt: skip
     meter = UsageMeter(context.model, prompt_tokens=len(ids))
-    answer = ResponseAnswer(context, body, meter, store)
+    conversation = [*history, *body.input_messages()]
+    answer = ResponseAnswer(context, body, meter, store if body.store else None, conversation)
     return Generation(context.backend, [request], 1, meter, answer.body, answer.events)
+
+
+def previous_conversation(
+    context: ServingContext, body: ResponseCreateRequest, store: ResponseStore | None
+) -> list[ChatMessage]:
+    """The conversation `previous_response_id` continues: a stored response of the same key."""
+    if body.previous_response_id is None:
+        return []
+    found = None if store is None else store.conversation(context.tenant, body.previous_response_id)
+    if found is None:
+        raise NotFoundError(
+            f"Previous response with id '{body.previous_response_id}' not found.",
+            param="previous_response_id",
+        )
+    return found
 
 
 def sampling(body: ResponseCreateRequest, max_tokens: int) -> SamplingParams:
@@ -60,6 +80,7 @@ class ResponseAnswer:
         body: ResponseCreateRequest,
         meter: UsageMeter,
         store: ResponseStore | None,
+        conversation: list[ChatMessage],
     ) -> None:
         suffix = context.request_id.removeprefix("req_")
         self.response_id, self.item_id = f"resp_{suffix}", f"msg_{suffix}"
@@ -67,6 +88,7 @@ class ResponseAnswer:
         self.request = body
         self.meter = meter
         self.store = store
+        self.conversation = conversation  # what a later previous_response_id continues
 
     def body(self, choices: list[Choice]) -> ResponseObject:
         """The finished response (stored when the request asked for it)."""
@@ -81,7 +103,8 @@ class ResponseAnswer:
             incomplete_reason=None if is_complete else "max_output_tokens",
         )
         if self.store is not None:
-            self.store.put(self.tenant, response)
+            turn = [*self.conversation, ChatMessage("assistant", choice.text)]
+            self.store.put(self.tenant, response, turn)
         return response
 
     async def events(self, outputs: Outputs) -> AsyncGenerator[ResponseEvent, None]:

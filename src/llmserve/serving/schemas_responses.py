@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import Field
@@ -64,23 +65,25 @@ class ResponseCreateRequest(ModelRequest):
 
     def reject_unsupported(self) -> None:
         """Raise a 400 naming the first unsupported feature that was asked for."""
-        if self.background:
+        if self.background and not self.store:
             raise InvalidRequestError(
-                "Background responses (`background: true`) come with the async-jobs feature, "
-                "which this server does not have yet. Send the request without `background`.",
+                "Background responses must be stored: send `store: true` (the default) with "
+                "`background: true`.",
                 param="background",
             )
         if self.tools:
             raise InvalidRequestError("`tools` are not supported by this server.", param="tools")
-        if self.previous_response_id is not None:
-            raise InvalidRequestError(
-                "`previous_response_id` is not supported; send the conversation in `input`.",
-                param="previous_response_id",
-            )
 
-    def chat_messages(self) -> list[ChatMessage]:
-        """Instructions (as the system message) followed by the input items."""
-        messages = [ChatMessage("system", self.instructions)] if self.instructions else []
+    def input_messages(self) -> list[ChatMessage]:
+        """The input items as chat messages (without the instructions)."""
         if isinstance(self.input, str):
-            return [*messages, ChatMessage("user", self.input)]
-        return messages + [item.to_chat_message() for item in self.input]
+            return [ChatMessage("user", self.input)]
+        return [item.to_chat_message() for item in self.input]
+
+    def chat_messages(self, history: Sequence[ChatMessage] = ()) -> list[ChatMessage]:
+        """Instructions (as the system message), the earlier conversation, then the input items.
+
+        NOTE: instructions are never carried over from a previous response (OpenAI's rule).
+        """
+        messages = [ChatMessage("system", self.instructions)] if self.instructions else []
+        return [*messages, *history, *self.input_messages()]

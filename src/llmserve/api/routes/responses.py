@@ -1,52 +1,130 @@
-"""POST /v1/responses and GET /v1/responses/{id}: the Responses API on chat models.
+"""The Responses API on chat models: create (streaming, stored, background), retrieve (and
+replay a background response's events), cancel, delete.
 
-Generation goes through the same admission and `Backend.generate` as chat completions. Stored
-responses live in the app's `ResponseStore` (in memory, bounded; see serving/response_store.py).
+Stored responses live in the durable job store (jobs/), so they survive restarts and any server
+process sharing the home can answer for them. A background response is run by the job runner;
+no client connection is tied to it.
 """
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
-from fastapi.responses import Response
+import asyncio
+from collections.abc import AsyncGenerator
 
-from llmserve.api.admission import acquire_slot, route_request, server_state
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from llmserve.api.admission import acquire_slot, route_request
+from llmserve.api.jobs_access import job_owner, jobs_of
 from llmserve.api.openapi import request_body
 from llmserve.api.respond import respond
 from llmserve.api.sse import RESPONSES_SSE
-from llmserve.errors import NotFoundError
-from llmserve.serving.response_objects import ResponseObject
-from llmserve.serving.response_store import ResponseStore
+from llmserve.errors import InvalidRequestError, NotFoundError
+from llmserve.jobs.background import TERMINAL_STATUSES
+from llmserve.jobs.service import Jobs
+from llmserve.jobs.store import JsonObject, ResponseRecord
+from llmserve.jobs.stored_responses import StoredResponses
+from llmserve.serving.response_objects import response_object
 from llmserve.serving.responses import prepare_response
 from llmserve.serving.schemas_responses import ResponseCreateRequest
 
 router = APIRouter()
-
-
-def response_store(request: Request) -> ResponseStore:
-    """The app's store of responses."""
-    store: ResponseStore = request.app.state.response_store
-    return store
+REPLAY_POLL_S = 0.05  # how often a replayed stream looks for new events in the store
 
 
 @router.post("/v1/responses", openapi_extra=request_body(ResponseCreateRequest, streams=True))
 async def create_response(request: Request) -> Response:
-    """OpenAI Responses: text in, one assistant message out, streaming or not."""
+    """OpenAI Responses: text in, one assistant message out, streaming or not, or in background."""
     routed = await route_request(request, ResponseCreateRequest, kind="chat")
-    store = response_store(request) if routed.body.store else None
-    generation = await prepare_response(routed.context, routed.body, store)
+    jobs = jobs_of(request)
+    generation = await prepare_response(routed.context, routed.body, StoredResponses(jobs.store))
+    if routed.body.background:
+        return await queue_background(request, jobs, routed.principal.key_id, routed.body)
     slot = await acquire_slot(request, routed, generation.estimated_tokens)
     return await respond(
         request, slot, generation, stream=routed.body.stream, sse_format=RESPONSES_SSE
     )
 
 
-@router.get("/v1/responses/{response_id}", response_model=None)
-async def retrieve_response(response_id: str, request: Request) -> ResponseObject:
-    """A stored response made by the same API key; 404 otherwise."""
-    principal = await server_state(request).gatekeeper.authenticate(
-        request.headers.get("authorization")
-    )
-    stored = response_store(request).get(principal.key_id, response_id)
-    if stored is None:
+async def queue_background(
+    request: Request, jobs: Jobs, owner: str, body: ResponseCreateRequest
+) -> Response:
+    """Store the response `queued` for the job runner; answer at once (or replay its stream)."""
+    response_id = "resp_" + str(request.state.request_id).removeprefix("req_")
+    queued = dict(response_object(response_id, body, status="queued", output=[], usage_body=None))
+    request_json = {"body": body.model_dump(mode="json", exclude_unset=True)}
+    record = ResponseRecord(response_id, owner, "queued", queued, request_json, True)
+    await jobs.call(jobs.store.put_response, record)
+    if body.stream:
+        return replay_response(jobs, response_id, -1)
+    return JSONResponse(queued)
+
+
+async def owned_response(request: Request, response_id: str) -> tuple[Jobs, ResponseRecord]:
+    """The stored response, if the caller may see it; 404 otherwise."""
+    owner = await job_owner(request)
+    jobs = jobs_of(request)
+    record = await jobs.call(jobs.store.get_response, owner, response_id)
+    if record is None:
         raise NotFoundError(f"No response found with id '{response_id}'.", param="response_id")
-    return stored
+    return jobs, record
+
+
+@router.get("/v1/responses/{response_id}", response_model=None)
+async def retrieve_response(response_id: str, request: Request) -> Response:
+    """A stored response; with `stream=true`, its events after `starting_after`, then live ones."""
+    jobs, record = await owned_response(request, response_id)
+    if request.query_params.get("stream", "false").lower() != "true":
+        return JSONResponse(record.response)
+    raw_after = request.query_params.get("starting_after", "-1")
+    if not raw_after.lstrip("-").isdecimal():
+        raise InvalidRequestError("`starting_after` must be an integer.", param="starting_after")
+    return replay_response(jobs, response_id, int(raw_after))
+
+
+def replay_response(jobs: Jobs, response_id: str, starting_after: int) -> StreamingResponse:
+    """SSE of the stored events after `starting_after`, following new ones until the end."""
+    return StreamingResponse(
+        replay_events(jobs, response_id, starting_after),
+        media_type="text/event-stream",
+        headers={"cache-control": "no-cache"},
+    )
+
+
+async def replay_events(jobs: Jobs, response_id: str, after: int) -> AsyncGenerator[bytes, None]:
+    """Events from the store; ends after the response's last event (or once it is gone)."""
+    while True:
+        record = await jobs.call(jobs.store.get_response, None, response_id)
+        for event in await jobs.call(jobs.store.events_after, response_id, after):
+            after = int(event["sequence_number"])
+            yield RESPONSES_SSE.encode(event)
+        if record is None or record.status in TERMINAL_STATUSES:
+            if not await jobs.call(jobs.store.events_after, response_id, after):
+                return
+            continue
+        await asyncio.sleep(REPLAY_POLL_S)
+
+
+@router.post("/v1/responses/{response_id}/cancel", response_model=None)
+async def cancel_response(response_id: str, request: Request) -> JsonObject:
+    """Stop a background response; it ends `cancelled`."""
+    jobs, record = await owned_response(request, response_id)
+    if not record.is_background:
+        raise InvalidRequestError(
+            "Only responses created with `background: true` can be cancelled.",
+            param="response_id",
+        )
+    if record.status in ("queued", "in_progress"):
+        record.status = "cancelled"
+        record.response = {**record.response, "status": "cancelled"}
+        await jobs.call(jobs.store.put_response, record)
+    return record.response
+
+
+@router.delete("/v1/responses/{response_id}", response_model=None)
+async def delete_response(response_id: str, request: Request) -> JsonObject:
+    """Delete a stored response (a running background response is cancelled with it)."""
+    jobs, _ = await owned_response(request, response_id)
+    owner = await job_owner(request)
+    await jobs.call(jobs.store.delete_response, owner, response_id)
+    return {"id": response_id, "object": "response", "deleted": True}

@@ -1,0 +1,64 @@
+"""What the job routes (files, batches, background responses) share: the store and who may see.
+
+Jobs belong to the API key that made them; another key gets 404, the admin key sees them all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from fastapi import Request
+
+from llmserve.api.admission import server_state
+from llmserve.errors import AuthenticationError, InvalidRequestError, LlmserveError
+from llmserve.jobs.service import Jobs
+from llmserve.jobs.store import JsonObject, Page
+
+MAX_PAGE = 100
+T = TypeVar("T")
+
+
+def jobs_of(request: Request) -> Jobs:
+    """The app's jobs service (store, files home, config)."""
+    jobs: Jobs = request.app.state.jobs
+    return jobs
+
+
+async def job_owner(request: Request) -> str | None:
+    """The caller's key id, or None for the admin key (which sees every key's jobs)."""
+    gatekeeper = server_state(request).gatekeeper
+    authorization = request.headers.get("authorization")
+    try:
+        principal = await gatekeeper.authenticate(authorization)
+    except AuthenticationError as unknown_key:
+        try:
+            await gatekeeper.authenticate_admin(authorization)
+        except LlmserveError:
+            raise unknown_key from None
+        return None
+    return principal.key_id
+
+
+def page_limit(request: Request, *, default: int = 20, maximum: int = MAX_PAGE) -> int:
+    """The `limit` query parameter, 1 to `maximum`."""
+    raw = request.query_params.get("limit")
+    if raw is None:
+        return default
+    if not raw.isdecimal() or not 1 <= int(raw) <= maximum:
+        raise InvalidRequestError(
+            f"`limit` must be an integer from 1 to {maximum}; got {raw!r}.", param="limit"
+        )
+    return int(raw)
+
+
+def list_body(page: Page, to_object: Callable[[Any], JsonObject]) -> JsonObject:
+    """OpenAI's cursor-paginated list: data, first_id, last_id, has_more."""
+    data = [to_object(item) for item in page.items]
+    return {
+        "object": "list",
+        "data": data,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+        "has_more": page.has_more,
+    }

@@ -1,0 +1,136 @@
+"""`BackgroundRunner`: `background: true` responses, run from the store at background priority.
+
+Every event is stored as it is made, so any process can replay a response's stream
+(`starting_after`) and follow it live. A response that was running when its process died is
+not re-run halfway: it ends `failed` with an error that says so (never stuck `in_progress`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncGenerator, Mapping
+
+from llmserve.backends.base import Backend
+from llmserve.errors import LlmserveError
+from llmserve.jobs.runner import IDLE_POLL_S, UsageSink
+from llmserve.jobs.service import Jobs
+from llmserve.jobs.store import JsonObject, ResponseRecord
+from llmserve.jobs.stored_responses import StoredResponses
+from llmserve.serving.context import ServingContext
+from llmserve.serving.response_objects import ResponseEvent
+from llmserve.serving.responses import prepare_response
+from llmserve.serving.schemas_responses import ResponseCreateRequest
+from llmserve.types import Priority
+
+logger = logging.getLogger(__name__)
+TERMINAL_STATUSES = ("completed", "incomplete", "failed", "cancelled")
+RESTARTED = "The server restarted while this background response was running; create it again."
+
+
+def request_id_of_response(response_id: str) -> str:
+    """The internal request id a background response runs under (its id's suffix)."""
+    return "req_" + response_id.removeprefix("resp_")
+
+
+class BackgroundRunner:
+    """Runs queued background responses, one at a time per claim, until cancelled."""
+
+    def __init__(
+        self, jobs: Jobs, backends: Mapping[str, Backend], usage: UsageSink, holder: str
+    ) -> None:
+        self.jobs = jobs
+        self.backends = backends
+        self.usage = usage
+        self.holder = holder
+        self._running: set[asyncio.Task[None]] = set()
+
+    async def run_forever(self) -> None:
+        while True:
+            try:
+                await self._take_one()
+            except Exception:  # NOTE: the store was unreadable a moment; keep serving
+                logger.exception("background runner could not take a response")
+                await asyncio.sleep(IDLE_POLL_S)
+
+    async def _take_one(self) -> None:
+        """Claim one response: run it, fail it (its process died), or wait when none is queued."""
+        record = await self.jobs.call(
+            self.jobs.store.claim_response, self.holder, self.jobs.config.lease_s
+        )
+        if record is None:
+            await asyncio.sleep(IDLE_POLL_S)
+        elif record.status == "in_progress":
+            await self.fail(record, "server_error", RESTARTED)
+        else:
+            task = asyncio.create_task(self.run(record))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    async def stop(self) -> None:
+        """Cancel the responses running here; a restart ends them `failed` (see `RESTARTED`)."""
+        for task in list(self._running):
+            task.cancel()
+        await asyncio.gather(*self._running, return_exceptions=True)
+
+    async def run(self, record: ResponseRecord) -> None:
+        """Generate the response, storing each event; stop when it is cancelled."""
+        body = ResponseCreateRequest.model_validate(record.request["body"])
+        backend = self.backends.get(body.model)
+        if backend is None:
+            await self.fail(record, "model_not_found", f"The model `{body.model}` is gone.")
+            return
+        context = ServingContext(
+            request_id_of_response(record.id), record.owner, body.model, backend,
+            priority=Priority.BACKGROUND,
+        )  # fmt: skip
+        try:
+            generation = await prepare_response(context, body, StoredResponses(self.jobs.store))
+            record.status = "in_progress"
+            record.response = {**record.response, "status": "in_progress"}
+            await self.jobs.call(self.jobs.store.put_response, record)
+            running = asyncio.create_task(self._store_events(record, generation.chunks()))
+            await self._hold(record, running)
+        except LlmserveError as error:
+            await self.fail(record, error.code or "server_error", error.message)
+            return
+        except Exception:
+            logger.exception("background response %s failed", record.id)
+            await self.fail(record, "server_error", "The response failed on the server.")
+            return
+        self.usage.record_usage(record.owner, generation.meter.record())
+
+    async def _store_events(
+        self, record: ResponseRecord, events: AsyncGenerator[ResponseEvent, None]
+    ) -> None:
+        async with contextlib.aclosing(events) as stream:
+            async for event in stream:
+                await self.jobs.call(
+                    self.jobs.store.add_event, record.id, event["sequence_number"], dict(event)
+                )
+
+    async def _hold(self, record: ResponseRecord, running: asyncio.Task[None]) -> None:
+        """Renew the lease while `running` runs; cancel it once the response is cancelled."""
+        store, lease_s = self.jobs.store, self.jobs.config.lease_s
+        while not running.done():
+            await asyncio.wait({running}, timeout=min(lease_s / 3, 0.5))
+            current = await self.jobs.call(store.get_response, None, record.id)
+            renewed = await self.jobs.call(store.renew_response, record.id, self.holder, lease_s)
+            if current is None or current.status == "cancelled" or not renewed:
+                running.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await running
+                return
+        await running
+
+    async def fail(self, record: ResponseRecord, code: str, message: str) -> None:
+        """End the response `failed` with `error`, and store a `response.failed` event."""
+        response: JsonObject = {**record.response, "status": "failed"}
+        response["error"] = {"code": code, "message": message}
+        record.status, record.response = "failed", response
+        await self.jobs.call(self.jobs.store.put_response, record)
+        events = await self.jobs.call(self.jobs.store.events_after, record.id, -1)
+        number = events[-1]["sequence_number"] + 1 if events else 0
+        event = {"type": "response.failed", "sequence_number": number, "response": response}
+        await self.jobs.call(self.jobs.store.add_event, record.id, number, event)

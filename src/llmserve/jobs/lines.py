@@ -1,0 +1,81 @@
+"""One batch line through the serving layer, with no HTTP request around it.
+
+A line the endpoint rejects (a 4xx) becomes an error-file line carrying that status and body,
+exactly as the endpoint would have answered it; the other lines of the batch still run.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from llmserve.errors import InvalidRequestError, LlmserveError, ServerError
+from llmserve.jobs.store import JsonObject
+from llmserve.serving.chat import prepare_chat
+from llmserve.serving.completions import prepare_completion
+from llmserve.serving.context import ServingContext
+from llmserve.serving.embeddings import prepare_embeddings
+from llmserve.serving.responses import prepare_response
+from llmserve.serving.schemas import ChatCompletionRequest, CompletionRequest
+from llmserve.serving.schemas_embeddings import EmbeddingRequest
+from llmserve.serving.schemas_responses import ResponseCreateRequest
+from llmserve.serving.usage import UsageMeter
+
+logger = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class LineOutcome:
+    """What the endpoint answered for one line, and the tokens it used."""
+
+    status_code: int
+    body: JsonObject
+    meter: UsageMeter
+
+
+async def run_line(context: ServingContext, endpoint: str, body: JsonObject) -> LineOutcome:
+    """The endpoint's answer to `body`: 200 and its body, or an error status and error body."""
+    meter = UsageMeter(context.model)
+    try:
+        return await _run(context, endpoint, body)
+    except LlmserveError as error:
+        if error.status_code >= 500:
+            logger.error("batch line %s failed: %s", context.request_id, error.message)
+        return LineOutcome(error.status_code, error.to_body(), meter)
+    except Exception:
+        logger.exception("batch line %s failed", context.request_id)
+        failure = ServerError(f"The server had an error on request {context.request_id}.")
+        return LineOutcome(failure.status_code, failure.to_body(), meter)
+
+
+async def _run(context: ServingContext, endpoint: str, body: JsonObject) -> LineOutcome:
+    if endpoint == "/v1/embeddings":
+        job = prepare_embeddings(context, parse(EmbeddingRequest, body))
+        return LineOutcome(200, dict(await job.run()), job.meter)
+    if endpoint == "/v1/chat/completions":
+        chat = await prepare_chat(context, parse(ChatCompletionRequest, body))
+        return LineOutcome(200, dict(await chat.result()), chat.meter)
+    if endpoint == "/v1/completions":
+        completion = await prepare_completion(context, parse(CompletionRequest, body))
+        return LineOutcome(200, dict(await completion.result()), completion.meter)
+    request = parse(ResponseCreateRequest, body)
+    if request.background:
+        raise InvalidRequestError("Batch lines cannot be background responses.", param="background")
+    response = await prepare_response(context, request.model_copy(update={"store": False}), None)
+    return LineOutcome(200, dict(await response.result()), response.meter)
+
+
+def parse(schema: type[M], body: JsonObject) -> M:
+    """The line's body validated like the endpoint's; a 400 naming the first bad field."""
+    try:
+        return schema.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        param = ".".join(str(part) for part in first.get("loc", ())) or None
+        raise InvalidRequestError(
+            f"Invalid value for '{param}': {first.get('msg', '')}.", param=param
+        ) from None

@@ -1,0 +1,85 @@
+"""OpenAI's Batch object and its result lines (the output and error file format)."""
+
+from __future__ import annotations
+
+import time
+
+from llmserve.jobs.store import BatchRecord, JsonObject
+
+BATCH_ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses")
+COMPLETION_WINDOW_S = {"24h": 24 * 3600}
+TIMESTAMP_FIELDS = (
+    "in_progress_at", "finalizing_at", "completed_at", "failed_at", "expired_at",
+    "cancelling_at", "cancelled_at",
+)  # fmt: skip
+
+
+def new_batch_doc(
+    batch_id: str,
+    endpoint: str,
+    input_file_id: str,
+    completion_window: str,
+    metadata: dict[str, str] | None,
+    model: str | None,
+    num_lines: int,
+) -> JsonObject:
+    """The Batch object as created: `validating`, nothing run yet."""
+    now = int(time.time())
+    return {
+        "id": batch_id,
+        "object": "batch",
+        "endpoint": endpoint,
+        "model": model,
+        "errors": None,
+        "input_file_id": input_file_id,
+        "completion_window": completion_window,
+        "status": "validating",
+        "output_file_id": None,
+        "error_file_id": None,
+        "created_at": now,
+        "expires_at": now + COMPLETION_WINDOW_S[completion_window],
+        **dict.fromkeys(TIMESTAMP_FIELDS),
+        "request_counts": {"total": num_lines, "completed": 0, "failed": 0},
+        "usage": {
+            "input_tokens": 0,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": 0,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": 0,
+        },
+        "metadata": metadata,
+    }
+
+
+def batch_object(record: BatchRecord) -> JsonObject:
+    """The Batch object a client sees."""
+    return {**record.doc, "id": record.id, "status": record.status}
+
+
+def line_request_id(batch_id: str, line_no: int) -> str:
+    """The internal request id of one line: from the batch and line number, never `custom_id`."""
+    return f"req_{batch_id.removeprefix('batch_')}_{line_no}"
+
+
+def response_line(
+    batch_id: str, line_no: int, custom_id: str, status_code: int, body: JsonObject
+) -> JsonObject:
+    """A line that ran: the endpoint's status and body (a 4xx goes to the error file)."""
+    request_id = line_request_id(batch_id, line_no)
+    return {
+        "id": f"batch_req_{request_id.removeprefix('req_')}",
+        "custom_id": custom_id,
+        "response": {"status_code": status_code, "request_id": request_id, "body": body},
+        "error": None,
+    }
+
+
+def error_line(batch_id: str, line_no: int, custom_id: str, code: str, message: str) -> JsonObject:
+    """A line that did not run (the batch expired or was cancelled first)."""
+    request_id = line_request_id(batch_id, line_no)
+    return {
+        "id": f"batch_req_{request_id.removeprefix('req_')}",
+        "custom_id": custom_id,
+        "response": None,
+        "error": {"code": code, "message": message},
+    }

@@ -1,0 +1,54 @@
+"""The job store's tables. `seq` orders lists (newest first) and cursor pages."""
+
+from __future__ import annotations
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    owner TEXT NOT NULL,
+    purpose TEXT NOT NULL,
+    filename TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    path TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS batches (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    owner TEXT NOT NULL,
+    status TEXT NOT NULL,
+    estimated_tokens INTEGER NOT NULL,
+    doc TEXT NOT NULL,
+    lease_holder TEXT NOT NULL DEFAULT '',
+    lease_until REAL NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS batches_owner_status ON batches(owner, status);
+CREATE TABLE IF NOT EXISTS batch_lines (
+    batch_id TEXT NOT NULL REFERENCES batches(id),
+    line_no INTEGER NOT NULL,
+    custom_id TEXT NOT NULL,
+    is_error INTEGER NOT NULL,
+    line TEXT NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    PRIMARY KEY (batch_id, line_no)
+);
+CREATE TABLE IF NOT EXISTS responses (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    owner TEXT NOT NULL,
+    status TEXT NOT NULL,
+    background INTEGER NOT NULL,
+    response TEXT NOT NULL,
+    request TEXT NOT NULL,
+    lease_holder TEXT NOT NULL DEFAULT '',
+    lease_until REAL NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS response_events (
+    response_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    PRIMARY KEY (response_id, seq)
+);
+"""
