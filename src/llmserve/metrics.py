@@ -9,7 +9,7 @@ its `ServerMetrics` and registry (never the process-wide default registry): test
   `load()` snapshot when /metrics is scraped, so they cost nothing between scrapes.
 - Per-key families carry the key's public id, never its secret; `metrics.per_key: false` folds
   every key into `key_id="all"` to bound cardinality.
-- Job families (batches by status, lines done) exist with zero until a batch runner feeds them.
+- Job families (batches by status, lines done) are read from the job store at each scrape.
 """
 
 from __future__ import annotations
@@ -196,6 +196,17 @@ class ServerMetrics:
             self.batches.labels(status).set(0)
         for status in BATCH_LINE_STATUSES:
             self.batch_lines.labels(status)
+        self._num_lines_seen = dict.fromkeys(BATCH_LINE_STATUSES, 0)
+
+    def observe_jobs(self, batches_by_status: Mapping[str, int], lines: Mapping[str, int]) -> None:
+        """Set the job families from the job store's totals (read when /metrics is scraped)."""
+        for status in BATCH_STATUSES:
+            self.batches.labels(status).set(batches_by_status.get(status, 0))
+        for status in BATCH_LINE_STATUSES:
+            # NOTE: the store holds the running total; the counter only ever moves forward.
+            total = lines.get(status, 0)
+            self.batch_lines.labels(status).inc(max(0, total - self._num_lines_seen[status]))
+            self._num_lines_seen[status] = max(total, self._num_lines_seen[status])
 
     def _start_at_zero(self, model: str) -> None:
         """Series a dashboard reads exist from the start, not from the first request."""

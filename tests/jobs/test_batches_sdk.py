@@ -20,6 +20,7 @@ from jobs_helpers import (
     wait_until,
 )
 from openai.types import Batch
+from prometheus_client.parser import text_string_to_metric_families
 
 from llmserve.config import BUILTIN_EMBEDDING_MODEL
 
@@ -218,3 +219,32 @@ def test_responses_batch_through_the_sdk(jobs_server: JobsServer, client: SdkFac
     assert batch.status == "completed"
     outputs = lines_of(sdk, batch.output_file_id)
     assert {o["response"]["body"]["output"][0]["content"][0]["text"] for o in outputs} == {REPLY}
+
+
+def job_families(jobs_server: JobsServer) -> dict[tuple[str, str], float]:
+    """(sample name, status) → value of the job families in a /metrics scrape."""
+    root = jobs_server.base_url.removesuffix("/v1")
+    text = httpx.get(f"{root}/metrics", timeout=30).text
+    return {
+        (sample.name, sample.labels["status"]): sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name in ("llmserve:batches", "llmserve:batch_lines")
+        for sample in family.samples
+        if sample.name in ("llmserve:batches", "llmserve:batch_lines_total")
+    }
+
+
+def test_metrics_count_batches_by_status_and_lines_done(
+    jobs_server: JobsServer, client: SdkFactory
+) -> None:
+    before = job_families(jobs_server)
+    lines = [chat_line(f"m-{i}", max_tokens=2) for i in range(20)]
+    lines[7] = chat_line("m-7", temperature=5)  # the endpoint answers 400: an error line
+    assert run_batch(client(jobs_server), lines, "/v1/chat/completions").status == "completed"
+    after = job_families(jobs_server)
+    completed_lines = ("llmserve:batch_lines_total", "completed")
+    failed_lines = ("llmserve:batch_lines_total", "failed")
+    assert after[completed_lines] - before[completed_lines] == 19
+    assert after[failed_lines] - before[failed_lines] == 1
+    completed = ("llmserve:batches", "completed")
+    assert after[completed] - before[completed] == 1

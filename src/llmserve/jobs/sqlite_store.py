@@ -16,6 +16,7 @@ from llmserve.jobs.store import (
     ACTIVE_BATCH_STATUSES,
     BatchRecord,
     FileRecord,
+    JobCounts,
     JsonObject,
     LineResult,
     Page,
@@ -78,6 +79,15 @@ class SqliteJobStore(SqliteResponseTables):
         with self._lock:
             record = _batch(self._db, batch_id)
         return record if record is not None and owner in (None, record.owner) else None
+
+    def job_counts(self) -> JobCounts:
+        """Batches by status and lines done by outcome, across every owner."""
+        batches = self._read("SELECT status, COUNT(*) FROM batches GROUP BY status", ())
+        lines = self._read("SELECT is_error, COUNT(*) FROM batch_lines GROUP BY is_error", ())
+        return JobCounts(
+            {str(status): int(str(count)) for status, count in batches},
+            {("failed" if is_error else "completed"): int(str(count)) for is_error, count in lines},
+        )
 
     def list_batches(self, owner: str | None, *, after: str | None, limit: int) -> Page:
         where, params = _page_filter("batches", owner, after)

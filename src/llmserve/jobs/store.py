@@ -74,6 +74,14 @@ class Page:
     has_more: bool
 
 
+@dataclass(frozen=True)
+class JobCounts:
+    """Every batch by status, and every batch line done, by outcome (for /metrics)."""
+
+    batches_by_status: dict[str, int]
+    lines_by_outcome: dict[str, int]  # "completed" (an output line) or "failed" (an error line)
+
+
 class JobStore(Protocol):
     """Durable state of async jobs, shared by every server process using the same home.
 
@@ -128,5 +136,7 @@ class JobStore(Protocol):
     def add_event(self, response_id: str, sequence_number: int, event: JsonObject) -> None: ...
 
     def events_after(self, response_id: str, sequence_number: int) -> list[JsonObject]: ...
+
+    def job_counts(self) -> JobCounts: ...
 
     def close(self) -> None: ...

@@ -10,6 +10,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from llmserve.api.admission import server_state
+from llmserve.api.jobs_access import jobs_of
 from llmserve.api.routes.admin import require_admin
 
 router = APIRouter()
@@ -21,4 +22,7 @@ async def metrics(request: Request) -> Response:
     state = server_state(request)
     if state.config.metrics.require_admin_key:
         await require_admin(request)
+    jobs = jobs_of(request)
+    counts = await jobs.call(jobs.store.job_counts)
+    state.metrics.observe_jobs(counts.batches_by_status, counts.lines_by_outcome)
     return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
