@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
+from live_server import LiveServer
 
 from llmserve.api.app import create_app
 from llmserve.auth.factory import build_gatekeeper
@@ -38,18 +37,8 @@ def base_url(tmp_path: Path) -> Iterator[str]:
     app = create_app(
         config, {MODEL: LocalBackend(model, engine, tmp_path)}, build_gatekeeper(config)
     )
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 120
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=30)
+    with LiveServer(app) as server:
+        yield server.url
 
 
 def chat_body(content: str, **extra: object) -> dict[str, object]:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
+from live_server import LiveServer
 
 from llmserve.api.app import create_app
 from llmserve.auth.factory import build_gatekeeper
@@ -29,18 +28,8 @@ def base_url(tmp_path: Path) -> Iterator[str]:
     app = create_app(
         config, {MODEL: LocalBackend(model, engine, tmp_path)}, build_gatekeeper(config)
     )
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=30)
+    with LiveServer(app) as server:
+        yield server.url
 
 
 async def stream_chat(http: httpx.AsyncClient, index: int) -> list[str]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
+from live_server import LiveServer
 
 from llmserve.api.app import create_app
 from llmserve.auth.factory import build_gatekeeper, open_key_store
@@ -69,18 +68,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     engine = EngineConfig(kv_cache_memory_mb=16, max_num_seqs=32)
     config = ServerConfig(models=(model,), home=home, engine=engine)
     app = create_app(config, {MODEL: LocalBackend(model, engine, home)}, build_gatekeeper(config))
-    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 120
-    while not uv.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    port = uv.servers[0].sockets[0].getsockname()[1]
-    yield Server(f"http://127.0.0.1:{port}", alice, bob)
-    uv.should_exit = True
-    thread.join(timeout=30)
+    with LiveServer(app) as live:
+        yield Server(live.url, alice, bob)
 
 
 def client(server: Server, secret: str) -> httpx.AsyncClient:

@@ -6,14 +6,12 @@ EncoderBackend on all-MiniLM-L6-v2. The server has one API key, so auth is real 
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import uvicorn
+from live_server import LiveServer
 
 from llmserve.api.app import create_app
 from llmserve.auth.factory import build_gatekeeper, open_key_store
@@ -40,40 +38,6 @@ class Live:
     other_chat_model: str = OTHER_CHAT_MODEL
     embedding_model: str = EMBEDDING_MODEL
     reply: str = REPLY  # what every fake chat model answers
-
-
-class LiveServer:
-    """uvicorn in a background thread on a free port; stopped on exit."""
-
-    def __init__(self, app: object) -> None:
-        config = uvicorn.Config(
-            app,  # type: ignore[arg-type]
-            host="127.0.0.1",
-            port=0,
-            log_level="warning",
-            lifespan="on",
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> LiveServer:
-        self.thread.start()
-        deadline = time.monotonic() + 60
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
-
-    @property
-    def url(self) -> str:
-        """http://127.0.0.1:PORT"""
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}"
 
 
 def client_config(home: Path) -> ServerConfig:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import io
 import json
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import openai
-import uvicorn
+from live_server import LiveServer as LiveServer
 
 FAST = "fake-chat"
 SLOW = "slow-chat"
@@ -33,29 +32,6 @@ class JobsServer:
     carol: str
     dave: str
     admin: str = ADMIN_KEY
-
-
-class LiveServer:
-    """uvicorn in a background thread on a free port; stopped on exit."""
-
-    def __init__(self, app: object) -> None:
-        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")  # type: ignore[arg-type]
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> LiveServer:
-        self.thread.start()
-        wait_until(lambda: self.server.started, "uvicorn to start")
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
-
-    @property
-    def url(self) -> str:
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}"
 
 
 def wait_until(check: Callable[[], T], what: str, deadline_s: float = DEADLINE_S) -> T:

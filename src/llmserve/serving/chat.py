@@ -7,7 +7,7 @@ from collections.abc import AsyncGenerator, Sequence
 
 from llmserve.errors import InvalidRequestError
 from llmserve.serving.context import ServingContext
-from llmserve.serving.generation import Generation, created_now, response_id
+from llmserve.serving.generation import Answer, Generation
 from llmserve.serving.logprobs import chat_logprobs
 from llmserve.serving.outputs import Choice, Outputs, check_not_aborted
 from llmserve.serving.params import sampling_params
@@ -38,7 +38,7 @@ async def prepare_chat(context: ServingContext, body: ChatCompletionRequest) -> 
         context.request_id, tuple(ids), sampling, context.priority, tenant=context.tenant
     )
     meter = UsageMeter(context.model, prompt_tokens=len(ids))
-    answer = ChatAnswer(context, body, meter)
+    answer = ChatAnswer.start("chatcmpl", context, body, meter)
     return Generation(context.backend, [request], body.n, meter, answer.body, answer.chunks)
 
 
@@ -51,17 +51,8 @@ def requested_logprobs(body: ChatCompletionRequest) -> int | None:
     return (body.top_logprobs or 0) if body.logprobs else None
 
 
-class ChatAnswer:
+class ChatAnswer(Answer[ChatCompletionRequest]):
     """Builds the chat completion body, or its chunks, from the generated choices."""
-
-    def __init__(
-        self, context: ServingContext, body: ChatCompletionRequest, meter: UsageMeter
-    ) -> None:
-        self.id = response_id("chatcmpl", context.request_id)
-        self.created = created_now()
-        self.model = context.model
-        self.request = body
-        self.meter = meter
 
     def body(self, choices: list[Choice]) -> ChatCompletion:
         """The non-streaming response."""

@@ -7,7 +7,7 @@ from collections.abc import AsyncGenerator
 
 from llmserve.errors import InvalidRequestError
 from llmserve.serving.context import ServingContext
-from llmserve.serving.generation import Generation, created_now, response_id
+from llmserve.serving.generation import Answer, Generation
 from llmserve.serving.logprobs import completion_logprobs
 from llmserve.serving.outputs import Choice, Outputs, check_not_aborted
 from llmserve.serving.params import sampling_params
@@ -41,7 +41,7 @@ async def prepare_completion(
         )
     num_prompt_tokens = sum(len(r.prompt_token_ids) for r in requests)
     meter = UsageMeter(context.model, prompt_tokens=num_prompt_tokens)
-    answer = CompletionAnswer(context, body, meter)
+    answer = CompletionAnswer.start("cmpl", context, body, meter)
     return Generation(context.backend, requests, body.n, meter, answer.body, answer.chunks)
 
 
@@ -58,15 +58,8 @@ def check_supported(body: CompletionRequest) -> None:
         )
 
 
-class CompletionAnswer:
+class CompletionAnswer(Answer[CompletionRequest]):
     """Builds the completion body, or its chunks, from the generated choices."""
-
-    def __init__(self, context: ServingContext, body: CompletionRequest, meter: UsageMeter) -> None:
-        self.id = response_id("cmpl", context.request_id)
-        self.created = created_now()
-        self.model = context.model
-        self.request = body
-        self.meter = meter
 
     def body(self, choices: list[Choice]) -> Completion:
         """The non-streaming response."""

@@ -10,15 +10,17 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, Self, TypeVar
 
 from llmserve.backends.base import Backend
+from llmserve.serving.context import ServingContext
 from llmserve.serving.outputs import Choice, Outputs, collect, merge_outputs
 from llmserve.serving.usage import UsageMeter
 from llmserve.types import GenerateRequest
 
 BodyT = TypeVar("BodyT")
 ChunkT = TypeVar("ChunkT")
+RequestT = TypeVar("RequestT")
 
 
 @dataclass
@@ -63,6 +65,26 @@ class Generation(Generic[BodyT, ChunkT]):
     def _outputs(self) -> Outputs:
         outputs = merge_outputs(self.backend, self.requests, self.n)
         return outputs if self.watch is None else self.watch(outputs)
+
+
+@dataclass
+class Answer(Generic[RequestT]):
+    """What a chat or text completion is built from: its public id, time, model and request."""
+
+    id: str
+    created: int
+    model: str
+    request: RequestT
+    meter: UsageMeter
+
+    @classmethod
+    def start(
+        cls, prefix: str, context: ServingContext, request: RequestT, meter: UsageMeter
+    ) -> Self:
+        """The answer to `request`, created now, with an id made from the server's request id."""
+        return cls(
+            response_id(prefix, context.request_id), created_now(), context.model, request, meter
+        )
 
 
 def response_id(prefix: str, request_id: str) -> str:
