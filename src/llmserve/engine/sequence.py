@@ -6,6 +6,7 @@ import enum
 from dataclasses import dataclass, field
 
 from llmserve.sampling import SamplingParams
+from llmserve.structured.grammar import GrammarMatcher
 from llmserve.types import FinishReason
 
 
@@ -33,6 +34,7 @@ class Sequence:
     block_ids: list[int] = field(default_factory=list)
     status: SequenceStatus = SequenceStatus.WAITING
     finish_reason: FinishReason | None = None
+    matcher: GrammarMatcher | None = None  # the request's grammar state; None when unconstrained
 
     @property
     def num_tokens(self) -> int:
