@@ -1,4 +1,4 @@
-"""A real uvicorn server on 127.0.0.1 serving the built-in random chat model with the real engine."""
+"""A real uvicorn server on 127.0.0.1: the built-in random chat model on the real engine."""
 
 from __future__ import annotations
 

@@ -57,7 +57,7 @@ class ToolCallParser:
         self.pos = 0
         self.state = "start"
         self.num_calls = 0
-        self.pending_space = ""  # whitespace-only content, dropped if a call follows it
+        self.pending_space = ""  # trailing whitespace of the content, dropped if a call follows
         self.scanner = JsonScanner()
         self.events: list[ToolEvent] = []
 
@@ -101,7 +101,7 @@ class ToolCallParser:
         return False
 
     def _on_content(self, final: bool) -> bool:
-        marker = self.format.start or self.format.call_open
+        marker = (self.format.start or self.format.call_open).strip()  # whitespace is loose
         if self.format.start and self.num_calls:
             marker = ""  # after a list of calls, the rest is plain content
         found = self.buffer.find(marker, self.pos) if marker else -1
@@ -194,10 +194,12 @@ class ToolCallParser:
     def _content(self, text: str) -> None:
         if not text:
             return
+        # NOTE: trailing whitespace waits: it is dropped if a call follows, so splits never matter.
         self.pending_space += text
-        if self.pending_space.strip():
-            self.events.append(ContentDelta(self.pending_space))
-            self.pending_space = ""
+        body = self.pending_space.rstrip()
+        if body:
+            self.events.append(ContentDelta(body))
+            self.pending_space = self.pending_space[len(body) :]
 
 
 def _held_prefix(buffer: str, pos: int, marker: str) -> int:
