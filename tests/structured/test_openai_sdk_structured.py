@@ -137,3 +137,36 @@ def joined_stream(chunks: object) -> tuple[list[tuple[str, str, str]], str | Non
         json.loads(text)
         assert sorted(names) == list(range(len(names))) and index in ids
     return [(names[i], arguments[i], ids[i]) for i in sorted(names)], reason, content
+
+
+def test_responses_parse_returns_a_parsed_object(client: openai.OpenAI) -> None:
+    response = client.responses.parse(
+        model=MODEL, input="A pet, please.", text_format=Pet, max_output_tokens=200
+    )
+    assert response.status == "completed"
+    assert isinstance(response.output_parsed, Pet)
+    assert response.text.format.type == "json_schema"
+
+
+def test_responses_bad_schema_is_400(client: openai.OpenAI) -> None:
+    bad = {"type": "json_schema", "name": "pet", "schema": {"type": "foo"}}
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model=MODEL, input="Hi", text={"format": bad})  # type: ignore[arg-type,typeddict-item]
+    error = caught.value.body["error"] if "error" in caught.value.body else caught.value.body  # type: ignore[operator,index]
+    assert error["param"] == "text.format"
+    assert error["message"].startswith("Invalid schema for text.format 'pet': ")
+
+
+def test_json_object_and_structured_outputs_extras(client: openai.OpenAI) -> None:
+    choice = client.chat.completions.create(
+        model=MODEL,
+        messages=MESSAGES,
+        max_tokens=50,
+        seed=2,
+        extra_body={"structured_outputs": {"choice": ["sunny", "rainy"]}},
+    ).choices[0]
+    assert choice.message.content in ("sunny", "rainy") and choice.finish_reason == "stop"
+    cut = client.chat.completions.create(
+        model=MODEL, messages=MESSAGES, max_tokens=3, response_format={"type": "json_object"}
+    ).choices[0]
+    assert cut.finish_reason == "length" and (cut.message.content or "").startswith("{")

@@ -5,7 +5,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncGenerator
 
+from llmserve.backends.base import Backend
 from llmserve.sampling import SamplingParams
+from llmserve.serving.constraints import (
+    compile_checked,
+    response_format_grammar,
+    response_format_what,
+)
 from llmserve.serving.context import ServingContext
 from llmserve.serving.generation import Generation
 from llmserve.serving.outputs import Choice, Outputs, check_not_aborted
@@ -21,7 +27,7 @@ from llmserve.serving.response_objects import (
 from llmserve.serving.response_store import ResponseStore
 from llmserve.serving.schemas_responses import ResponseCreateRequest
 from llmserve.serving.usage import UsageMeter
-from llmserve.types import GenerateRequest
+from llmserve.types import GenerateRequest, GrammarSpec
 
 ResponseGeneration = Generation[ResponseObject, ResponseEvent]
 
@@ -31,15 +37,33 @@ async def prepare_response(
 ) -> ResponseGeneration:
     """Validate and tokenize (400s here, before admission); the final response goes to `store`."""
     body.reject_unsupported()
+    grammar = await text_format_grammar(context.backend, body)
     ids = await off_loop(chat_prompt_ids, context.backend, body.chat_messages(), "input")
     max_model_len = context.backend.info.max_model_len
     max_tokens = check_context(len(ids), body.max_output_tokens, max_model_len, "input")
     request = GenerateRequest(
-        context.request_id, tuple(ids), sampling(body, max_tokens), tenant=context.tenant
+        context.request_id,
+        tuple(ids),
+        sampling(body, max_tokens),
+        tenant=context.tenant,
+        grammar=grammar,
     )
     meter = UsageMeter(context.model, prompt_tokens=len(ids))
     answer = ResponseAnswer(context, body, meter, store)
     return Generation(context.backend, [request], 1, meter, answer.body, answer.events)
+
+
+async def text_format_grammar(backend: Backend, body: ResponseCreateRequest) -> GrammarSpec | None:
+    """The grammar of `text.format`, compiled before admission (a bad schema is a 400)."""
+    text_format = body.text.format if body.text else None
+    if text_format is None:
+        return None
+    response_format = text_format.as_response_format()
+    grammar = response_format_grammar(response_format)
+    if grammar is not None:
+        what = response_format_what(response_format).replace("response_format", "text.format")
+        await compile_checked(backend, grammar, "text.format", what)
+    return grammar
 
 
 def sampling(body: ResponseCreateRequest, max_tokens: int) -> SamplingParams:
