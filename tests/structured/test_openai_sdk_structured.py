@@ -152,7 +152,7 @@ def test_responses_bad_schema_is_400(client: openai.OpenAI) -> None:
     bad = {"type": "json_schema", "name": "pet", "schema": {"type": "foo"}}
     with pytest.raises(openai.BadRequestError) as caught:
         client.responses.create(model=MODEL, input="Hi", text={"format": bad})  # type: ignore[arg-type,typeddict-item]
-    error = caught.value.body["error"] if "error" in caught.value.body else caught.value.body  # type: ignore[operator,index]
+    error = caught.value.response.json()["error"]
     assert error["param"] == "text.format"
     assert error["message"].startswith("Invalid schema for text.format 'pet': ")
 
