@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Literal
 
 import openai
@@ -170,3 +171,16 @@ def test_json_object_and_structured_outputs_extras(client: openai.OpenAI) -> Non
         model=MODEL, messages=MESSAGES, max_tokens=3, response_format={"type": "json_object"}
     ).choices[0]
     assert cut.finish_reason == "length" and (cut.message.content or "").startswith("{")
+
+
+def test_completions_follow_a_regex(client: openai.OpenAI) -> None:
+    completion = client.completions.create(
+        model=MODEL,
+        prompt="The year was",
+        max_tokens=20,
+        n=3,
+        seed=4,
+        extra_body={"structured_outputs": {"regex": " (19|20)[0-9]{2}\\."}},
+    )
+    for choice in completion.choices:
+        assert re.fullmatch(r" (19|20)[0-9]{2}\.", choice.text) and choice.finish_reason == "stop"

@@ -16,9 +16,7 @@ from llmserve.serving.constraints import (
     ToolPlan,
     all_calls_grammar,
     compile_checked,
-    response_format_grammar,
-    response_format_what,
-    structured_outputs_grammar,
+    output_grammar,
     tool_plan,
 )
 from llmserve.serving.context import ServingContext
@@ -97,17 +95,10 @@ async def chat_grammar(
     if plan is not None:
         tools_grammar = plan.grammar or all_calls_grammar(plan)  # compiling checks the tools
         await compile_checked(backend, tools_grammar, "tools", "tools")
-    output_format = response_format_grammar(body.response_format)
-    if output_format is not None:
-        await compile_checked(
-            backend, output_format, "response_format", response_format_what(body.response_format)
-        )
-    extra = structured_outputs_grammar(body.structured_outputs)
-    if extra is not None:
-        await compile_checked(backend, extra, "structured_outputs", "structured_outputs")
+    output = await output_grammar(backend, body.response_format, body.structured_outputs)
     if plan is not None and plan.grammar is not None:
         return plan.grammar
-    return extra or output_format
+    return output
 
 
 def requested_logprobs(body: ChatCompletionRequest) -> int | None:

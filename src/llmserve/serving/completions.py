@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import AsyncGenerator
 
 from llmserve.errors import InvalidRequestError
+from llmserve.serving.constraints import output_grammar
 from llmserve.serving.context import ServingContext
 from llmserve.serving.generation import Generation, created_now, response_id
 from llmserve.serving.logprobs import completion_logprobs
@@ -25,6 +26,7 @@ async def prepare_completion(
 ) -> CompletionGeneration:
     """Validate and tokenize every prompt (400s here, before admission); nothing runs yet."""
     check_supported(body)
+    grammar = await output_grammar(context.backend, body.response_format, body.structured_outputs)
     max_model_len = context.backend.info.max_model_len
     requests: list[GenerateRequest] = []
     for position, prompt in enumerate(body.prompts):
@@ -34,7 +36,11 @@ async def prepare_completion(
         if len(body.prompts) > 1:
             request_id = f"{request_id}-{position}"
         sampling = sampling_params(body, max_tokens, body.logprobs)
-        requests.append(GenerateRequest(request_id, tuple(ids), sampling, tenant=context.tenant))
+        requests.append(
+            GenerateRequest(
+                request_id, tuple(ids), sampling, tenant=context.tenant, grammar=grammar
+            )
+        )
     num_prompt_tokens = sum(len(r.prompt_token_ids) for r in requests)
     meter = UsageMeter(context.model, prompt_tokens=num_prompt_tokens)
     answer = CompletionAnswer(context, body, meter)

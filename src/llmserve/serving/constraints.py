@@ -137,3 +137,19 @@ async def compile_checked(backend: Backend, spec: GrammarSpec, param: str, what:
         raise InvalidRequestError(str(exc), param=param) from None
     except ValueError as exc:
         raise InvalidRequestError(f"Invalid {what}: {exc}", param=param) from None
+
+
+async def output_grammar(
+    backend: Backend,
+    response_format: ResponseFormat | None,
+    structured_outputs: StructuredOutputs | None,
+) -> GrammarSpec | None:
+    """The compiled grammar of `response_format` or `structured_outputs` (the extra wins)."""
+    output_format = response_format_grammar(response_format)
+    if output_format is not None:
+        what = response_format_what(response_format)
+        await compile_checked(backend, output_format, "response_format", what)
+    extra = structured_outputs_grammar(structured_outputs)
+    if extra is not None:
+        await compile_checked(backend, extra, "structured_outputs", "structured_outputs")
+    return extra or output_format
