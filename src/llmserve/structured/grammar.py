@@ -46,6 +46,11 @@ class GrammarCompiler(Protocol):
     Thread-safe: the serving layer compiles in worker threads while the engine steps.
     """
 
+    @property
+    def vocab_size(self) -> int:
+        """Tokens the tokenizer knows: a bitmask row holds at least this many bits."""
+        ...
+
     def compile(self, spec: GrammarSpec) -> None: ...
 
     def new_matcher(self, spec: GrammarSpec) -> GrammarMatcher: ...

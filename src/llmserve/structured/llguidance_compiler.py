@@ -59,6 +59,10 @@ class LlguidanceCompiler:
         tokenizer = llguidance.hf.from_tokenizer(hf_tokenizer, n_vocab=len(hf_tokenizer))
         return cls(tokenizer, num_threads=num_threads)
 
+    @property
+    def vocab_size(self) -> int:
+        return int(self.tokenizer.vocab_size)
+
     def compile(self, spec: GrammarSpec) -> None:
         self._compiled(spec)
 

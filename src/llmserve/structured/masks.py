@@ -22,7 +22,9 @@ def apply_grammar_masks(
     if not rows:
         return
     vocab_size = logits.shape[-1]
-    bitmask = np.zeros((len(rows), (vocab_size + 31) // 32), dtype=np.int32)
+    # NOTE: as wide as the wider of logits and tokenizer: either may hold padding tokens.
+    width = (max(vocab_size, compiler.vocab_size) + 31) // 32
+    bitmask = np.zeros((len(rows), width), dtype=np.int32)
     compiler.fill_bitmask([(m, k) for k, (m, _) in enumerate(rows)], bitmask)
     allowed = np.unpackbits(bitmask.view(np.uint8), axis=1, bitorder="little")[:, :vocab_size]
     forbidden = torch.from_numpy(allowed == 0)
