@@ -117,3 +117,13 @@ async def test_max_tokens_cuts_the_json_with_length(backend: LocalBackend) -> No
 async def test_a_bad_schema_does_not_compile(backend: LocalBackend) -> None:
     with pytest.raises(InvalidGrammarError, match="foo"):
         backend.compile_grammar(GrammarSpec("json_schema", '{"type": "foo"}'))
+
+
+def test_llguidance_tokenizer_is_built_with_the_real_vocabulary(home: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from llmserve.models.builtin import ensure_tiny_chat
+    from llmserve.structured.llguidance_compiler import LlguidanceCompiler
+
+    hf_tokenizer = AutoTokenizer.from_pretrained(ensure_tiny_chat(home))
+    assert LlguidanceCompiler.from_hf(hf_tokenizer).vocab_size == len(hf_tokenizer)
