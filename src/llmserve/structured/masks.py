@@ -28,5 +28,5 @@ def apply_grammar_masks(
     compiler.fill_bitmask([(m, k) for k, (m, _) in enumerate(rows)], bitmask)
     allowed = np.unpackbits(bitmask.view(np.uint8), axis=1, bitorder="little")[:, :vocab_size]
     forbidden = torch.from_numpy(allowed == 0)
-    index = torch.tensor([i for _, i in rows])
-    logits[index] = logits[index].masked_fill(forbidden, float("-inf"))
+    for k, (_, row) in enumerate(rows):
+        logits[row].masked_fill_(forbidden[k], float("-inf"))  # in place: no copy of the rows
