@@ -48,7 +48,7 @@ class GrammarCompiler(Protocol):
 
     @property
     def vocab_size(self) -> int:
-        """Tokens the tokenizer knows: a bitmask row holds at least this many bits."""
+        """Tokens the tokenizer knows: a bitmask row holds exactly ceil(vocab_size / 32) words."""
         ...
 
     def compile(self, spec: GrammarSpec) -> None: ...
