@@ -15,6 +15,8 @@ from llmserve.sampling import SamplingParams
 from llmserve.structured.grammar import InvalidGrammarError
 from llmserve.types import ChatMessage, GenerateOutput, GenerateRequest, GrammarSpec
 
+pytestmark = pytest.mark.slow
+
 SCHEMA = {
     "type": "object",
     "properties": {
