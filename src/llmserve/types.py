@@ -11,6 +11,7 @@ from typing import Literal
 from llmserve.sampling import SamplingParams
 
 FinishReason = Literal["stop", "length", "abort"]
+GrammarKind = Literal["json_schema", "json_object", "regex", "choice", "lark"]
 ModelKind = Literal["chat", "embedding"]
 
 
@@ -23,6 +24,18 @@ class Priority(enum.IntEnum):
 
 
 @dataclass(frozen=True)
+class GrammarSpec:
+    """A constraint on the output text, before compilation (hashable: compiled grammars are cached).
+
+    `source` is the JSON schema as JSON text (json_schema), the regex, the Lark grammar, or the
+    JSON list of allowed strings (choice); it is "" for json_object.
+    """
+
+    kind: GrammarKind
+    source: str = ""
+
+
+@dataclass(frozen=True)
 class GenerateRequest:
     """One generation request, already tokenized and validated."""
 
@@ -31,6 +44,7 @@ class GenerateRequest:
     sampling: SamplingParams
     priority: Priority = Priority.INTERACTIVE
     tenant: str = ""  # the API key's id: the scheduler admits waiting requests round-robin by it
+    grammar: GrammarSpec | None = None  # every choice's text must match it (constrained decoding)
 
 
 @dataclass(frozen=True)
@@ -80,11 +94,25 @@ class EmbeddingResult:
 
 
 @dataclass(frozen=True)
+class ToolCall:
+    """A function call the assistant made: its id, function name and JSON arguments text."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
 class ChatMessage:
-    """A message ready for a chat template: role and plain-text content."""
+    """A message ready for a chat template: role and plain-text content.
+
+    Assistant messages may carry the tool calls they made; `tool` messages name the call answered.
+    """
 
     role: str
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +127,8 @@ class ModelInfo:
     source: str = ""
     # The most characters one token stands for (None: unknown); bounds the cost of huge prompts.
     max_chars_per_token: int | None = None
+    # How the model writes tool calls (a name in structured/tool_formats.py).
+    tool_call_format: str = "hermes"
 
 
 @dataclass(frozen=True)

@@ -61,9 +61,8 @@ async def test_malformed_json_is_400(client: httpx.AsyncClient) -> None:
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        ("tools", [{"type": "function", "function": {"name": "f"}}]),
+        ("functions", [{"name": "f"}]),
         ("logit_bias", {"50256": -100}),
-        ("response_format", {"type": "json_object"}),
     ],
 )
 async def test_unsupported_answer_changing_field_is_400(

@@ -168,8 +168,11 @@ class FirstOutputRecorder:
     def decode(self, token_ids: Sequence[int]) -> str:
         return self.backend.decode(token_ids)
 
-    def render_chat(self, messages: Sequence[ChatMessage]) -> str:
-        return self.backend.render_chat(messages)
+    def render_chat(self, messages: Sequence[ChatMessage], tools: Any = None) -> str:
+        return self.backend.render_chat(messages, tools)
+
+    def compile_grammar(self, spec: Any) -> None:
+        self.backend.compile_grammar(spec)
 
     async def generate(self, request: GenerateRequest) -> AsyncIterator[GenerateOutput]:
         self.enqueued_at[request.request_id] = time.monotonic()

@@ -7,8 +7,8 @@ usage numbers and context checks are exact before the first byte of a response i
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from typing import Protocol, runtime_checkable
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 from llmserve.types import (
     BackendLoad,
@@ -16,6 +16,7 @@ from llmserve.types import (
     EmbeddingResult,
     GenerateOutput,
     GenerateRequest,
+    GrammarSpec,
     ModelInfo,
 )
 
@@ -32,6 +33,9 @@ class Backend(Protocol):
       its resources before `aclose()` returns. `abort(request_id)` does the same from outside.
     - `encode`, `decode` and `render_chat` are synchronous, cheap and thread-safe; the API layer
       uses them to count tokens exactly before admitting a request.
+    - `compile_grammar(spec)` compiles a grammar for this model's tokenizer and caches it, or
+      raises `ValueError` saying what is wrong with it; CPU-bound, so callers on an event loop run
+      it in a worker thread. `generate()` of a request whose grammar compiled starts at once.
     - `embed()` raises `UnsupportedOperationError` on chat models; `generate()` and `render_chat`
       raise it on embedding models.
     """
@@ -47,9 +51,13 @@ class Backend(Protocol):
 
     def decode(self, token_ids: Sequence[int]) -> str: ...
 
-    def render_chat(self, messages: Sequence[ChatMessage]) -> str:
-        """The prompt text for `messages`, ending with the generation prompt for the assistant."""
+    def render_chat(
+        self, messages: Sequence[ChatMessage], tools: Sequence[Mapping[str, Any]] | None = None
+    ) -> str:
+        """The prompt for `messages` (and the tools offered), ending with the assistant's turn."""
         ...
+
+    def compile_grammar(self, spec: GrammarSpec) -> None: ...
 
     def generate(self, request: GenerateRequest) -> AsyncIterator[GenerateOutput]: ...
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from llmserve.types import (
     EmbeddingResult,
     GenerateOutput,
     GenerateRequest,
+    GrammarSpec,
     ModelInfo,
 )
 
@@ -133,8 +134,15 @@ class EncoderBackend:
         with self._tokenizer_lock:
             return str(self._tokenizer.decode(list(token_ids), skip_special_tokens=True))
 
-    def render_chat(self, messages: Sequence[ChatMessage]) -> str:
+    def render_chat(
+        self, messages: Sequence[ChatMessage], tools: Sequence[Mapping[str, Any]] | None = None
+    ) -> str:
         raise UnsupportedOperationError(f"`{self._name}` is an embedding model; it cannot chat.")
+
+    def compile_grammar(self, spec: GrammarSpec) -> None:
+        raise UnsupportedOperationError(
+            f"`{self._name}` is an embedding model; it cannot generate."
+        )
 
     def generate(self, request: GenerateRequest) -> AsyncIterator[GenerateOutput]:
         raise UnsupportedOperationError(

@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from typing import Any
 
 from llmserve.engine.fair_queue import FairQueue
 from llmserve.errors import UnsupportedOperationError
+from llmserve.structured.llguidance_compiler import check_grammar
 from llmserve.types import (
     BackendLoad,
     ChatMessage,
@@ -22,6 +24,7 @@ from llmserve.types import (
     FinishReason,
     GenerateOutput,
     GenerateRequest,
+    GrammarSpec,
     ModelInfo,
     Priority,
     TokenLogprob,
@@ -84,10 +87,17 @@ class FakeBackend:
             errors="replace"
         )
 
-    def render_chat(self, messages: Sequence[ChatMessage]) -> str:
-        """A ChatML-like prompt ending with the assistant's turn."""
+    def render_chat(
+        self, messages: Sequence[ChatMessage], tools: Sequence[Mapping[str, Any]] | None = None
+    ) -> str:
+        """A ChatML-like prompt ending with the assistant's turn (tools: their names first)."""
+        names = "".join(f"<|tool|>{t.get('function', {}).get('name')}\n" for t in tools or ())
         turns = "".join(f"<|{m.role}|>\n{m.content}\n" for m in messages)
-        return f"{BOS_TEXT}{turns}<|assistant|>\n"
+        return f"{BOS_TEXT}{names}{turns}<|assistant|>\n"
+
+    def compile_grammar(self, spec: GrammarSpec) -> None:
+        """Checks the grammar; the fake's fixed reply does not follow it."""
+        check_grammar(spec)
 
     async def embed(self, texts: Sequence[str]) -> EmbeddingResult:
         """Chat models do not embed."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +13,15 @@ from llmserve.engine.llm_engine import LLMEngine
 from llmserve.errors import OverloadedError, UnsupportedOperationError
 from llmserve.models.source import resolve_model_path
 from llmserve.models.tokenizer import ChatTokenizer
+from llmserve.structured.llguidance_compiler import LlguidanceCompiler
+from llmserve.structured.tool_formats import detect_tool_call_format
 from llmserve.types import (
     BackendLoad,
     ChatMessage,
     EmbeddingResult,
     GenerateOutput,
     GenerateRequest,
+    GrammarSpec,
     ModelInfo,
 )
 
@@ -33,6 +36,7 @@ class LocalBackend:
         self._info: ModelInfo | None = None
         self._tokenizer: ChatTokenizer | None = None
         self._thread: EngineThread | None = None
+        self._grammars: LlguidanceCompiler | None = None
 
     @property
     def info(self) -> ModelInfo:
@@ -63,8 +67,15 @@ class LocalBackend:
     def decode(self, token_ids: Sequence[int]) -> str:
         return self._chat_tokenizer().decode(token_ids)
 
-    def render_chat(self, messages: Sequence[ChatMessage]) -> str:
-        return self._chat_tokenizer().render_chat(messages)
+    def render_chat(
+        self, messages: Sequence[ChatMessage], tools: Sequence[Mapping[str, Any]] | None = None
+    ) -> str:
+        return self._chat_tokenizer().render_chat(messages, tools)
+
+    def compile_grammar(self, spec: GrammarSpec) -> None:
+        if self._grammars is None:
+            raise RuntimeError("LocalBackend.start() was not called")
+        self._grammars.compile(spec)
 
     async def generate(self, request: GenerateRequest) -> AsyncIterator[GenerateOutput]:
         """Stream outputs of `request`; closing early aborts it and frees its KV blocks."""
@@ -108,6 +119,9 @@ class LocalBackend:
             max_model_len=max_len,
             source=self._model_config.source,
             max_chars_per_token=self._tokenizer.max_chars_per_token if self._tokenizer else None,
+            tool_call_format=detect_tool_call_format(
+                self._tokenizer.chat_template if self._tokenizer else None
+            ),
         )
 
     def _load(self) -> EngineThread:
@@ -127,12 +141,16 @@ class LocalBackend:
             revision=self._model_config.revision,
         )
         self._info = self._model_info(model.config)
+        self._grammars = LlguidanceCompiler.from_hf(
+            self._tokenizer.hf, num_threads=self._engine_config.num_threads
+        )
         engine = LLMEngine(
             model,
             self._tokenizer,
             self._engine_config,
             max_model_len=self._info.max_model_len,
             eos_token_ids=_eos_token_ids(model, self._tokenizer),
+            grammars=self._grammars,
         )
         return EngineThread(engine, num_threads=self._engine_config.num_threads)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +20,14 @@ from llmserve.config import ModelConfig
 from llmserve.errors import OverloadedError, ReplicaFailedError, UnsupportedOperationError
 from llmserve.models.source import resolve_model_path
 from llmserve.models.tokenizer import ChatTokenizer
+from llmserve.structured.llguidance_compiler import LlguidanceCompiler
 from llmserve.types import (
     BackendLoad,
     ChatMessage,
     EmbeddingResult,
     GenerateOutput,
     GenerateRequest,
+    GrammarSpec,
     ModelInfo,
 )
 
@@ -52,6 +54,7 @@ class RayHandleBackend:
         self._max_running_per_replica = max_running_per_replica
         self._info: ModelInfo | None = None
         self._tokenizer: ChatTokenizer | None = None
+        self._grammars: LlguidanceCompiler | None = None
         self._request_to_call: dict[str, Any] = {}  # request id -> its streaming call
         self._num_replicas = 0
         self._poll: asyncio.Task[None] | None = None
@@ -65,6 +68,7 @@ class RayHandleBackend:
     async def start(self) -> None:
         """Load the tokenizer here and ask a replica for the model's facts."""
         self._tokenizer = await asyncio.to_thread(self._load_tokenizer)
+        self._grammars = await asyncio.to_thread(LlguidanceCompiler.from_hf, self._tokenizer.hf)
         self._info = await self._handle.model_info.remote()
         self._num_replicas = await asyncio.to_thread(self._count_replicas)
         self._poll = asyncio.create_task(self._poll_replicas())
@@ -84,8 +88,17 @@ class RayHandleBackend:
     def decode(self, token_ids: Sequence[int]) -> str:
         return self._chat_tokenizer().decode(token_ids)
 
-    def render_chat(self, messages: Sequence[ChatMessage]) -> str:
-        return self._chat_tokenizer().render_chat(messages)
+    def render_chat(
+        self, messages: Sequence[ChatMessage], tools: Sequence[Mapping[str, Any]] | None = None
+    ) -> str:
+        return self._chat_tokenizer().render_chat(messages, tools)
+
+    def compile_grammar(self, spec: GrammarSpec) -> None:
+        # NOTE: compiled here to refuse a bad schema before admission; the replica compiles the
+        # same spec again for its matcher (each side caches it).
+        if self._grammars is None:
+            raise RuntimeError("RayHandleBackend.start() was not called")
+        self._grammars.compile(spec)
 
     async def generate(self, request: GenerateRequest) -> AsyncIterator[GenerateOutput]:
         """Stream `request` from a replica; closing early cancels it there."""

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
 
 from llmserve.backends.base import Backend
 from llmserve.backends.canary import (
@@ -28,6 +29,7 @@ from llmserve.types import (
     EmbeddingResult,
     GenerateOutput,
     GenerateRequest,
+    GrammarSpec,
     ModelInfo,
 )
 
@@ -103,8 +105,14 @@ class VariantBackend:
     def decode(self, token_ids: Sequence[int]) -> str:
         return self._first.decode(token_ids)
 
-    def render_chat(self, messages: Sequence[ChatMessage]) -> str:
-        return self._first.render_chat(messages)
+    def render_chat(
+        self, messages: Sequence[ChatMessage], tools: Sequence[Mapping[str, Any]] | None = None
+    ) -> str:
+        return self._first.render_chat(messages, tools)
+
+    def compile_grammar(self, spec: GrammarSpec) -> None:
+        for backend in self.variants.values():  # NOTE: variants may differ in tokenizer
+            backend.compile_grammar(spec)
 
     async def generate(self, request: GenerateRequest) -> AsyncIterator[GenerateOutput]:
         """Runs on the tenant's variant (callers that tokenize should `choose` first)."""

@@ -14,6 +14,8 @@ from llmserve.engine.model_runner import ModelRunner
 from llmserve.engine.sampler import SampledToken, Sampler
 from llmserve.engine.scheduler import ScheduledChunk, Scheduler, SchedulerOutput
 from llmserve.engine.sequence import Sequence, SequenceStatus
+from llmserve.structured.grammar import GrammarCompiler, GrammarMatcher
+from llmserve.structured.masks import apply_grammar_masks
 from llmserve.types import (
     BackendLoad,
     FinishReason,
@@ -49,6 +51,7 @@ class LLMEngine:
         max_model_len: int,
         eos_token_ids: frozenset[int],
         num_blocks: int | None = None,  # overrides the block count the memory budget gives
+        grammars: GrammarCompiler | None = None,  # None: requests with a grammar are refused
     ) -> None:
         text_config = model.config.get_text_config()
         head_dim = getattr(text_config, "head_dim", None) or (
@@ -66,6 +69,7 @@ class LLMEngine:
         self.scheduler = Scheduler(config, self.block_manager)
         self.runner = ModelRunner(model, num_blocks=num_blocks, block_size=config.block_size)
         self.sampler = Sampler()
+        self.grammars = grammars
         self.tokenizer = tokenizer
         self.max_model_len = max_model_len
         self.eos_token_ids = eos_token_ids
@@ -81,6 +85,7 @@ class LLMEngine:
             raise DuplicateRequestError(f"request {request.request_id!r} is already running")
         self._check_prompt(request.prompt_token_ids)
         num_prompt = len(request.prompt_token_ids)
+        matcher = self._new_matcher(request)
         seqs = []
         for index in range(request.sampling.n):
             seq = Sequence(
@@ -92,6 +97,7 @@ class LLMEngine:
                 arrival=next(self._arrivals),
                 tenant=request.tenant,
                 priority=int(request.priority),
+                matcher=matcher.copy() if matcher is not None else None,
             )
             self._seq_to_detokenizer[seq] = IncrementalDetokenizer(
                 self.tokenizer.decode, request.sampling.stop
@@ -99,6 +105,14 @@ class LLMEngine:
             self.scheduler.add(seq)
             seqs.append(seq)
         self._request_to_seqs[request.request_id] = seqs
+
+    def _new_matcher(self, request: GenerateRequest) -> GrammarMatcher | None:
+        """The request's grammar state (compiled and cached before admission: this is a copy)."""
+        if request.grammar is None:
+            return None
+        if self.grammars is None:
+            raise ValueError("this engine was built without a grammar compiler")
+        return self.grammars.new_matcher(request.grammar)
 
     def _check_prompt(self, token_ids: Seq[int]) -> None:
         if not 0 < len(token_ids) < self.max_model_len:
@@ -177,6 +191,8 @@ class LLMEngine:
         self, chunks: list[ScheduledChunk], logits: torch.Tensor
     ) -> list[GenerateOutput]:
         sampled_seqs = [c.seq for c in chunks if c.is_last]
+        if self.grammars is not None:  # NOTE: before any sampling decision, greedy included
+            apply_grammar_masks(logits, [s.matcher for s in sampled_seqs], self.grammars)
         tokens = self.sampler.sample(logits, sampled_seqs)
         for chunk in chunks:
             chunk.seq.num_computed_tokens += chunk.num_tokens
@@ -204,6 +220,7 @@ class LLMEngine:
             if not seq.is_finished:
                 self.scheduler.remove(seq)
                 seq.status = SequenceStatus.FINISHED
+            seq.matcher = None
             self.sampler.forget(seq)
             self._seq_to_detokenizer.pop(seq, None)  # never run again: it may be what failed
         self._request_to_failure[request_id] = error
@@ -216,8 +233,9 @@ class LLMEngine:
         is_stop_token = is_eos or token.token_id in params.stop_token_ids
         if not is_stop_token:
             detokenizer.add_token(token.token_id)
+        is_grammar_done = self._advance_grammar(seq, token.token_id)
         reason: FinishReason | None = None
-        if detokenizer.stopped or is_stop_token:
+        if detokenizer.stopped or is_stop_token or is_grammar_done:
             reason = "stop"
         elif seq.num_output_tokens >= params.max_tokens or seq.num_tokens >= self.max_model_len:
             reason = "length"
@@ -226,11 +244,20 @@ class LLMEngine:
         self.scheduler.finish(seq)
         return self._finish(seq, reason, token)
 
+    def _advance_grammar(self, seq: Sequence, token_id: int) -> bool:
+        """Feed the token to the sequence's grammar; True when the grammar is complete."""
+        if seq.matcher is None:
+            return False
+        if not seq.matcher.consume(token_id):
+            raise RuntimeError(f"token {token_id} was sampled outside the request's grammar")
+        return seq.matcher.is_finished
+
     def _finish(
         self, seq: Sequence, reason: FinishReason, token: SampledToken | None = None
     ) -> GenerateOutput:
         seq.status = SequenceStatus.FINISHED
         seq.finish_reason = reason
+        seq.matcher = None  # frees the grammar state now, not when the request object goes
         self.sampler.forget(seq)
         detokenizer = self._seq_to_detokenizer.pop(seq)
         seqs = self._request_to_seqs.get(seq.request_id, [])

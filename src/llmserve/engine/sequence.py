@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 
 from llmserve.sampling import SamplingParams
+from llmserve.structured.grammar import GrammarMatcher
 from llmserve.types import FinishReason
 
 
@@ -36,6 +37,7 @@ class Sequence:
     finish_reason: FinishReason | None = None
     arrival_time: float = field(default_factory=time.monotonic)
     queue_time_s: float | None = None  # set when it first runs: the wait in the waiting queue
+    matcher: GrammarMatcher | None = None  # the request's grammar state; None when unconstrained
 
     def start_running(self) -> None:
         """Move to RUNNING; the first time, record how long it waited."""

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from llmserve.errors import InvalidRequestError
 from llmserve.models.chat_templates import resolve_chat_template
+from llmserve.models.tool_prompt import (
+    hermes_messages,
+    template_messages,
+    template_supports_tools,
+)
 from llmserve.types import ChatMessage
 
 
@@ -67,8 +72,14 @@ class ChatTokenizer:
         """The vocabulary strings of `token_ids`."""
         return [str(t) for t in self.hf.convert_ids_to_tokens(list(token_ids))]
 
-    def render_chat(self, messages: Sequence[ChatMessage]) -> str:
-        """The prompt text for `messages`, ending with the assistant's generation prompt."""
+    def render_chat(
+        self, messages: Sequence[ChatMessage], tools: Sequence[Mapping[str, Any]] | None = None
+    ) -> str:
+        """The prompt text for `messages`, ending with the assistant's generation prompt.
+
+        `tools` (OpenAI function definitions) are rendered by the template when it can, else in
+        llmserve's Hermes-style default (models/tool_prompt.py).
+        """
         if self.chat_template is None:
             raise InvalidRequestError(
                 "This model has no chat template; set `chat_template` for it in the server config "
@@ -78,10 +89,14 @@ class ChatTokenizer:
             )
         from jinja2 import TemplateError
 
-        conversation = [{"role": m.role, "content": m.content} for m in messages]
+        native = template_supports_tools(self.chat_template)
+        conversation: list[Any] = (
+            template_messages(messages) if native else hermes_messages(messages, tools)
+        )
         try:
             text = self.hf.apply_chat_template(
                 conversation,
+                tools=list(tools) if native and tools else None,
                 chat_template=self.chat_template,
                 tokenize=False,
                 add_generation_prompt=True,

@@ -4,8 +4,22 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass
 
+from llmserve.backends.base import Backend
 from llmserve.errors import InvalidRequestError
+from llmserve.serving.chat_tools import (
+    ToolCallDeltas,
+    finish_reason_with_calls,
+    message_with_calls,
+)
+from llmserve.serving.constraints import (
+    ToolPlan,
+    all_calls_grammar,
+    compile_checked,
+    output_grammar,
+    tool_plan,
+)
 from llmserve.serving.context import ServingContext
 from llmserve.serving.generation import Answer, Generation
 from llmserve.serving.logprobs import chat_logprobs
@@ -15,12 +29,21 @@ from llmserve.serving.prompts import chat_prompt_ids, check_context, off_loop
 from llmserve.serving.schemas import ChatCompletionRequest
 from llmserve.serving.usage import UsageMeter
 from llmserve.serving.wire import (
+    AssistantMessage,
+    ChatChoice,
     ChatCompletion,
     ChatCompletionChunk,
     ChatDelta,
     ChatLogprobs,
 )
-from llmserve.types import ChatMessage, GenerateRequest, TokenLogprob
+from llmserve.types import (
+    ChatMessage,
+    GenerateOutput,
+    GenerateRequest,
+    GrammarSpec,
+    TokenLogprob,
+    ToolCall,
+)
 
 ChatGeneration = Generation[ChatCompletion, ChatCompletionChunk]
 
@@ -28,18 +51,62 @@ ChatGeneration = Generation[ChatCompletion, ChatCompletionChunk]
 async def prepare_chat(context: ServingContext, body: ChatCompletionRequest) -> ChatGeneration:
     """Validate and tokenize a chat request (400s here, before admission); nothing runs yet."""
     body.reject_unsupported()
-    messages = [ChatMessage(m.role, m.text) for m in body.messages]
-    ids = await off_loop(chat_prompt_ids, context.backend, messages, "messages")
+    plan = tool_plan(
+        body.tools,
+        body.tool_choice,
+        body.parallel_tool_calls,
+        context.backend.info.tool_call_format,
+    )
+    grammar = await chat_grammar(context.backend, body, plan)
+    tools = plan.tools if plan else None
+    ids = await off_loop(chat_prompt_ids, context.backend, chat_messages(body), "messages", tools)
     max_model_len = context.backend.info.max_model_len
     max_tokens = body.max_completion_tokens or body.max_tokens
     max_tokens = check_context(len(ids), max_tokens, max_model_len, "messages")
     sampling = sampling_params(body, max_tokens, requested_logprobs(body))
     request = GenerateRequest(
-        context.request_id, tuple(ids), sampling, context.priority, tenant=context.tenant
+        context.request_id,
+        tuple(ids),
+        sampling,
+        context.priority,
+        tenant=context.tenant,
+        grammar=grammar,
     )
     meter = UsageMeter(context.model, prompt_tokens=len(ids))
     answer = ChatAnswer.start("chatcmpl", context, body, meter)
+    # None: plain content; else the answer is read for tool calls.
+    answer.plan = plan if plan is not None and plan.call_format is not None else None
     return Generation(context.backend, [request], body.n, meter, answer.body, answer.chunks)
+
+
+def chat_messages(body: ChatCompletionRequest) -> list[ChatMessage]:
+    """The history as chat messages, with assistant tool calls and the ids tool results answer."""
+    messages = []
+    for position, m in enumerate(body.messages):
+        if m.role == "tool" and m.tool_call_id is None:
+            raise InvalidRequestError(
+                "Missing parameter 'tool_call_id': messages with role 'tool' must have a "
+                "'tool_call_id'.",
+                param=f"messages.[{position}].tool_call_id",
+            )
+        calls = tuple(
+            ToolCall(c.id, c.function.name, c.function.arguments) for c in m.tool_calls or ()
+        )
+        messages.append(ChatMessage(m.role, m.text, calls, m.tool_call_id))
+    return messages
+
+
+async def chat_grammar(
+    backend: Backend, body: ChatCompletionRequest, plan: ToolPlan | None
+) -> GrammarSpec | None:
+    """The grammar the answer must follow, compiled (bad schemas and tools are 400s here)."""
+    if plan is not None:
+        tools_grammar = plan.grammar or all_calls_grammar(plan)  # compiling checks the tools
+        await compile_checked(backend, tools_grammar, "tools", "tools")
+    output = await output_grammar(backend, body.response_format, body.structured_outputs)
+    if plan is not None and plan.grammar is not None:
+        return plan.grammar
+    return output
 
 
 def requested_logprobs(body: ChatCompletionRequest) -> int | None:
@@ -51,8 +118,11 @@ def requested_logprobs(body: ChatCompletionRequest) -> int | None:
     return (body.top_logprobs or 0) if body.logprobs else None
 
 
+@dataclass
 class ChatAnswer(Answer[ChatCompletionRequest]):
     """Builds the chat completion body, or its chunks, from the generated choices."""
+
+    plan: ToolPlan | None = None  # None: plain content; else the answer is read for tool calls
 
     def body(self, choices: list[Choice]) -> ChatCompletion:
         """The non-streaming response."""
@@ -62,36 +132,58 @@ class ChatAnswer(Answer[ChatCompletionRequest]):
             "created": self.created,
             "model": self.model,
             "system_fingerprint": None,
-            "choices": [
-                {
-                    "index": index,
-                    "message": {"role": "assistant", "content": choice.text, "refusal": None},
-                    "logprobs": self._logprobs(choice.logprobs),
-                    "finish_reason": choice.finish_reason,
-                }
-                for index, choice in enumerate(choices)
-            ],
+            "choices": [self._choice(index, choice) for index, choice in enumerate(choices)],
             "usage": self.meter.usage(),
+        }
+
+    def _choice(self, index: int, choice: Choice) -> ChatChoice:
+        message: AssistantMessage = {"role": "assistant", "content": choice.text, "refusal": None}
+        if self.plan is not None:
+            message = message_with_calls(choice.text, self.plan)
+        return {
+            "index": index,
+            "message": message,
+            "logprobs": self._logprobs(choice.logprobs),
+            "finish_reason": finish_reason_with_calls(
+                choice.finish_reason, "tool_calls" in message
+            ),
         }
 
     async def chunks(self, outputs: Outputs) -> AsyncGenerator[ChatCompletionChunk, None]:
         """A role delta per choice, content deltas, a finish chunk per choice, maybe usage."""
         n = self.request.n
+        first: ChatDelta = {"role": "assistant", "content": None if self.plan else ""}
         for index in range(n):
-            yield self._chunk(index, {"role": "assistant", "content": ""})
+            yield self._chunk(index, first)
+        streams = [ToolCallDeltas(self.plan) if self.plan else None for _ in range(n)]
         num_output_tokens = [0] * n
         async with contextlib.aclosing(outputs):
             async for index, output in outputs:
                 check_not_aborted(output)
                 num_output_tokens[index] = output.num_output_tokens
                 self.meter.completion_tokens = sum(num_output_tokens)
-                if output.text or output.logprobs:
+                stream = streams[index]
+                if stream is not None:
+                    for chunk in self._tool_chunks(index, output, stream):
+                        yield chunk
+                elif output.text or output.logprobs:
                     logprobs = self._logprobs(output.logprobs or ())
                     yield self._chunk(index, {"content": output.text}, logprobs=logprobs)
                 if output.finish_reason is not None:
-                    yield self._chunk(index, {}, finish_reason=output.finish_reason)
+                    has_calls = stream is not None and stream.num_calls > 0
+                    reason = finish_reason_with_calls(output.finish_reason, has_calls)
+                    yield self._chunk(index, {}, finish_reason=reason)
         if self.request.include_usage:
             yield {**self._chunk_base(), "choices": [], "usage": self.meter.usage()}
+
+    def _tool_chunks(
+        self, index: int, output: GenerateOutput, stream: ToolCallDeltas
+    ) -> list[ChatCompletionChunk]:
+        """The chunks of one output when the answer is read for tool calls."""
+        deltas = stream.feed(output.text)
+        if output.finish_reason is not None:
+            deltas += stream.finish()
+        return [self._chunk(index, delta) for delta in deltas]
 
     def _chunk(
         self,

@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import AsyncGenerator
 
 from llmserve.errors import InvalidRequestError
+from llmserve.serving.constraints import output_grammar
 from llmserve.serving.context import ServingContext
 from llmserve.serving.generation import Answer, Generation
 from llmserve.serving.logprobs import completion_logprobs
@@ -25,6 +26,7 @@ async def prepare_completion(
 ) -> CompletionGeneration:
     """Validate and tokenize every prompt (400s here, before admission); nothing runs yet."""
     check_supported(body)
+    grammar = await output_grammar(context.backend, body.response_format, body.structured_outputs)
     max_model_len = context.backend.info.max_model_len
     requests: list[GenerateRequest] = []
     for position, prompt in enumerate(body.prompts):
@@ -36,7 +38,12 @@ async def prepare_completion(
         sampling = sampling_params(body, max_tokens, body.logprobs)
         requests.append(
             GenerateRequest(
-                request_id, tuple(ids), sampling, context.priority, tenant=context.tenant
+                request_id,
+                tuple(ids),
+                sampling,
+                context.priority,
+                tenant=context.tenant,
+                grammar=grammar,
             )
         )
     num_prompt_tokens = sum(len(r.prompt_token_ids) for r in requests)

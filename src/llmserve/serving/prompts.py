@@ -5,9 +5,10 @@ Tokenizing is CPU-bound: callers on an event loop run these through `off_loop`.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from collections.abc import Callable, Sequence
-from typing import ParamSpec, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ParamSpec, TypeVar
 
 import anyio
 from jinja2 import TemplateError
@@ -24,18 +25,23 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-def chat_prompt_ids(backend: Backend, messages: Sequence[ChatMessage], param: str) -> list[int]:
-    """The chat template applied to `messages`, tokenized without extra special tokens.
+def chat_prompt_ids(
+    backend: Backend,
+    messages: Sequence[ChatMessage],
+    param: str,
+    tools: Sequence[Mapping[str, Any]] | None = None,
+) -> list[int]:
+    """The chat template applied to `messages` (and `tools`), tokenized without special tokens.
 
     Chat, Responses and /tokenize all count a conversation's tokens here, so their numbers agree.
     CPU-bound: routes call it through `off_loop`.
     """
     # NOTE: "developer" is OpenAI's newer name for "system"; chat templates know only "system".
     renamed = [
-        ChatMessage("system" if m.role == "developer" else m.role, m.content) for m in messages
+        dataclasses.replace(m, role="system") if m.role == "developer" else m for m in messages
     ]
     try:
-        text = backend.render_chat(renamed)
+        text = backend.render_chat(renamed, tools) if tools else backend.render_chat(renamed)
     except (UnsupportedOperationError, TemplateError, ValueError) as exc:
         raise InvalidRequestError(f"Invalid {param}: {exc}", param=param) from None
     return encode_bounded(backend, text, add_special_tokens=False, param=param)

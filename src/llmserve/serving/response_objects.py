@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Literal, TypedDict
+from typing import Any, Literal, TypedDict
 
 from llmserve.serving.schemas_responses import ResponseCreateRequest
 
@@ -52,7 +52,7 @@ class ResponseObject(TypedDict):
     background: bool
     temperature: float
     top_p: float
-    text: dict[str, dict[str, str]]
+    text: dict[str, dict[str, Any]]
     tool_choice: str
     tools: list[object]
     truncation: str
@@ -133,7 +133,7 @@ def response_object(
         "background": request.background,
         "temperature": 1.0 if request.temperature is None else request.temperature,
         "top_p": 1.0 if request.top_p is None else request.top_p,
-        "text": {"format": {"type": "text"}},
+        "text": {"format": text_format(request)},
         "tool_choice": "auto",
         "tools": [],
         "truncation": "disabled",
@@ -141,3 +141,10 @@ def response_object(
         "metadata": request.metadata or {},
         "user": request.user,
     }
+
+
+def text_format(request: ResponseCreateRequest) -> dict[str, Any]:
+    """`text.format` as the request set it (`{"type": "text"}` by default)."""
+    if request.text is None or request.text.format is None:
+        return {"type": "text"}
+    return request.text.format.model_dump(by_alias=True, exclude_none=True)

@@ -5,8 +5,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncGenerator
 
+from llmserve.backends.base import Backend
 from llmserve.errors import NotFoundError
 from llmserve.sampling import SamplingParams
+from llmserve.serving.constraints import (
+    compile_checked,
+    response_format_grammar,
+    response_format_what,
+)
 from llmserve.serving.context import ServingContext
 from llmserve.serving.generation import Generation
 from llmserve.serving.outputs import Choice, Outputs, check_not_aborted
@@ -22,7 +28,7 @@ from llmserve.serving.response_objects import (
 from llmserve.serving.response_store import ResponseStore
 from llmserve.serving.schemas_responses import ResponseCreateRequest
 from llmserve.serving.usage import UsageMeter
-from llmserve.types import ChatMessage, GenerateRequest
+from llmserve.types import ChatMessage, GenerateRequest, GrammarSpec
 
 ResponseGeneration = Generation[ResponseObject, ResponseEvent]
 
@@ -32,15 +38,20 @@ async def prepare_response(
 ) -> ResponseGeneration:
     """Validate and tokenize (400s here, before admission); the final response goes to `store`."""
     body.reject_unsupported()
+    grammar = await text_format_grammar(context.backend, body)
     history = previous_conversation(context, body, store)
     messages = body.chat_messages(history)
     ids = await off_loop(chat_prompt_ids, context.backend, messages, "input")
     max_model_len = context.backend.info.max_model_len
     max_tokens = check_context(len(ids), body.max_output_tokens, max_model_len, "input")
     request = GenerateRequest(
-        context.request_id, tuple(ids), sampling(body, max_tokens), context.priority,
+        context.request_id,
+        tuple(ids),
+        sampling(body, max_tokens),
+        context.priority,
         tenant=context.tenant,
-    )  # fmt: skip
+        grammar=grammar,
+    )
     meter = UsageMeter(context.model, prompt_tokens=len(ids))
     conversation = [*history, *body.input_messages()]
     answer = ResponseAnswer(context, body, meter, store if body.store else None, conversation)
@@ -60,6 +71,19 @@ def previous_conversation(
             param="previous_response_id",
         )
     return found
+
+
+async def text_format_grammar(backend: Backend, body: ResponseCreateRequest) -> GrammarSpec | None:
+    """The grammar of `text.format`, compiled before admission (a bad schema is a 400)."""
+    text_format = body.text.format if body.text else None
+    if text_format is None:
+        return None
+    response_format = text_format.as_response_format()
+    grammar = response_format_grammar(response_format)
+    if grammar is not None:
+        what = response_format_what(response_format).replace("response_format", "text.format")
+        await compile_checked(backend, grammar, "text.format", what)
+    return grammar
 
 
 def sampling(body: ResponseCreateRequest, max_tokens: int) -> SamplingParams:

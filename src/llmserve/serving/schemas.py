@@ -11,21 +11,22 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from llmserve.errors import InvalidRequestError
+from llmserve.serving.schemas_tools import (
+    MessageToolCall,
+    ResponseFormat,
+    StructuredOutputs,
+    Tool,
+    ToolChoice,
+)
+from llmserve.serving.strict import StrictModel
+
+__all__ = ["StrictModel"]  # re-exported: every request schema module builds on it
 
 MAX_INT32 = 2**31 - 1  # token ids and top_k: beyond it no vocabulary, and tensors overflow
 TokenId = Annotated[int, Field(ge=0, le=MAX_INT32)]
-
-
-class StrictModel(BaseModel):
-    """Base of every request schema: JSON types as OpenAI documents them, finite numbers only.
-
-    Floats accept integers (`"temperature": 1`); nothing else is coerced.
-    """
-
-    model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="ignore")
 
 
 class StreamOptions(StrictModel):
@@ -67,11 +68,11 @@ class SamplingFields(ModelRequest):
     service_tier: str | None = None
     # Answer-changing features not supported: declared only to be rejected by name.
     logit_bias: dict[str, float] | None = None
-    tools: list[Any] | None = None
-    tool_choice: Any = None
     functions: list[Any] | None = None
     function_call: Any = None
-    response_format: dict[str, Any] | None = None
+    # Structured output (OpenAI's response_format; vLLM's structured_outputs extra).
+    response_format: ResponseFormat | None = None
+    structured_outputs: StructuredOutputs | None = None
 
     def reject_unsupported(self) -> None:
         """Raise a 400 naming the first field set that this server rejects here."""
@@ -80,16 +81,13 @@ class SamplingFields(ModelRequest):
                 "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
                 param="stream_options",
             )
-        for name in ("tools", "functions", "logit_bias"):
+        for name in ("functions", "logit_bias"):
             if getattr(self, name):
                 raise InvalidRequestError(f"`{name}` is not supported by this server.", param=name)
-        for name in ("tool_choice", "function_call"):
-            if getattr(self, name) not in (None, "none", "auto"):
-                raise InvalidRequestError(f"`{name}` is not supported by this server.", param=name)
-        if self.response_format and self.response_format.get("type", "text") != "text":
+        if self.function_call not in (None, "none", "auto"):
             raise InvalidRequestError(
-                "Only response_format {'type': 'text'} is supported by this server.",
-                param="response_format",
+                "`function_call` is deprecated and not supported; use `tools` and `tool_choice`.",
+                param="function_call",
             )
 
     @property
@@ -115,9 +113,11 @@ class TextPart(StrictModel):
 class Message(StrictModel):
     """One chat message; content is a string or a list of text parts."""
 
-    role: Literal["system", "developer", "user", "assistant"]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[TextPart] | None = None
     name: str | None = None
+    tool_calls: list[MessageToolCall] | None = None  # assistant messages
+    tool_call_id: str | None = None  # tool messages: the call they answer
 
     @property
     def text(self) -> str:
@@ -136,6 +136,9 @@ class ChatCompletionRequest(SamplingFields):
     max_completion_tokens: int | None = Field(default=None, ge=1)
     logprobs: bool = False
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool = True
 
 
 class CompletionRequest(SamplingFields):

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from llmserve.errors import InvalidRequestError
 from llmserve.serving.schemas import ModelRequest, StrictModel
+from llmserve.serving.schemas_tools import JsonSchemaFormat, Name, ResponseFormat
 from llmserve.types import ChatMessage
 
 _TEXT_PART_TYPES = ("input_text", "output_text", "text")
@@ -47,6 +48,31 @@ class InputMessage(StrictModel):
         return "system" if self.role == "developer" else self.role
 
 
+class TextFormat(StrictModel):
+    """`text.format`: the Responses API's flat form of `response_format`."""
+
+    type: Literal["text", "json_object", "json_schema"]
+    name: Name | None = None
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None
+
+    def as_response_format(self) -> ResponseFormat:
+        """The same constraint in chat completions' shape."""
+        if self.type != "json_schema":
+            return ResponseFormat(type=self.type)
+        if self.name is None:
+            raise InvalidRequestError(
+                "Missing required parameter: 'text.format.name'.", param="text.format.name"
+            )
+        schema = JsonSchemaFormat(name=self.name, schema=self.schema_, strict=self.strict)
+        return ResponseFormat(type="json_schema", json_schema=schema)
+
+
+class TextConfig(StrictModel):
+    format: TextFormat | None = None
+
+
 class ResponseCreateRequest(ModelRequest):
     """POST /v1/responses."""
 
@@ -60,6 +86,7 @@ class ResponseCreateRequest(ModelRequest):
     background: bool = False
     previous_response_id: str | None = None
     tools: list[Any] | None = None
+    text: TextConfig | None = None
     metadata: dict[str, str] | None = None
     user: str | None = None
 

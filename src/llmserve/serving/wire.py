@@ -50,12 +50,44 @@ class CompletionLogprobs(TypedDict):
     text_offset: list[int]
 
 
+class FunctionCallBody(TypedDict):
+    """The function a tool call calls: its name and its arguments as JSON text."""
+
+    name: str
+    arguments: str
+
+
+class ToolCallBody(TypedDict):
+    """One entry of `message.tool_calls`."""
+
+    id: str
+    type: Literal["function"]
+    function: FunctionCallBody
+
+
 class AssistantMessage(TypedDict):
-    """The assistant's message in a chat completion."""
+    """The assistant's message in a chat completion (content is null when it only called tools)."""
 
     role: Literal["assistant"]
-    content: str
+    content: str | None
     refusal: None
+    tool_calls: NotRequired[list[ToolCallBody]]
+
+
+class FunctionCallDelta(TypedDict, total=False):
+    """The first delta of a call names the function (arguments ""); later ones add arguments."""
+
+    name: str
+    arguments: str
+
+
+class ToolCallDelta(TypedDict):
+    """A streamed piece of a tool call: `id` and `type` come only in the call's first delta."""
+
+    index: int
+    id: NotRequired[str]
+    type: NotRequired[Literal["function"]]
+    function: FunctionCallDelta
 
 
 class ChatChoice(TypedDict):
@@ -78,10 +110,11 @@ class ChatCompletion(TypedDict):
 
 
 class ChatDelta(TypedDict, total=False):
-    """What a chunk adds to a choice: the role first, then content."""
+    """What a chunk adds to a choice: the role first, then content or tool-call pieces."""
 
     role: Literal["assistant"]
-    content: str
+    content: str | None
+    tool_calls: list[ToolCallDelta]
 
 
 class ChatChunkChoice(TypedDict):
