@@ -36,6 +36,7 @@ class EngineConfig:
     kv_cache_memory_mb: int = 512
     num_threads: int | None = None  # torch threads; None keeps torch's default
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    enable_prefix_caching: bool = True  # reuse the KV blocks of prompt prefixes seen before
 
     def __post_init__(self) -> None:
         for name in ("max_num_seqs", "max_num_batched_tokens", "block_size", "kv_cache_memory_mb"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncGenerator, Callable
 from typing import Any
@@ -32,13 +33,22 @@ def response_base(prefix: str, request_id: str, object_type: str, model: str) ->
     }
 
 
-def usage_body(meter: UsageMeter) -> dict[str, int]:
+def usage_body(meter: UsageMeter) -> dict[str, Any]:
     """OpenAI's `usage` object."""
     return {
         "prompt_tokens": meter.prompt_tokens,
         "completion_tokens": meter.completion_tokens,
         "total_tokens": meter.prompt_tokens + meter.completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": meter.cached_tokens},
     }
+
+
+async def count_cached_tokens(outputs: Outputs, meter: UsageMeter) -> Outputs:
+    """`outputs` unchanged, with the prompt tokens served from the prefix cache noted in `meter`."""
+    async with contextlib.aclosing(outputs):
+        async for index, output in outputs:
+            meter.count_cached_tokens(output)
+            yield index, output
 
 
 async def respond(
@@ -60,6 +70,7 @@ async def respond(
     when streaming).
     """
     headers = dict(slot.headers)
+    outputs = count_cached_tokens(outputs, meter)
     deadline = Deadline.after(server_state(request).config.auth.request_timeout_s)
     if stream:
         return sse_response(

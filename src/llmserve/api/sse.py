@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -22,6 +22,7 @@ from llmserve.api.deadline import Deadline
 from llmserve.api.errors import server_error
 from llmserve.api.generation import close_iterator
 from llmserve.auth.base import Slot, UsageRecord
+from llmserve.backends.base import GenerateOutput
 from llmserve.errors import LlmserveError
 
 logger = logging.getLogger(__name__)
@@ -73,6 +74,18 @@ class UsageMeter:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     is_error: bool = False
+    request_to_cached_tokens: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def cached_tokens(self) -> int:
+        """Prompt tokens the engine found in its prefix cache (OpenAI's `cached_tokens`)."""
+        return sum(self.request_to_cached_tokens.values())
+
+    def count_cached_tokens(self, output: GenerateOutput) -> None:
+        # NOTE: a prompt is counted once however many choices it has, like `prompt_tokens`:
+        # the first choice's figure is what this prompt saved.
+        if output.index == 0:
+            self.request_to_cached_tokens[output.request_id] = output.num_cached_tokens
 
     def record(self) -> UsageRecord:
         """The usage record for the slot."""

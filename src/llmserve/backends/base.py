@@ -112,6 +112,7 @@ class GenerateOutput:
     num_output_tokens: int  # cumulative for this index
     finish_reason: FinishReason | None = None
     logprobs: tuple[TokenLogprob, ...] | None = None
+    num_cached_tokens: int = 0  # prompt tokens whose KV came from the prefix cache
 
 
 @dataclass(frozen=True)

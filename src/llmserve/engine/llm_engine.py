@@ -52,7 +52,9 @@ class LLMEngine:
             head_dim=head_dim,
             dtype_bytes=model.dtype.itemsize,
         )
-        self.block_manager = BlockManager(num_blocks, config.block_size)
+        self.block_manager = BlockManager(
+            num_blocks, config.block_size, enable_prefix_caching=config.enable_prefix_caching
+        )
         self.scheduler = Scheduler(config, self.block_manager)
         self.runner = ModelRunner(model, num_blocks=num_blocks, block_size=config.block_size)
         self.sampler = Sampler()
@@ -117,7 +119,12 @@ class LLMEngine:
         outputs = [self._finish(seq, "length") for seq in scheduled.finished]
         if scheduled.is_empty:
             return outputs
-        logits = self.runner.execute(scheduled)
+        try:
+            logits = self.runner.execute(scheduled)
+        except BaseException:
+            self.block_manager.forget_uncomputed()
+            raise
+        self.block_manager.mark_computed()
         sampled_seqs = [c.seq for c in scheduled.chunks if c.is_last]
         tokens = self.sampler.sample(logits, sampled_seqs)
         for chunk in scheduled.chunks:
@@ -168,6 +175,7 @@ class LLMEngine:
             num_output_tokens=seq.num_output_tokens,
             finish_reason=reason,
             logprobs=self._logprobs(token) if token and seq.sampling.logprobs is not None else None,
+            num_cached_tokens=seq.num_cached_prompt_tokens or 0,
         )
 
     def _logprobs(self, token: SampledToken) -> tuple[TokenLogprob, ...]:

@@ -115,7 +115,7 @@ def final_response(
         routed.body,
         status="completed" if is_complete else "incomplete",
         output=[output_message(item_id, choice.text, "completed")],
-        usage_body=usage(meter.prompt_tokens, choice.num_output_tokens),
+        usage_body=usage(meter.prompt_tokens, choice.num_output_tokens, meter.cached_tokens),
         incomplete_reason=None if is_complete else "max_output_tokens",
     )
     if store is not None:
