@@ -37,6 +37,7 @@ class EngineConfig:
     num_threads: int | None = None  # torch threads; None keeps torch's default
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     enable_prefix_caching: bool = True  # reuse the KV blocks of prompt prefixes seen before
+    quantization: Literal["none", "int8"] = "none"  # int8: Linear weights int8 (CPU, fbgemm)
 
     def __post_init__(self) -> None:
         for name in ("max_num_seqs", "max_num_batched_tokens", "block_size", "kv_cache_memory_mb"):
@@ -44,6 +45,8 @@ class EngineConfig:
                 raise ValueError(f"{name} must be at least 1")
         if self.num_threads is not None and self.num_threads < 1:
             raise ValueError("num_threads must be at least 1")
+        if self.quantization == "int8" and self.dtype != "float32":
+            raise ValueError("quantization int8 computes in float32: set dtype to float32")
 
 
 @dataclass(frozen=True)
