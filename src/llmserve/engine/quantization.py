@@ -19,6 +19,9 @@ import torch
 # weights for fbgemm; the packed kernel itself is not deprecated. torch is pinned (pyproject).
 _QTENSOR_DEPRECATION = "torch.quantize_per_tensor, torch.quantize_per_channel"
 _MADV_DONTNEED = 4
+# NOTE: the overload, not the packet `torch.ops.quantized.linear_dynamic`: the packet checks its
+# arguments for fake script objects in Python on every call, ~8 us each, 200 calls per step.
+_LINEAR_DYNAMIC = torch.ops.quantized.linear_dynamic.default
 
 
 class Int8Linear(torch.nn.Module):
@@ -43,7 +46,7 @@ class Int8Linear(torch.nn.Module):
         return cls(packed, linear.in_features, linear.out_features, reduce_range=reduce_range)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = torch.ops.quantized.linear_dynamic(x, self._packed, self.reduce_range)
+        out: torch.Tensor = _LINEAR_DYNAMIC(x, self._packed, self.reduce_range)
         return out
 
     def extra_repr(self) -> str:
