@@ -37,7 +37,14 @@ SHAPE = dict(
     max_position_embeddings=2048,
     tie_word_embeddings=True,
 )
-METHODS = ("hf_generate", "hf_padded_batch", "hf_generate_batch", "llmserve_http", "llmserve")
+METHODS = (
+    "hf_generate",
+    "hf_padded_batch",
+    "hf_generate_batch",
+    "llmserve_http",
+    "llmserve",
+    "llmserve_int8",
+)
 
 
 def build_model(home: Path) -> Path:
@@ -175,17 +182,18 @@ def _timed_generate(
 
 
 def run_llmserve(
-    folder: Path, concurrency: int, new_tokens: int, prompt_len: int
+    folder: Path, concurrency: int, new_tokens: int, prompt_len: int, quantization: str = "none"
 ) -> dict[str, Any]:
-    from llmserve.backends.base import GenerateRequest, SamplingParams
     from llmserve.backends.local import LocalBackend
     from llmserve.config import EngineConfig, ModelConfig
+    from llmserve.sampling import SamplingParams
+    from llmserve.types import GenerateRequest
 
     engine_config = EngineConfig(
         max_num_seqs=32,
         max_num_batched_tokens=512,
         kv_cache_memory_mb=256,
-        num_threads=os.cpu_count(),
+        quantization=quantization,  # type: ignore[arg-type]
     )
     backend = LocalBackend(ModelConfig(name="bench", source=str(folder)), engine_config, folder)
     params = SamplingParams(max_tokens=new_tokens, temperature=0.0, ignore_eos=True)
@@ -326,11 +334,9 @@ def flops_per_token() -> float:
 def run_child(
     method: str, folder: Path, concurrency: int, new_tokens: int, prompt_len: int
 ) -> None:
-    import torch
-
-    torch.set_num_threads(os.cpu_count() or 1)
-    if method == "llmserve":
-        result = run_llmserve(folder, concurrency, new_tokens, prompt_len)
+    if method in ("llmserve", "llmserve_int8"):
+        quantization = "int8" if method == "llmserve_int8" else "none"
+        result = run_llmserve(folder, concurrency, new_tokens, prompt_len, quantization)
     elif method == "llmserve_http":
         result = run_http(folder, concurrency, new_tokens, prompt_len)
     else:

@@ -13,7 +13,7 @@ import pytest
 
 from llmserve import __version__
 from llmserve.cli import build_parser, main
-from llmserve.cli.serve import serve_config
+from llmserve.cli.serve import banner, serve_config
 from llmserve.config import BUILTIN_CHAT_MODEL, BUILTIN_EMBEDDING_MODEL
 
 FAKE_CONFIG = "models:\n  - name: demo\n    source: fake\n    backend: fake\n"
@@ -84,3 +84,23 @@ def test_serve_process_prints_url_and_answers(tmp_path: Path) -> None:
         finally:
             process.terminate()
             process.wait(timeout=10)
+
+
+def test_engine_flags_override_the_config_engine() -> None:
+    args = ["serve", "--quantization", "int8", "--no-enable-prefix-caching"]
+    config = serve_config(build_parser().parse_args(args))
+    assert (config.engine.quantization, config.engine.enable_prefix_caching) == ("int8", False)
+    assert config.engine.dtype == "float32"
+
+
+def test_int8_with_bfloat16_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--quantization", "int8", "--dtype", "bfloat16"]) == 2
+    assert "quantization int8 computes in float32: set dtype to float32" in capsys.readouterr().err
+
+
+def test_banner_shows_the_cpu_and_engine_settings_for_local_models() -> None:
+    config = serve_config(build_parser().parse_args(["serve", "--quantization", "int8"]))
+    lines = banner(config, 8000).splitlines()
+    assert lines[-2].startswith("cpu: ") and "physical cores" in lines[-2]
+    assert lines[-1].startswith("engine: dtype float32, quantization int8, prefix caching on, ")
+    assert lines[-1].endswith(" torch threads")

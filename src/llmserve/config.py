@@ -49,9 +49,11 @@ class EngineConfig:
     max_num_batched_tokens: int = 512  # token budget per step: decodes first, then prefill chunks
     block_size: int = 16
     kv_cache_memory_mb: int = 512
-    num_threads: int | None = None  # torch threads; None keeps torch's default
+    num_threads: int | None = None  # torch threads; None: OMP_NUM_THREADS, else physical cores
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     batch_share: float = 0.5  # at most this share of max_num_seqs runs batch-priority work
+    enable_prefix_caching: bool = True  # reuse the KV blocks of prompt prefixes seen before
+    quantization: Literal["none", "int8"] = "none"  # int8: Linear weights int8 (CPU, fbgemm)
 
     def __post_init__(self) -> None:
         for name in ("max_num_seqs", "max_num_batched_tokens", "block_size", "kv_cache_memory_mb"):
@@ -59,13 +61,15 @@ class EngineConfig:
                 raise ValueError(f"{name} must be at least 1")
         if not 0 < self.batch_share <= 1:
             raise ValueError("batch_share must be in (0, 1]")
+        if self.num_threads is not None and self.num_threads < 1:
+            raise ValueError("num_threads must be at least 1")
+        if self.quantization == "int8" and self.dtype != "float32":
+            raise ValueError("quantization int8 computes in float32: set dtype to float32")
 
     @property
     def max_batch_seqs(self) -> int:
         """How many sequences of batch priority may run at once (at least one)."""
         return max(1, int(self.max_num_seqs * self.batch_share))
-        if self.num_threads is not None and self.num_threads < 1:
-            raise ValueError("num_threads must be at least 1")
 
 
 @dataclass(frozen=True)

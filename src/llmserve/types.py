@@ -83,6 +83,7 @@ class GenerateOutput:
     finish_reason: FinishReason | None = None
     logprobs: tuple[TokenLogprob, ...] | None = None
     queue_time_s: float | None = None  # how long the request waited before it first ran
+    num_cached_tokens: int = 0  # prompt tokens whose KV came from the prefix cache
 
 
 @dataclass(frozen=True)

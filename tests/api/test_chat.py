@@ -42,6 +42,7 @@ async def test_chat_completion_returns_reply_and_exact_usage(
         "prompt_tokens": num_prompt,
         "completion_tokens": completion,
         "total_tokens": num_prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": 0},
     }
     assert response.headers["x-request-id"].startswith("req_")
     assert gatekeeper.num_in_flight == 0

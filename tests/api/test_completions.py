@@ -22,7 +22,12 @@ async def test_completion_counts_bos_and_prompt_bytes(client: httpx.AsyncClient)
     assert body["choices"] == [
         {"index": 0, "text": DEFAULT_REPLY[:6], "logprobs": None, "finish_reason": "length"}
     ]
-    assert body["usage"] == {"prompt_tokens": 5, "completion_tokens": 6, "total_tokens": 11}
+    assert body["usage"] == {
+        "prompt_tokens": 5,
+        "completion_tokens": 6,
+        "total_tokens": 11,
+        "prompt_tokens_details": {"cached_tokens": 0},
+    }
 
 
 async def test_prompt_starting_with_bos_text_gets_one_bos(client: httpx.AsyncClient) -> None:
@@ -39,7 +44,12 @@ async def test_prompt_list_and_n_give_prompt_major_choices(client: httpx.AsyncCl
         (2, "bbHe"),
         (3, "bbHe"),
     ]
-    assert body["usage"] == {"prompt_tokens": 5, "completion_tokens": 8, "total_tokens": 13}
+    assert body["usage"] == {
+        "prompt_tokens": 5,
+        "completion_tokens": 8,
+        "total_tokens": 13,
+        "prompt_tokens_details": {"cached_tokens": 0},
+    }
 
 
 async def test_completion_logprobs_have_openai_shape(client: httpx.AsyncClient) -> None:

@@ -96,7 +96,12 @@ async def test_completion_stream_with_echo_and_usage(client: httpx.AsyncClient) 
     parsed = chunks(response.content)
     text = "".join(c["choices"][0]["text"] for c in parsed if c["choices"])
     assert text == "Say:" + DEFAULT_REPLY[:5]
-    assert parsed[-1]["usage"] == {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10}
+    assert parsed[-1]["usage"] == {
+        "prompt_tokens": 5,
+        "completion_tokens": 5,
+        "total_tokens": 10,
+        "prompt_tokens_details": {"cached_tokens": 0},
+    }
     assert parsed[-2]["choices"][0]["finish_reason"] == "length"
     assert all(c["object"] == "text_completion" for c in parsed)
 

@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -66,3 +67,29 @@ async def test_health_stays_fast_while_32_streams_run(base_url: str) -> None:
         assert finish[-1] in ("stop", "length")
     assert len(health_times) > 1  # /health answered while the streams were running
     assert max(health_times) < 1.0
+
+
+def test_repeated_prompt_reports_its_cached_tokens_to_the_openai_sdk(base_url: str) -> None:
+    from openai import OpenAI
+
+    client = OpenAI(base_url=f"{base_url}/v1", api_key="unused", max_retries=0)
+    system = "You are a careful assistant who answers in one short paragraph. " * 8
+    messages: Any = [
+        {"role": "system", "content": system},
+        {"role": "user", "content": "What is a KV cache?"},
+    ]
+    first = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=4)
+    assert first.usage is not None and first.usage.prompt_tokens_details is not None
+    assert first.usage.prompt_tokens_details.cached_tokens == 0
+    stream = client.chat.completions.create(
+        model=MODEL,
+        messages=messages,
+        max_tokens=4,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    usage = [chunk.usage for chunk in stream][-1]
+    assert usage is not None and usage.prompt_tokens_details is not None
+    # Whole 16-token blocks of the prompt, always leaving its last token to compute.
+    expected = (usage.prompt_tokens - 1) // 16 * 16
+    assert usage.prompt_tokens_details.cached_tokens == expected > 0

@@ -44,6 +44,7 @@ async def test_chat_completion_body(context: ServingContext) -> None:
         "prompt_tokens": prompt_tokens,
         "completion_tokens": 5,
         "total_tokens": prompt_tokens + 5,
+        "prompt_tokens_details": {"cached_tokens": 0},  # the fake backend caches nothing
     }
 
 

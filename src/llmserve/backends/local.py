@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from llmserve.config import EngineConfig, ModelConfig
+from llmserve.engine.cpu import CpuInfo, default_num_threads, detect_cpu, dtype_warning
 from llmserve.engine.engine_thread import EngineThread
 from llmserve.engine.llm_engine import LLMEngine
+from llmserve.engine.quantization import quantize_int8
 from llmserve.errors import OverloadedError, UnsupportedOperationError
 from llmserve.models.source import resolve_model_path
 from llmserve.models.tokenizer import ChatTokenizer
@@ -24,6 +27,8 @@ from llmserve.types import (
     GrammarSpec,
     ModelInfo,
 )
+
+logger = logging.getLogger(__name__)
 
 
 class LocalBackend:
@@ -126,15 +131,12 @@ class LocalBackend:
 
     def _load(self) -> EngineThread:
         import torch
-        from transformers import AutoModelForCausalLM
 
-        if self._engine_config.num_threads is not None:
-            torch.set_num_threads(self._engine_config.num_threads)
+        cpu = detect_cpu()
+        num_threads = self._engine_config.num_threads or default_num_threads(cpu)
+        torch.set_num_threads(num_threads)
         path = resolve_model_path(self._model_config, self._home)
-        dtype = getattr(torch, self._engine_config.dtype)
-        model = AutoModelForCausalLM.from_pretrained(
-            path, revision=self._model_config.revision, dtype=dtype
-        )  # from_pretrained returns the model in eval mode
+        model = self._load_model(path, cpu)
         self._tokenizer = ChatTokenizer.from_pretrained(
             path,
             chat_template=self._model_config.chat_template,
@@ -152,7 +154,23 @@ class LocalBackend:
             eos_token_ids=_eos_token_ids(model, self._tokenizer),
             grammars=self._grammars,
         )
-        return EngineThread(engine, num_threads=self._engine_config.num_threads)
+        return EngineThread(engine, num_threads=num_threads)
+
+    def _load_model(self, path: str, cpu: CpuInfo) -> Any:
+        """The weights in the configured dtype, Linear layers quantized when asked."""
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        config = self._engine_config
+        warning = dtype_warning(config.dtype, cpu)
+        if warning:
+            logger.warning("model %s: %s", self._model_config.name, warning)
+        model = AutoModelForCausalLM.from_pretrained(
+            path, revision=self._model_config.revision, dtype=getattr(torch, config.dtype)
+        )  # from_pretrained returns the model in eval mode
+        if config.quantization == "int8":
+            quantize_int8(model, reduce_range=not cpu.has_int8_dot)
+        return model
 
 
 def _eos_token_ids(model: Any, tokenizer: ChatTokenizer) -> frozenset[int]:

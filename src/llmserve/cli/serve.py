@@ -26,6 +26,7 @@ from llmserve.config import (
 )
 
 EXIT_USAGE = 2
+ENGINE_FLAGS = ("dtype", "quantization", "enable_prefix_caching")  # EngineConfig fields
 
 
 def add_serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -51,6 +52,18 @@ def add_serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
     parser.add_argument(
         "--ray-address",
         help="join this Ray cluster (implies --ray); without it --ray starts a local Ray head",
+    )
+    engine = parser.add_argument_group("engine (override the config file's engine section)")
+    engine.add_argument("--dtype", choices=("float32", "bfloat16", "float16"))
+    engine.add_argument(
+        "--quantization",
+        choices=("none", "int8"),
+        help="int8: Linear weights in int8 (faster on CPU, less memory; see docs/benchmarks.md)",
+    )
+    engine.add_argument(
+        "--enable-prefix-caching",
+        action=argparse.BooleanOptionalAction,
+        help="reuse the KV cache of prompt prefixes seen before (default: on)",
     )
     parser.set_defaults(handler=run_serve)
 
@@ -98,7 +111,12 @@ def serve_config(args: argparse.Namespace) -> ServerConfig:
         overrides["runtime"] = "ray"
     if args.ray_address:
         overrides["ray"] = dataclasses.replace(config.ray, address=args.ray_address)
+    engine_overrides = {
+        name: getattr(args, name) for name in ENGINE_FLAGS if getattr(args, name) is not None
+    }
     try:
+        if engine_overrides:
+            overrides["engine"] = dataclasses.replace(config.engine, **engine_overrides)
         return dataclasses.replace(config, **overrides)  # type: ignore[arg-type]
     except ValueError as exc:
         raise ConfigError("command line", [str(exc)]) from None
@@ -149,5 +167,24 @@ def banner(config: ServerConfig, port: int) -> str:
             "try:",
             f"  curl {base}/v1/chat/completions -H 'Content-Type: application/json' "
             f"-d {shlex.quote(body)}",
+            *engine_lines(config),
         ]
     )
+
+
+def engine_lines(config: ServerConfig) -> list[str]:
+    """The CPU found and the engine settings used, when a model runs in this process."""
+    from llmserve.engine.cpu import default_num_threads, detect_cpu, dtype_warning
+
+    if not any(m.backend == "local" for m in config.models):
+        return []
+    cpu, engine = detect_cpu(), config.engine
+    threads = engine.num_threads or default_num_threads(cpu)
+    caching = "on" if engine.enable_prefix_caching else "off"
+    lines = [
+        f"cpu: {cpu.summary()}",
+        f"engine: dtype {engine.dtype}, quantization {engine.quantization}, "
+        f"prefix caching {caching}, {threads} torch threads",
+    ]
+    warning = dtype_warning(engine.dtype, cpu)
+    return [*lines, f"warning: {warning}"] if warning else lines

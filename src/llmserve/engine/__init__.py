@@ -3,7 +3,8 @@
 Map (one idea per module):
 - `sequence`: one choice of a request (tokens, progress, blocks).
 - `fair_queue`: the waiting queue (priority class, then round-robin by tenant).
-- `block_manager`: counts fixed-size KV blocks within `EngineConfig.kv_cache_memory_mb`.
+- `block_manager`: counts fixed-size KV blocks within `EngineConfig.kv_cache_memory_mb`; shares
+  the blocks of equal prompt prefixes (prefix caching: chained block hashes, ref counts, LRU).
 - `scheduler`: decides each step's chunks (decodes first, then prefill chunks within the token
   budget) and preempts the newest sequence when blocks run out; emits `SchedulerOutput`.
 - `model_runner` + `attention`: the only torch code; runs transformers' own model classes with a

@@ -65,7 +65,9 @@ class LLMEngine:
             head_dim=head_dim,
             dtype_bytes=model.dtype.itemsize,
         )
-        self.block_manager = BlockManager(num_blocks, config.block_size)
+        self.block_manager = BlockManager(
+            num_blocks, config.block_size, enable_prefix_caching=config.enable_prefix_caching
+        )
         self.scheduler = Scheduler(config, self.block_manager)
         self.runner = ModelRunner(model, num_blocks=num_blocks, block_size=config.block_size)
         self.sampler = Sampler()
@@ -158,7 +160,13 @@ class LLMEngine:
         outputs = [self._finish(seq, "length") for seq in scheduled.finished]
         if scheduled.is_empty:
             return outputs
-        for chunks, logits in self._forward(scheduled):
+        try:
+            groups = self._forward(scheduled)
+        except BaseException:
+            self.block_manager.forget_uncomputed()
+            raise
+        self.block_manager.mark_computed()
+        for chunks, logits in groups:
             outputs += self._postprocess(chunks, logits)
         return outputs
 
@@ -177,6 +185,8 @@ class LLMEngine:
                 len(scheduled.chunks),
                 exc_info=True,
             )
+        # NOTE: blocks registered for this step may hold no valid keys and values now.
+        self.block_manager.forget_uncomputed()
         groups = []
         for chunk in scheduled.chunks:
             if chunk.seq.is_finished:  # a sibling choice of its request failed alone
@@ -278,6 +288,7 @@ class LLMEngine:
             finish_reason=reason,
             logprobs=self._logprobs(token) if token and seq.sampling.logprobs is not None else None,
             queue_time_s=seq.queue_time_s,
+            num_cached_tokens=seq.num_cached_prompt_tokens or 0,
         )
 
     def _logprobs(self, token: SampledToken) -> tuple[TokenLogprob, ...]:

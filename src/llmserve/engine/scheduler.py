@@ -2,9 +2,10 @@
 
 Policy: running sequences first (oldest first; each decodes one token or continues its prefill
 chunk), then waiting ones from the fair queue while the token budget, `max_num_seqs` and free KV
-blocks allow; batch-priority work takes at most `max_batch_seqs` of the seats. When a running
-sequence needs a block and none is free, the newest running sequence is preempted: its blocks
-are freed and it waits, first in line, to be recomputed.
+blocks allow; batch-priority work takes at most `max_batch_seqs` of the seats; a waiting sequence
+whose prefix is in the prefix cache starts after that prefix. When a running sequence needs a
+block and none is free, the newest running sequence is preempted: its blocks are freed and it
+waits, first in line, to be recomputed (or to find its blocks still cached).
 """
 
 from __future__ import annotations
@@ -99,11 +100,15 @@ class Scheduler:
             candidate = self.waiting.peek()
             if candidate is None or self._is_batch_share_full(candidate):
                 break
-            num_new = min(candidate.num_tokens - candidate.num_computed_tokens, budget)
-            if not self.block_manager.can_allocate(candidate, num_new):
+            cached = self.block_manager.cached_prefix(candidate)
+            num_cached = len(cached) * self.block_manager.block_size
+            num_new = min(candidate.num_tokens - num_cached, budget)
+            if not self.block_manager.can_allocate(candidate, num_new, cached):
                 break
             self.waiting.pop()
-            self.block_manager.allocate(candidate, num_new)
+            self.block_manager.allocate(candidate, num_new, cached)
+            if candidate.num_cached_prompt_tokens is None:
+                candidate.num_cached_prompt_tokens = num_cached
             candidate.start_running()
             self.running.append(candidate)
             chunks.append(ScheduledChunk(candidate, candidate.num_computed_tokens, num_new))

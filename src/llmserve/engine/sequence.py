@@ -33,6 +33,9 @@ class Sequence:
     priority: int = 0
     num_computed_tokens: int = 0  # tokens whose KV is in the cache
     block_ids: list[int] = field(default_factory=list)
+    block_hashes: list[bytes] = field(default_factory=list)  # of its full blocks, from the start
+    num_registered_blocks: int = 0  # leading blocks already offered to the prefix cache
+    num_cached_prompt_tokens: int | None = None  # found in the prefix cache at first admission
     status: SequenceStatus = SequenceStatus.WAITING
     finish_reason: FinishReason | None = None
     arrival_time: float = field(default_factory=time.monotonic)

@@ -7,10 +7,11 @@ background job calls the same two methods with no HTTP request around them.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
-from typing import Generic, Self, TypeVar
+from typing import Any, Generic, Self, TypeVar
 
 from llmserve.backends.base import Backend
 from llmserve.serving.context import ServingContext
@@ -63,7 +64,7 @@ class Generation(Generic[BodyT, ChunkT]):
         return len(self.requests) * self.n
 
     def _outputs(self) -> Outputs:
-        outputs = merge_outputs(self.backend, self.requests, self.n)
+        outputs = counting_cached_tokens(merge_outputs(self.backend, self.requests, self.n), self)
         return outputs if self.watch is None else self.watch(outputs)
 
 
@@ -85,6 +86,14 @@ class Answer(Generic[RequestT]):
         return cls(
             response_id(prefix, context.request_id), created_now(), context.model, request, meter
         )
+
+
+async def counting_cached_tokens(outputs: Outputs, generation: Generation[Any, Any]) -> Outputs:
+    """`outputs`, noting in the meter what each prompt found in the prefix cache."""
+    async with contextlib.aclosing(outputs):
+        async for index, output in outputs:
+            generation.meter.count_cached_tokens(output)
+            yield index, output
 
 
 def response_id(prefix: str, request_id: str) -> str:

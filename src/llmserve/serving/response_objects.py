@@ -93,11 +93,11 @@ def output_text_part(text: str) -> OutputTextPart:
     return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
 
 
-def usage(input_tokens: int, output_tokens: int) -> ResponseUsage:
+def usage(input_tokens: int, output_tokens: int, cached_tokens: int = 0) -> ResponseUsage:
     """Responses API usage."""
     return {
         "input_tokens": input_tokens,
-        "input_tokens_details": {"cached_tokens": 0},
+        "input_tokens_details": {"cached_tokens": cached_tokens},
         "output_tokens": output_tokens,
         "output_tokens_details": {"reasoning_tokens": 0},
         "total_tokens": input_tokens + output_tokens,

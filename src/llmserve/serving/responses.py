@@ -123,7 +123,9 @@ class ResponseAnswer:
             self.request,
             status="completed" if is_complete else "incomplete",
             output=[output_message(self.item_id, choice.text, "completed")],
-            usage_body=usage(self.meter.prompt_tokens, choice.num_output_tokens),
+            usage_body=usage(
+                self.meter.prompt_tokens, choice.num_output_tokens, self.meter.cached_tokens
+            ),
             incomplete_reason=None if is_complete else "max_output_tokens",
         )
         if self.store is not None:

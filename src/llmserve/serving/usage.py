@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from llmserve.auth.base import UsageRecord
 from llmserve.serving.wire import Usage
+from llmserve.types import GenerateOutput
 
 
 @dataclass
@@ -16,6 +17,19 @@ class UsageMeter:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     is_error: bool = False
+    request_to_cached_tokens: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def cached_tokens(self) -> int:
+        """Prompt tokens the engine found in its prefix cache (OpenAI's `cached_tokens`)."""
+        return sum(self.request_to_cached_tokens.values())
+
+    def count_cached_tokens(self, output: GenerateOutput) -> None:
+        """Note what `output`'s prompt found cached."""
+        # NOTE: a prompt is counted once however many choices it has, like `prompt_tokens`:
+        # the first choice's figure is what this prompt saved.
+        if output.index == 0:
+            self.request_to_cached_tokens[output.request_id] = output.num_cached_tokens
 
     def record(self) -> UsageRecord:
         """The usage record for the caller's slot."""
@@ -27,4 +41,5 @@ class UsageMeter:
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.prompt_tokens + self.completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": self.cached_tokens},
         }

@@ -9,12 +9,17 @@ from __future__ import annotations
 from typing import Literal, NotRequired, TypedDict
 
 
+class PromptTokensDetails(TypedDict):
+    cached_tokens: int  # prompt tokens read from the prefix cache instead of computed
+
+
 class Usage(TypedDict):
     """`usage` of chat and text completions."""
 
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    prompt_tokens_details: PromptTokensDetails
 
 
 class TopLogprobBody(TypedDict):
