@@ -44,6 +44,7 @@ METHODS = (
     "llmserve_http",
     "llmserve",
     "llmserve_int8",
+    "llmserve_http_int8",
 )
 
 
@@ -90,6 +91,11 @@ def gemm_peak_flops() -> float:
 
 def prompts(num: int, length: int) -> list[list[int]]:
     return [[(7 * i + 13 * j) % 900 + 3 for j in range(length)] for i in range(num)]
+
+
+def warmup_prompt(length: int) -> list[int]:
+    """A prompt no measured request starts with: a warm-up must not fill the prefix cache."""
+    return [(7 * 99 + 13 * j) % 900 + 3 for j in range(length)]
 
 
 class Stamps:
@@ -209,7 +215,7 @@ def run_llmserve(
 
     async def main() -> float:
         await backend.start()
-        warmup = GenerateRequest("warmup", tuple(prompts(1, prompt_len)[0]), params)
+        warmup = GenerateRequest("warmup", tuple(warmup_prompt(prompt_len)), params)
         async for _ in backend.generate(warmup):
             pass
         start = time.perf_counter()
@@ -224,12 +230,15 @@ def run_llmserve(
     return _result(concurrency * new_tokens, elapsed, ttfts, itls)
 
 
-def run_http(folder: Path, concurrency: int, new_tokens: int, prompt_len: int) -> dict[str, Any]:
+def run_http(
+    folder: Path, concurrency: int, new_tokens: int, prompt_len: int, quantization: str = "none"
+) -> dict[str, Any]:
     """`llmserve serve --model folder` in a subprocess, driven by streaming HTTP clients."""
     import tempfile
 
     home = tempfile.mkdtemp(prefix="llmserve-bench-")
     command = [sys.executable, "-m", "llmserve", "serve", "--model", str(folder), "--port", "0"]
+    command += ["--quantization", quantization]
     server = subprocess.Popen(
         command,
         stdout=subprocess.PIPE,
@@ -292,7 +301,7 @@ async def _http_clients(
                 last, first = now, False
 
     async with httpx.AsyncClient(timeout=None) as http:
-        await client(http, prompts(1, prompt_len)[0], time.perf_counter(), record=False)  # warm up
+        await client(http, warmup_prompt(prompt_len), time.perf_counter(), record=False)
         start = time.perf_counter()
         batch = prompts(concurrency, prompt_len)
         await asyncio.gather(*(client(http, p, start, record=True) for p in batch))
@@ -337,8 +346,9 @@ def run_child(
     if method in ("llmserve", "llmserve_int8"):
         quantization = "int8" if method == "llmserve_int8" else "none"
         result = run_llmserve(folder, concurrency, new_tokens, prompt_len, quantization)
-    elif method == "llmserve_http":
-        result = run_http(folder, concurrency, new_tokens, prompt_len)
+    elif method in ("llmserve_http", "llmserve_http_int8"):
+        quantization = "int8" if method == "llmserve_http_int8" else "none"
+        result = run_http(folder, concurrency, new_tokens, prompt_len, quantization)
     else:
         result = run_hf(method, folder, concurrency, new_tokens, prompt_len)
     print("RESULT " + json.dumps(result))

@@ -122,9 +122,11 @@ def start_llama_server(
     command = [
         str(binary), "-m", str(gguf), "--host", "127.0.0.1", "--port", str(port),
         "-np", str(slots), "-c", str(slots * context_per_slot), "-t", str(threads),
-        "-tb", str(threads), "--no-webui", "-cb",
+        "-tb", str(threads), "-cb",
     ]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = (cache_dir() / "llama-server.log").open("ab")  # the last runs' logs, to diagnose
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    log.close()
     base_url = f"http://127.0.0.1:{port}"
     wait_healthy(process, base_url)
     return process, base_url

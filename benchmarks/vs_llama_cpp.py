@@ -1,11 +1,14 @@
 """llmserve against llama.cpp's llama-server on this CPU, in one run.
 
     python benchmarks/vs_llama_cpp.py                      # 3 interleaved rounds, 64 new tokens
+    python benchmarks/vs_llama_cpp.py --threads 1                # on a machine shared with others
     python benchmarks/vs_llama_cpp.py --rounds 1 --concurrency 1 8 --skip-prefix
 
-Methods: Hugging Face padded batch, llmserve float32 and int8 (in process, like engine_cpu.py),
-and llama-server with the same model converted to GGUF f32 and q8_0 (built once from the
-llama-cpp-python sdist into LLMSERVE_BENCH_CACHE; see llama_server.py). A round runs every
+Methods: Hugging Face padded batch, llmserve float32 and int8 in process (like engine_cpu.py),
+llmserve int8 behind its HTTP server (`llmserve serve --quantization int8`, streaming
+/v1/completions: what a client sees, as with llama-server), and llama-server with the same
+model converted to GGUF f32 and q8_0 (built once from the llama-cpp-python sdist into
+LLMSERVE_BENCH_CACHE; see llama_server.py). Every method uses --threads threads. A round runs every
 (concurrency, method) once; rounds repeat that, so a machine that slows down or speeds up hits
 every method alike, and the table reports the median of the rounds. Then the time to first token
 of a 1,000-token conversation's second turn, with and without prefix caching.
@@ -25,13 +28,33 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import llama_server
-from engine_cpu import RESULTS, ROOT, _peak_rss_mb, _result, build_model, measure, prompts
+from engine_cpu import (
+    RESULTS,
+    ROOT,
+    _peak_rss_mb,
+    _result,
+    build_model,
+    measure,
+    prompts,
+    warmup_prompt,
+)
 
 LLAMA_METHOD_TO_GGUF = {"llama_server_f32": "f32", "llama_server_q8_0": "q8_0"}
-METHODS = ("hf_padded_batch", "llmserve", "llmserve_int8", *LLAMA_METHOD_TO_GGUF)
+METHODS = (
+    "hf_padded_batch",
+    "llmserve",
+    "llmserve_int8",
+    "llmserve_http_int8",
+    *LLAMA_METHOD_TO_GGUF,
+)
 FIRST_TURN_TOKENS, NEW_TURN_TOKENS, REPLY_TOKENS = 1000, 50, 64
+# NOTE: llama-server may close an idle keep-alive connection just as the client reuses it
+# ("Server disconnected without sending a response"): one connection per request.
+NO_KEEPALIVE = httpx.Limits(max_keepalive_connections=0)
 
 
 def measure_llama_server(
@@ -52,15 +75,27 @@ def measure_llama_server(
         process.wait(timeout=30)
 
 
+def measure_llama_server_or_none(
+    binary: Path, gguf: Path, concurrency: int, args: argparse.Namespace
+) -> dict[str, Any] | None:
+    """`measure_llama_server`, tried twice; None (left out of the medians) if both fail."""
+    for attempt in (1, 2):
+        try:
+            return measure_llama_server(binary, gguf, concurrency, args)
+        except (httpx.HTTPError, RuntimeError) as exc:
+            log = llama_server.cache_dir() / "llama-server.log"
+            print(f"{gguf.name} c={concurrency} attempt {attempt} failed: {exc!r}; see {log}",
+                  file=sys.stderr)  # fmt: skip
+    return None
+
+
 async def llama_clients(
     base_url: str, concurrency: int, args: argparse.Namespace
 ) -> tuple[float, list[float], list[float]]:
-    import httpx
-
     ttfts: list[float] = []
     itls: list[float] = []
-    async with httpx.AsyncClient(base_url=base_url, timeout=None) as http:
-        warmup = prompts(1, args.prompt_len)[0]
+    async with httpx.AsyncClient(base_url=base_url, timeout=None, limits=NO_KEEPALIVE) as http:
+        warmup = warmup_prompt(args.prompt_len)
         await stream_completion(http, warmup, args.new_tokens, time.perf_counter(), [], [])
         start = time.perf_counter()
         await asyncio.gather(
@@ -158,15 +193,13 @@ def measure_prefix(folder: Path, caching: bool, timeout: float) -> dict[str, Any
 
 def measure_llama_prefix(binary: Path, gguf: Path, threads: int) -> dict[str, Any]:
     """llama-server's own prompt cache (one slot, cache_prompt) on the same conversation."""
-    import httpx
-
     context = FIRST_TURN_TOKENS + 2 * REPLY_TOKENS + NEW_TURN_TOKENS + 16
     process, base_url = llama_server.start_llama_server(
         binary, gguf, slots=1, threads=threads, context_per_slot=context
     )
 
     async def main() -> dict[str, Any]:
-        async with httpx.AsyncClient(base_url=base_url, timeout=None) as http:
+        async with httpx.AsyncClient(base_url=base_url, timeout=None, limits=NO_KEEPALIVE) as http:
             await stream_completion(
                 http, prompts(2, 64)[1], REPLY_TOKENS, time.perf_counter(), [], []
             )
@@ -199,7 +232,7 @@ def run_rounds(folder: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
             for method in args.methods:
                 if method in LLAMA_METHOD_TO_GGUF and binary is not None:
                     gguf = llama_server.gguf_model(cache, folder, LLAMA_METHOD_TO_GGUF[method])
-                    result: dict[str, Any] | None = measure_llama_server(
+                    result: dict[str, Any] | None = measure_llama_server_or_none(
                         binary, gguf, concurrency, args
                     )
                 else:
