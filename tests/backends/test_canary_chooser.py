@@ -57,9 +57,17 @@ async def test_the_board_gives_each_key_one_point_for_every_reader() -> None:
     [
         ({"v1": 50}, "give a weight for each variant (v1, v2), and no other; got v1"),
         ({"v1": 50, "v3": 50}, "give a weight for each variant (v1, v2), and no other; got v1, v3"),
-        ({"v1": 50, "v2": 0}, "the weight of variant v2 must be positive"),
+        ({"v1": 50, "v2": -1}, "the weight of variant v2 must be 0 or more"),
+        ({"v1": 0, "v2": 0}, "at least one variant needs a positive weight"),
     ],
 )
 def test_bad_weights_are_refused(new: dict[str, float], message: str) -> None:
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         check_weights({"v1": 1, "v2": 1}, new)
+
+
+def test_a_weight_of_zero_sends_every_key_to_the_others() -> None:
+    points = [nth_point(rank) for rank in range(1, 200)] + [0.0, 0.999999999]
+    assert {variant_at({"v1": 0, "v2": 100}, p) for p in points} == {"v2"}
+    assert {variant_at({"v1": 100, "v2": 0}, p) for p in points} == {"v1"}
+    assert {variant_at({"v1": 70, "v2": 30, "v3": 0}, p) for p in points} == {"v1", "v2"}

@@ -16,6 +16,7 @@ from llmserve.api.openapi import DescribedApp
 from llmserve.api.request_log import RequestLogMiddleware
 from llmserve.api.routes import (
     admin,
+    admin_console,
     batches,
     chat,
     completions,
@@ -92,6 +93,7 @@ def create_app(
     app.include_router(batches.router)
     app.include_router(tokenize.router)
     app.include_router(admin.router)
+    app.include_router(admin_console.router)  # /admin/ui and what it reads
     app.include_router(variants.router)
     app.include_router(playground.router)
     return app

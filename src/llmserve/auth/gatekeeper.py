@@ -13,6 +13,7 @@ from llmserve.auth.headers import rate_limit_error, ratelimit_headers
 from llmserve.auth.keys import ApiKey, KeySpec, hash_secret, hashes_match, mask
 from llmserve.auth.limits import Admission, Limits, LimitState
 from llmserve.auth.store import SqliteKeyStore, UsageDelta, UsageRow
+from llmserve.auth.usage_buckets import Bucket, UsageBucketRow
 from llmserve.auth.usage_writer import RequestUsage, UsageWriter
 from llmserve.config import AuthConfig
 from llmserve.errors import AuthenticationError, PermissionDeniedError
@@ -155,6 +156,20 @@ class KeyGatekeeper:
         """Usage totals (see `SqliteKeyStore.usage`), including every request released so far."""
         await asyncio.to_thread(self.usage_writer.flush, FLUSH_TIMEOUT_S)
         return await asyncio.to_thread(self.store.usage, name)
+
+    async def bucketed_usage(
+        self, bucket: Bucket, since: int, name: str | None = None
+    ) -> list[UsageBucketRow]:
+        """Usage per hour or day (see `SqliteKeyStore.bucketed_usage`), flushed first."""
+        await asyncio.to_thread(self.usage_writer.flush, FLUSH_TIMEOUT_S)
+        return await asyncio.to_thread(self.store.bucketed_usage, bucket, since, name)
+
+    async def update_limits(self, name: str, limits: Mapping[str, int | None]) -> ApiKey:
+        """`SqliteKeyStore.update_limits`; the key's next request is admitted under them."""
+        key = await asyncio.to_thread(self.store.update_limits, name, limits)
+        if key.key_id in self._key_id_to_key:
+            self._key_id_to_key[key.key_id] = key
+        return key
 
     async def create_key(self, spec: KeySpec) -> tuple[ApiKey, str]:
         """`SqliteKeyStore.create_key`, off the event loop."""

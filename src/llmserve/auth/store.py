@@ -16,6 +16,7 @@ from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import TypedDict
 
+from llmserve.auth import usage_buckets
 from llmserve.auth.base import UsageRecord
 from llmserve.auth.keys import (
     ApiKey,
@@ -139,6 +140,7 @@ class SqliteKeyStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         self._db.commit()
+        self._add_usage_buckets()
 
     def close(self) -> None:
         with self._lock:
@@ -219,6 +221,7 @@ class SqliteKeyStore:
         rows = [(key_id, model, *astuple(d)) for (key_id, model), d in deltas.items()]
         with self._lock, self._db:
             self._db.executemany(_ADD_USAGE, rows)
+            self._db.executemany(usage_buckets.ADD, usage_buckets.bucket_rows(rows))
 
     def usage(self, name: str | None = None) -> list[UsageRow]:
         """Usage totals per key and model, optionally for the keys called `name`."""
@@ -234,6 +237,48 @@ class SqliteKeyStore:
         with self._lock:
             rows = self._db.execute(query + " ORDER BY 2, u.model", params).fetchall()
         return [UsageRow(*row) for row in rows]
+
+    # --- usage per hour (usage_buckets.py) and limit edits: a self-contained block ---
+
+    def _add_usage_buckets(self) -> None:
+        """Create the bucket table; usage from before it goes to its key's creation hour."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")  # NOTE: one process creates and fills it
+            try:
+                exists = self._db.execute(
+                    "SELECT 1 FROM sqlite_master WHERE name = 'usage_buckets'"
+                ).fetchone()
+                self._db.execute(usage_buckets.SCHEMA)
+                if not exists:  # NOTE: keeps totals == sums of buckets for older stores
+                    self._db.execute(usage_buckets.BACKFILL)
+                self._db.commit()
+            except BaseException:
+                self._db.rollback()
+                raise
+
+    def bucketed_usage(
+        self, bucket: usage_buckets.Bucket, since: int, name: str | None = None
+    ) -> list[usage_buckets.UsageBucketRow]:
+        """Usage per key, model and hour or day from `since` (unix seconds) on."""
+        with self._lock:
+            return usage_buckets.read_buckets(self._db, bucket, since, name)
+
+    def update_limits(self, name: str, limits: Mapping[str, int | None]) -> ApiKey:
+        """Set max_concurrency / rpm / tpm of the active key `name`; raises UnknownKeyError."""
+        key = self.find_active(name)
+        if key is None:
+            raise UnknownKeyError(f"no active key named {name!r}")
+        fields = [f for f in ("max_concurrency", "rpm", "tpm") if f in limits]
+        if fields:
+            assignments = ", ".join(f"{f} = ?" for f in fields)
+            values = [limits[f] for f in fields]
+            with self._lock, self._db:
+                self._db.execute(
+                    f"UPDATE api_keys SET {assignments} WHERE key_id = ?", (*values, key.key_id)
+                )
+        return (
+            self._one(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE key_id = ?", (key.key_id,)) or key
+        )
 
     def _one(self, query: str, params: tuple[str, ...]) -> ApiKey | None:
         with self._lock:

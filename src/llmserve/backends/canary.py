@@ -30,7 +30,8 @@ def variant_at(weights: Mapping[str, float], point: float) -> str:
         upper += weight / total
         if point < upper:
             return name
-    return list(weights)[-1]  # NOTE: float rounding can leave the last sliver uncovered
+    # NOTE: float rounding can leave the last sliver uncovered; it goes to a variant in use
+    return [name for name, weight in weights.items() if weight > 0][-1]
 
 
 def random_point() -> float:
@@ -39,15 +40,18 @@ def random_point() -> float:
 
 
 def check_weights(current: Mapping[str, object], new: Mapping[str, float]) -> dict[str, float]:
-    """`new` in the order of `current`; ValueError unless it names each variant once, weight > 0."""
+    """`new` in the order of `current`; ValueError unless it names each variant once with a
+    weight of 0 or more (0: it gets no new request) and at least one weight is positive."""
     if set(new) != set(current):
         raise ValueError(
             f"give a weight for each variant ({', '.join(current)}), and no other; got "
             f"{', '.join(new) or 'none'}"
         )
     for name, weight in new.items():
-        if not weight > 0:
-            raise ValueError(f"the weight of variant {name} must be positive")
+        if not weight >= 0:
+            raise ValueError(f"the weight of variant {name} must be 0 or more")
+    if not sum(new.values()) > 0:
+        raise ValueError("at least one variant needs a positive weight")
     return {name: float(new[name]) for name in current}
 
 

@@ -15,6 +15,7 @@ from pydantic import ConfigDict, Field
 from llmserve.api.admission import server_state
 from llmserve.api.json_body import parse_json_body
 from llmserve.api.openapi import request_body
+from llmserve.api.usage_query import UsageBucketList, parse_bucket, parse_since
 from llmserve.auth.gatekeeper import KeyGatekeeper
 from llmserve.auth.keys import (
     MAX_LIMIT,
@@ -32,6 +33,7 @@ from llmserve.auth.store import (
     UsageObject,
     describe_usage,
 )
+from llmserve.auth.usage_buckets import describe_bucket
 from llmserve.errors import (
     InvalidRequestError,
     NotFoundError,
@@ -144,8 +146,17 @@ async def revoke_key(name: str, request: Request) -> JSONResponse:
 
 
 @router.get("/usage", response_model=None)
-async def usage(request: Request, key: str | None = None) -> UsageList:
-    """Usage totals per key and model (`?key=NAME` for one key)."""
+async def usage(
+    request: Request, key: str | None = None, since: str | None = None, bucket: str | None = None
+) -> UsageList | UsageBucketList:
+    """Usage totals per key and model (`?key=NAME` for one key); with `bucket=hour|day`, per
+    hour or day from `since` on (see usage_query.py)."""
     gatekeeper = await require_admin(request)
-    rows = await gatekeeper.usage(key)
-    return {"object": "list", "data": [describe_usage(row) for row in rows]}
+    if bucket is None and since is None:
+        rows = await gatekeeper.usage(key)
+        return {"object": "list", "data": [describe_usage(row) for row in rows]}
+    width = parse_bucket(bucket or "hour")
+    start = parse_since(since, width)
+    buckets = await gatekeeper.bucketed_usage(width, start, key)
+    data = [describe_bucket(row) for row in buckets]
+    return {"object": "list", "bucket": width, "since": start, "data": data}

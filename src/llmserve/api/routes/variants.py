@@ -22,12 +22,12 @@ router = APIRouter(prefix="/admin")
 
 
 class VariantWeight(StrictModel):
-    """One variant's new weight (positive; the shares are weight / sum of weights)."""
+    """One variant's new weight (0 or more; the shares are weight / sum of weights)."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=256)
-    weight: Annotated[float, Field(gt=0, le=1e9)]
+    weight: Annotated[float, Field(ge=0, le=1e9)]
 
 
 class SetVariantsRequest(StrictModel):
