@@ -446,4 +446,3 @@ def test_the_admin_key_is_in_no_log_line(server: AdminServer) -> None:
     log = server.log.read_text()
     assert "/admin/keys" in log  # the log is the server's request log
     assert ADMIN_KEY not in log
-

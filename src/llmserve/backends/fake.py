@@ -154,7 +154,9 @@ class FakeBackend:
         try:
             await turn
         except BaseException:
-            if not self._waiting.remove(entry):  # already started: give the slot back
+            # NOTE: a cancelled turn may already be popped by `_start_next`, which gave it no seat
+            has_seat = turn.done() and not turn.cancelled()
+            if not self._waiting.remove(entry) and has_seat:  # started: give the seat back
                 self._leave_seat(is_batch)
                 self._start_next()
             self.aborted_request_ids.append(request.request_id)
