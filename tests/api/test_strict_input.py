@@ -182,7 +182,7 @@ async def test_json_with_a_charset_is_accepted(client: httpx.AsyncClient) -> Non
         ("DELETE", "/v1/models", "GET"),
         ("PUT", "/admin/keys", "GET, POST"),
         ("DELETE", "/admin/keys", "GET, POST"),
-        ("POST", "/admin/keys/alice", "DELETE"),
+        ("POST", "/admin/keys/alice", "DELETE, PATCH"),
         ("POST", "/health", "GET"),
     ],
 )
@@ -240,6 +240,7 @@ async def test_openapi_describes_every_request_body(client: httpx.AsyncClient) -
         "/tokenize": "#/components/schemas/TokenizeRequest",
         "/detokenize": "#/components/schemas/DetokenizeRequest",
         "/admin/keys": "#/components/schemas/CreateKeyRequest",
+        "/admin/keys/{name}": "#/components/schemas/UpdateLimitsRequest",
         "/admin/models/{model}/variants": "#/components/schemas/SetVariantsRequest",
     }
     assert all(ref.removeprefix("#/components/schemas/") in schemas for ref in bodies.values())
