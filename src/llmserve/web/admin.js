@@ -6,6 +6,8 @@ const KEY_STORAGE = "llmserve.adminKey";
 const LIVE_INTERVAL_MS = 2000;
 const COLORS = ["#2f5bd3", "#d9480f", "#2b8a3e", "#9c36b5", "#c92a2a", "#0b7285", "#e67700", "#495057"];
 const SVG = "http://www.w3.org/2000/svg";
+// The palette first; further keys get hues a golden angle apart, so no two keys share a colour.
+const color = (k) => (k < COLORS.length ? COLORS[k] : `hsl(${Math.round((k * 137.508) % 360)} 65% 40%)`);
 
 const $ = (id) => document.getElementById(id);
 let adminKey = sessionStorage.getItem(KEY_STORAGE) || "";
@@ -354,7 +356,9 @@ function drawPlot(rows, metric) {
   const value = new Map();
   for (const r of rows) value.set(`${r.start}|${r.key_name}`, (value.get(`${r.start}|${r.key_name}`) || 0) + r[metric]);
   const max = Math.max(1, ...value.values());
-  const [width, height, left, bottom, top] = [800, 260, 56, 34, 10];
+  // NOTE: drawn in the SVG's own pixels, so that its text is never stretched.
+  const [width, height, left, bottom, top] = [Math.max(plot.clientWidth, 320), Math.max(plot.clientHeight, 160), 56, 34, 10];
+  plot.setAttribute("viewBox", `0 0 ${width} ${height}`);
   const children = [];
   for (const fraction of [0, 0.5, 1]) {
     const y = top + (height - top - bottom) * (1 - fraction);
@@ -368,7 +372,7 @@ function drawPlot(rows, metric) {
     keys.forEach((key, k) => {
       const v = value.get(`${start}|${key}`) || 0;
       const h = ((height - top - bottom) * v) / max;
-      const bar = svg("rect", { x: x0 + k * barWidth, y: height - bottom - h, width: barWidth - 1, height: h, fill: COLORS[k % COLORS.length], "data-key": key, "data-start": start, "data-value": v });
+      const bar = svg("rect", { x: x0 + k * barWidth, y: height - bottom - h, width: barWidth - 1, height: h, fill: color(k), "data-key": key, "data-start": start, "data-value": v });
       bar.append(svg("title", {}, `${key}, ${bucketLabel(start)}: ${v.toLocaleString()}`));
       children.push(bar);
     });
@@ -385,7 +389,7 @@ function drawPlot(rows, metric) {
     const li = document.createElement("li");
     const swatch = document.createElement("span");
     swatch.className = "swatch";
-    swatch.style.background = COLORS[k % COLORS.length];
+    swatch.style.background = color(k);
     li.append(swatch, key);
     return li;
   }));
@@ -494,5 +498,6 @@ $("usage-metric").addEventListener("change", renderUsage);
 $("usage-model").addEventListener("change", renderUsage);
 $("usage-bucket").addEventListener("change", () => loadUsage());
 $("usage-csv").addEventListener("click", downloadCsv);
+window.addEventListener("resize", () => { if (usageRows.length) renderUsage(); }); // redrawn to its new width
 document.body.dataset.ready = "true";
 if (adminKey) signIn(adminKey);
