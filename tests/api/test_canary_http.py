@@ -284,3 +284,25 @@ async def test_two_local_engines_in_one_process_serve_the_openai_sdk(tmp_path: P
         finishes = [c.choices[0].finish_reason async for c in stream if c.choices]
         await client.close()
     assert met <= {"v1", "v2"} and finishes[-1] in ("length", "stop")
+
+
+async def test_a_weight_of_zero_moves_every_key_to_the_other_variant(
+    live: tuple[str, KeyGatekeeper],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url, gatekeeper = live
+    secrets = await make_keys(gatekeeper, 10)
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+        assert {(await variants_met(client, s, 1))[0] for s in secrets} == {"v1", "v2"}
+        monkeypatch.setenv("LLMSERVE_ADMIN_KEY", ADMIN_KEY)
+        argv = ["canary", "set", MODEL, "v1=0", "v2=100", "--base-url", url]
+        assert await asyncio.to_thread(main, argv) == 0
+        assert capsys.readouterr().out == f"{MODEL}: v1=0, v2=100\n"
+        assert {v for s in secrets for v in await variants_met(client, s, 2)} == {"v2"}
+        body = {"variants": [{"name": "v1", "weight": 0}, {"name": "v2", "weight": 0}]}
+        refused = await client.put(
+            f"/admin/models/{MODEL}/variants", json=body, headers=bearer(ADMIN_KEY)
+        )
+    assert refused.status_code == 400
+    assert "at least one variant needs a positive weight" in refused.json()["error"]["message"]

@@ -41,8 +41,8 @@ def parse_weights(pairs: list[str]) -> list[dict[str, object]]:
             value = float(weight)
         except ValueError:
             value = -1.0
-        if not sep or not name or not value > 0:
-            raise ValueError(f"{pair!r}: write each as VARIANT=WEIGHT with a positive weight")
+        if not sep or not name or not value >= 0:  # 0: the variant gets no new request
+            raise ValueError(f"{pair!r}: write each as VARIANT=WEIGHT with a weight of 0 or more")
         variants.append({"name": name, "weight": value})
     return variants
 
