@@ -360,7 +360,7 @@ function drawPlot(rows, metric) {
   const [width, height, left, bottom, top] = [Math.max(plot.clientWidth, 320), Math.max(plot.clientHeight, 160), 56, 34, 10];
   plot.setAttribute("viewBox", `0 0 ${width} ${height}`);
   const children = [];
-  for (const fraction of [0, 0.5, 1]) {
+  for (const fraction of max >= 2 ? [0, 0.5, 1] : [0, 1]) {
     const y = top + (height - top - bottom) * (1 - fraction);
     children.push(svg("line", { x1: left, x2: width - 4, y1: y, y2: y, stroke: "#d8dde6" }));
     children.push(svg("text", { x: left - 6, y: y + 4, "text-anchor": "end" }, Math.round(max * fraction).toLocaleString()));
