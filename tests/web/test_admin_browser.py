@@ -181,11 +181,14 @@ def key_row(page: Page, name: str) -> Any:
     return page.locator(f'#keys-table tr[data-key="{name}"]')
 
 
-def stream_in_background(server: AdminServer, secret: str) -> tuple[threading.Thread, list[str]]:
-    """A 40-token stream of the slow model (8 s); the list gets each chunk as it arrives."""
-    chunks: list[str] = []
+def stream_in_background(
+    server: AdminServer, secret: str, stop: threading.Event
+) -> tuple[threading.Thread, list[str]]:
+    """A stream of the slow model (up to 40 s) read until `stop` is set; then the client hangs
+    up. The list gets each line as it arrives."""
+    lines: list[str] = []
     body = {"model": SLOW, "messages": [{"role": "user", "content": "hi"}], "stream": True}
-    body |= {"max_tokens": 40, "ignore_eos": True}
+    body |= {"max_tokens": 200, "ignore_eos": True}
 
     def run() -> None:
         headers = {"Authorization": f"Bearer {secret}"}
@@ -193,11 +196,14 @@ def stream_in_background(server: AdminServer, secret: str) -> tuple[threading.Th
             "POST", f"{server.url}/v1/chat/completions", json=body, headers=headers, timeout=120
         ) as response:
             assert response.status_code == 200
-            chunks.extend(response.iter_lines())
+            for line in response.iter_lines():
+                lines.append(line)
+                if stop.is_set():
+                    return
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    return thread, chunks
+    return thread, lines
 
 
 def test_a_key_made_in_the_form_works_streams_takes_limits_and_is_revoked(
@@ -224,13 +230,16 @@ def test_a_key_made_in_the_form_works_streams_takes_limits_and_is_revoked(
 
     assert chat(server, secret).status_code == 200  # the secret the page showed works
 
-    thread, chunks = stream_in_background(server, secret)
-    wait_until(lambda: len(chunks) > 2, "the stream sends its first tokens")
+    stop = threading.Event()
+    thread, lines = stream_in_background(server, secret, stop)
+    wait_until(lambda: len(lines) > 2, "the stream sends its first tokens")
     expect(row.locator("td.in-flight")).to_have_text("1")  # while it streams
     slots = page.locator('#slots-table tr[data-key="alice"] td.slots')
     expect(slots).to_contain_text("1 / 2")
+    assert not any(line == "data: [DONE]" for line in lines)  # seen while it still streamed
+    stop.set()
     thread.join(timeout=120)
-    expect(row.locator("td.in-flight")).to_have_text("0")
+    expect(row.locator("td.in-flight")).to_have_text("0")  # the hang-up freed the slot
 
     page.get_by_role("button", name="Edit limits of alice").click()
     page.get_by_label("New max concurrency").fill("5")
