@@ -16,12 +16,10 @@ from pathlib import Path
 from llmserve.auth.keys import KeySpec
 from llmserve.auth.store import SqliteKeyStore
 
-CONFIG = """
-home: {home}
+TINY = """
 models:
-  - {{name: tiny, source: llmserve/tiny-chat, max_model_len: 4096}}
-engine: {{kv_cache_memory_mb: 64, max_num_seqs: 16}}
-{extra}
+  - {name: tiny, source: llmserve/tiny-chat, max_model_len: 4096}
+engine: {kv_cache_memory_mb: 64, max_num_seqs: 16}
 """
 
 
@@ -35,9 +33,10 @@ def create_key(home: Path, spec: KeySpec) -> str:
         store.close()
 
 
-def write_config(tmp_path: Path, extra: str = "") -> Path:
+def write_config(tmp_path: Path, settings: str = TINY) -> Path:
+    """A config file serving from `tmp_path / "home"` with `settings` (YAML)."""
     path = tmp_path / "llmserve.yaml"
-    path.write_text(CONFIG.format(home=tmp_path / "home", extra=extra), encoding="utf-8")
+    path.write_text(f"home: {tmp_path / 'home'}\n{settings}", encoding="utf-8")
     return path
 
 

@@ -5,7 +5,6 @@ running meanwhile, end with `[DONE]`. A real server process: a crash would end i
 
 from __future__ import annotations
 
-import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -124,16 +123,15 @@ def test_deep_grammars_get_an_answer_or_a_400_and_the_server_stays_up(tmp_path: 
         assert health.status_code == 200
 
 
-def test_the_deep_schema_compiles_and_answers_with_its_nesting(tmp_path: Path) -> None:
-    """The 1,000-deep chain is within the limit: it compiles on a big stack and is followed."""
+def test_a_deep_schema_within_the_limit_compiles_and_is_followed(tmp_path: Path) -> None:
+    """600 `$ref`s (depth 1,802 of 2,048): compiled on a big stack, followed by the model."""
     config = write_config(tmp_path)
     key = create_key(tmp_path / "home", KeySpec(name="user"))
     with serve(config) as (process, base_url):
-        body = chat(response_format=schema_format(ref_chain_schema(1000)), max_tokens=30)
+        body = chat(response_format=schema_format(ref_chain_schema(600)), max_tokens=30)
         reply = send(base_url, key, "/chat/completions", body)
         assert reply.status_code == 200, reply.text
         text = reply.json()["choices"][0]["message"]["content"]
         assert text.startswith('{"next":{"next":')
-        with pytest.raises(json.JSONDecodeError):
-            json.loads(text)  # cut by max_tokens long before 1,000 levels
+        assert reply.json()["choices"][0]["finish_reason"] == "length"  # cut long before the end
         assert process.poll() is None

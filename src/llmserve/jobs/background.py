@@ -14,6 +14,7 @@ from collections.abc import AsyncGenerator, Mapping
 
 from llmserve.backends.base import Backend
 from llmserve.errors import LlmserveError
+from llmserve.jobs.quarantine import DIED_MESSAGE, QUARANTINED_CODE, is_quarantined
 from llmserve.jobs.runner import IDLE_POLL_S, UsageSink
 from llmserve.jobs.service import Jobs
 from llmserve.jobs.store import JsonObject, ResponseRecord
@@ -76,6 +77,9 @@ class BackgroundRunner:
 
     async def run(self, record: ResponseRecord) -> None:
         """Generate the response, storing each event; stop when it is cancelled."""
+        if await is_quarantined(self.jobs, record.id, 0):
+            await self.fail(record, QUARANTINED_CODE, DIED_MESSAGE)
+            return
         body = ResponseCreateRequest.model_validate(record.request["body"])
         backend = self.backends.get(body.model)
         if backend is None:

@@ -22,7 +22,7 @@ from llmserve.types import GrammarSpec
 
 # NOTE: measured (llguidance 1.9.1): at most ~3 KB of native stack per level counted here, so
 # this limit needs ~12 MB; compile threads have 256 MB (compile_worker.STACK_BYTES).
-MAX_GRAMMAR_DEPTH = 4096
+MAX_GRAMMAR_DEPTH = 2048
 _DEFINITION_KEYS = frozenset({"$defs", "definitions"})  # reached only through a `$ref`
 _RULE_START = re.compile(r"^\s*[?!]?([A-Za-z_][A-Za-z0-9_]*)(?:\.-?\d+)?\s*:", re.MULTILINE)
 _LITERALS = re.compile(r'"(?:\\.|[^"\\\n])*"i?|/(?:\\.|[^/\\\n])+/[imslux]*|//[^\n]*')
