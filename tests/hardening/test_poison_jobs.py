@@ -82,13 +82,15 @@ def test_a_batch_line_with_the_deep_schema_fails_alone_and_the_server_lives(
     }
     lines = [line(f"ok-{i}", "tiny") for i in range(3)]
     lines.insert(1, line("deep", "tiny", response_format=deep))
-    with serve(write_config(tmp_path)) as (process, base_url):
-        with openai.OpenAI(base_url=base_url, api_key="open", max_retries=0) as sdk:
-            batch_id = create_batch(sdk, lines)
-            batch = wait_until(lambda: finished(sdk, batch_id), "the batch to finish")
-            assert process.poll() is None, "the server died"
-            outputs = by_custom_id(sdk, batch.output_file_id)
-            errors = by_custom_id(sdk, batch.error_file_id)
+    with (
+        serve(write_config(tmp_path)) as (process, base_url),
+        openai.OpenAI(base_url=base_url, api_key="open", max_retries=0) as sdk,
+    ):
+        batch_id = create_batch(sdk, lines)
+        batch = wait_until(lambda: finished(sdk, batch_id), "the batch to finish")
+        assert process.poll() is None, "the server died"
+        outputs = by_custom_id(sdk, batch.output_file_id)
+        errors = by_custom_id(sdk, batch.error_file_id)
     assert batch.status == "completed"
     assert sorted(outputs) == ["ok-0", "ok-1", "ok-2"]
     assert list(errors) == ["deep"]
@@ -107,33 +109,39 @@ def attempts_of(home: Path, batch_id: str, line_no: int) -> int:
     return 0 if row is None else int(row[0])
 
 
+def kill_during_poison(config: Path, batch_id: str | None, attempt: int) -> str:
+    """Serve (creating the batch first time) until the poison line's start `attempt`; SIGKILL."""
+    lines = [
+        line("ok-0", "crawl-chat", max_tokens=2),
+        line("poison", "crawl-chat", max_tokens=1000),  # 500 s: always running at the kill
+        line("ok-2", "crawl-chat", max_tokens=2),
+    ]
+    home = config.parent / "home"
+    with serve(config) as (process, base_url):
+        with openai.OpenAI(base_url=base_url, api_key="open", max_retries=0) as sdk:
+            created = batch_id or create_batch(sdk, lines)
+            wait_until(lambda: num_completed(sdk, created) == 2, "the good lines to finish")
+        wait_until(lambda: attempts_of(home, created, POISON_LINE) == attempt, f"start {attempt}")
+        assert process.poll() is None
+        process.kill()  # SIGKILL while the poison line runs: no cleanup at all
+        process.wait(timeout=30)
+    return created
+
+
 def test_a_line_the_process_died_during_twice_is_failed_not_run_a_third_time(
     tmp_path: Path,
 ) -> None:
     config, home = write_config(tmp_path, FAKE_MODELS), tmp_path / "home"
-    lines = [line("ok-0", "crawl-chat", max_tokens=2), line("poison", "crawl-chat", max_tokens=1000),
-             line("ok-2", "crawl-chat", max_tokens=2)]  # fmt: skip
-    batch_id = ""
-    for death in (1, 2):
-        with serve(config) as (process, base_url):
-            with openai.OpenAI(base_url=base_url, api_key="open", max_retries=0) as sdk:
-                batch_id = batch_id or create_batch(sdk, lines)
-                wait_until(lambda: num_completed(sdk, batch_id) == 2, "the good lines to finish")
-            wait_until(
-                lambda: attempts_of(home, batch_id, POISON_LINE) == death, f"attempt {death}"
-            )
-            assert process.poll() is None
-            process.kill()  # SIGKILL while the poison line runs: no cleanup at all
-            process.wait(timeout=30)
+    batch_id = kill_during_poison(config, None, 1)
+    kill_during_poison(config, batch_id, 2)
     with serve(config) as (process, base_url):
         with openai.OpenAI(base_url=base_url, api_key="open", max_retries=0) as sdk:
             batch = wait_until(lambda: finished(sdk, batch_id), "the batch to finish")
             outputs = by_custom_id(sdk, batch.output_file_id)
             errors = by_custom_id(sdk, batch.error_file_id)
         assert process.poll() is None
-    assert (
-        attempts_of(home, batch_id, POISON_LINE) == 3
-    )  # the third start was counted, then refused
+    # the third start was counted, then refused: never run
+    assert attempts_of(home, batch_id, POISON_LINE) == 3
     assert batch.status == "completed"
     assert batch.request_counts is not None
     assert (batch.request_counts.completed, batch.request_counts.failed) == (2, 1)
