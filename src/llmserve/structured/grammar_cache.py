@@ -35,16 +35,18 @@ class GrammarCache(Generic[T]):
             self._entries.move_to_end(spec)
             return entry[0]
 
-    def put(self, spec: GrammarSpec, value: T, size: int) -> None:
-        """Keep `value` (unless it alone is over the bound), evicting the oldest to fit."""
+    def put(self, spec: GrammarSpec, value: T, size: int) -> int:
+        """Keep `value` (unless it alone is over the bound), evicting the oldest to fit; the
+        number of bytes evicted."""
         with self._lock:
             old = self._entries.pop(spec, None)
-            if old is not None:
-                self.num_bytes -= old[1]
+            before = self.num_bytes - (old[1] if old is not None else 0)
             if size > self.max_bytes:
-                return
+                self.num_bytes = before
+                return size
             self._entries[spec] = (value, size)
-            self.num_bytes += size
+            self.num_bytes = before + size
             while self.num_bytes > self.max_bytes:
                 _, (_, evicted) = self._entries.popitem(last=False)
                 self.num_bytes -= evicted
+            return before + size - self.num_bytes

@@ -12,7 +12,7 @@ from llmserve.structured.compile_worker import shared_worker
 from llmserve.structured.grammar import Bitmask, GrammarMatcher, InvalidGrammarError
 from llmserve.structured.grammar_cache import GrammarCache
 from llmserve.structured.grammar_depth import check_depth
-from llmserve.structured.malloc_meter import allocated_bytes
+from llmserve.structured.malloc_meter import allocated_bytes, release_free_memory
 from llmserve.types import GrammarSpec
 
 if TYPE_CHECKING:
@@ -112,7 +112,8 @@ class LlguidanceCompiler:
         )
         if matcher.is_error():
             raise InvalidGrammarError(matcher.get_error())
-        self._cache.put(spec, matcher, max(size, len(text)))
+        if self._cache.put(spec, matcher, max(size, len(text))):
+            release_free_memory()  # what the evicted grammars held goes back to the system
         return matcher
 
     def _measured_build(self, text: str) -> tuple[llguidance.LLMatcher, int]:
