@@ -263,7 +263,7 @@ class LLMEngine:
             # NOTE: the mask allows only tokens the grammar takes, so this is the grammar's own
             # failure (llguidance stops at a parser limit): the request's error, not a crash.
             raise InvalidRequestError(
-                f"The output grammar could not go on after {seq.num_output_tokens} tokens: "
+                f"The output grammar could not go on after {seq.num_output_tokens - 1} tokens: "
                 f"{seq.matcher.error_message or 'the parser stopped'}. Simplify the schema or "
                 "grammar (fewer alternatives, bounded repetitions).",
                 code="grammar_limit_reached",
