@@ -2,7 +2,8 @@
 
 A line carrying the deep schema ends in the error file and the rest are done, the server alive.
 And the quarantine itself: a line during which the process is SIGKILLed twice is failed with an
-error saying so when a third process takes the batch up, never run a third time.
+error saying so when a third process takes the batch up, never run a third time; so is a queued
+background response that two deaths left behind.
 """
 
 from __future__ import annotations
@@ -19,6 +20,12 @@ import openai
 import pytest
 from deep_grammars import ref_chain_schema
 from server_process import serve, write_config
+
+from llmserve.auth.base import ANONYMOUS_KEY_ID
+from llmserve.jobs.sqlite_store import SqliteJobStore
+from llmserve.jobs.store import ResponseRecord
+from llmserve.serving.response_objects import response_object
+from llmserve.serving.schemas_responses import ResponseCreateRequest
 
 pytestmark = pytest.mark.slow
 T = TypeVar("T")
@@ -150,3 +157,34 @@ def test_a_line_the_process_died_during_twice_is_failed_not_run_a_third_time(
     assert error["code"] == "server_died"
     assert "died twice while running this request" in error["message"]
     assert errors["poison"]["response"] is None
+
+
+def test_a_queued_background_response_that_died_twice_is_failed_not_run(tmp_path: Path) -> None:
+    """Seeded as two deaths leave it: still `queued`, two starts counted in the store."""
+    config, home = write_config(tmp_path, FAKE_MODELS), tmp_path / "home"
+    body = ResponseCreateRequest.model_validate(
+        {"model": "crawl-chat", "input": "hi", "background": True}
+    )
+    queued = dict(response_object("resp_poison", body, status="queued", output=[], usage_body=None))
+    store = SqliteJobStore(home / "jobs.db")
+    try:
+        request = {"body": body.model_dump(mode="json", exclude_unset=True)}
+        store.put_response(
+            ResponseRecord("resp_poison", ANONYMOUS_KEY_ID, "queued", queued, request, True)
+        )
+        assert [store.start_attempt("resp_poison", 0) for _ in range(2)] == [1, 2]
+    finally:
+        store.close()
+    with (
+        serve(config) as (process, base_url),
+        openai.OpenAI(base_url=base_url, api_key="open", max_retries=0) as sdk,
+    ):
+        failed = wait_until(
+            lambda: (r := sdk.responses.retrieve("resp_poison")).status == "failed" and r,
+            "the response to be failed",
+        )
+        assert process.poll() is None
+    assert failed.error is not None
+    assert failed.error.code == "server_died"
+    assert "died twice while running this request" in failed.error.message
+    assert attempts_of(home, "resp_poison", 0) == 3
