@@ -20,6 +20,7 @@ from llmserve.structured.grammar import InvalidGrammarError
 
 T = TypeVar("T")
 STACK_BYTES = 256 * 2**20
+MIN_STACK_BYTES = 32 * 2**20  # twice what the deepest grammar allowed needs (16 MB, measured)
 # NOTE: one thread: llguidance bounds each compile (fuel, grammar size: a 1 MB regex takes 0.3 s),
 # and a second thread's malloc arena kept ~90 MB more of evicted grammars (measured).
 NUM_THREADS = 1
@@ -32,12 +33,24 @@ class CompileWorker:
 
     def __init__(self, num_threads: int = NUM_THREADS, stack_bytes: int = STACK_BYTES) -> None:
         self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        for i in range(num_threads):
+            self._start(f"grammar-compile-{i}", stack_bytes)
+
+    def _start(self, name: str, stack_bytes: int) -> None:
+        """Start a thread with `stack_bytes` of stack, or less where the system refuses that
+        (an address-space limit), down to `MIN_STACK_BYTES`."""
         with _STACK_LOCK:
-            previous = threading.stack_size(stack_bytes)
+            previous = threading.stack_size()
             try:
-                for i in range(num_threads):
-                    name = f"grammar-compile-{i}"
-                    threading.Thread(target=self._serve, name=name, daemon=True).start()
+                while True:
+                    try:
+                        threading.stack_size(stack_bytes)
+                        threading.Thread(target=self._serve, name=name, daemon=True).start()
+                        return
+                    except (RuntimeError, ValueError, MemoryError):
+                        if stack_bytes <= MIN_STACK_BYTES:
+                            raise
+                        stack_bytes = max(MIN_STACK_BYTES, stack_bytes // 4)
             finally:
                 threading.stack_size(previous)
 
