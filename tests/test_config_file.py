@@ -18,6 +18,7 @@ from llmserve.config import (
     MetricsConfig,
     ModelConfig,
     ServerConfig,
+    StructuredConfig,
     load_config_file,
 )
 
@@ -89,7 +90,7 @@ def test_unknown_keys_are_named_with_what_is_allowed(tmp_path: Path) -> None:
     found = problems(tmp_path, "prot: 80\nengine:\n  max_seqs: 3\n")
     assert found[0] == (
         "prot: unknown field; allowed: models, host, port, home, engine, auth, limits, metrics, "
-        "log, shutdown_timeout_s, runtime, ingress, ray, jobs"
+        "log, shutdown_timeout_s, runtime, ingress, ray, jobs, structured"
     )
     assert found[1].startswith("engine.max_seqs: unknown field; allowed: max_num_seqs,")
 
@@ -140,3 +141,11 @@ def test_readme_config_reference_loads_and_names_every_field(tmp_path: Path) -> 
     ):  # fmt: skip
         for field in dataclasses.fields(cls):
             assert re.search(rf"^\s*-?\s*{field.name}:", block, flags=re.M), field.name
+
+
+def test_structured_settings_are_read_and_checked(tmp_path: Path) -> None:
+    text = "structured:\n  cache_mb: 64\n  compile_timeout_s: 2.5\n"
+    assert load_config_file(write(tmp_path, text)).structured == StructuredConfig(64.0, 2.5)
+    assert problems(tmp_path, "structured:\n  cache_mb: -1\n") == [
+        "structured: cache_mb must be non-negative"
+    ]

@@ -226,6 +226,20 @@ class JobsConfig:
 
 
 @dataclass(frozen=True)
+class StructuredConfig:
+    """Constrained decoding: what compiled grammars may cost (structured/)."""
+
+    cache_mb: float = 256.0  # compiled grammars kept, by their measured size
+    compile_timeout_s: float = 10.0  # a grammar compiling longer is a 400
+
+    def __post_init__(self) -> None:
+        if self.cache_mb < 0:
+            raise ValueError("cache_mb must be non-negative")
+        if self.compile_timeout_s <= 0:
+            raise ValueError("compile_timeout_s must be positive")
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     """Everything `llmserve serve` needs."""
 
@@ -243,6 +257,7 @@ class ServerConfig:
     ingress: IngressConfig = field(default_factory=IngressConfig)
     ray: RayConfig = field(default_factory=RayConfig)
     jobs: JobsConfig = field(default_factory=JobsConfig)
+    structured: StructuredConfig = field(default_factory=StructuredConfig)
 
     def __post_init__(self) -> None:
         if self.shutdown_timeout_s < 0:

@@ -108,3 +108,29 @@ def test_batch_work_gives_a_seat_back_when_interactive_work_waits() -> None:
     assert ("chat", 0, 3) in scheduled
     assert [q.request_id for q in s.waiting] == ["b1"]  # it resumes when a seat frees
     assert s.num_preemptions == 0  # not a memory preemption
+
+
+def background_seq(name: str, arrival: int) -> Sequence:
+    return Sequence(name, 0, [1, 2, 3], 3, PARAMS, arrival, priority=int(Priority.BACKGROUND))
+
+
+def test_background_work_takes_at_most_the_batch_share_with_batch_work() -> None:
+    s = scheduler(max_num_seqs=4, batch_share=0.5)  # type: ignore[arg-type]
+    for i in range(6):
+        s.add(background_seq(f"bg{i}", i))
+    s.add(batch_seq("b0", 7))
+    assert [name for name, _, _ in advance(s)] == ["bg0", "bg1"]  # half the seats, no more
+    s.add(seq("chat", 3, 10))
+    assert [name for name, _, n in advance(s) if n > 1] == ["chat"]
+    assert sorted(q.request_id for q in s.running) == ["bg0", "bg1", "chat"]
+
+
+def test_background_work_gives_a_seat_back_when_interactive_work_waits() -> None:
+    s = scheduler(max_num_seqs=2, batch_share=1.0)  # type: ignore[arg-type]
+    s.add(background_seq("bg0", 0))
+    s.add(background_seq("bg1", 1))
+    advance(s)
+    s.add(seq("chat", 3, 2))
+    advance(s)
+    assert [q.request_id for q in s.running] == ["bg0", "chat"]
+    assert [q.request_id for q in s.waiting] == ["bg1"]

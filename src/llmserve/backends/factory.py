@@ -33,7 +33,7 @@ def build_backend(model: ModelConfig, server: ServerConfig) -> Backend:
     # NOTE: imported here so that the CLI and API tests do not import torch.
     from llmserve.backends.local import LocalBackend
 
-    return LocalBackend(model, server.engine, server.home)
+    return LocalBackend(model, server.engine, server.home, server.structured)
 
 
 def build_backends(server: ServerConfig) -> dict[str, Backend]:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from llmserve.config import EngineConfig, ModelConfig
+from llmserve.config import EngineConfig, ModelConfig, StructuredConfig
 from llmserve.engine.cpu import CpuInfo, default_num_threads, detect_cpu, dtype_warning
 from llmserve.engine.engine_thread import EngineThread
 from llmserve.engine.llm_engine import LLMEngine
@@ -34,8 +34,12 @@ logger = logging.getLogger(__name__)
 class LocalBackend:
     """A transformers causal LM on this machine, stepped by a background engine thread."""
 
-    def __init__(self, model_config: ModelConfig, engine_config: EngineConfig, home: Path) -> None:
+    def __init__(
+        self, model_config: ModelConfig, engine_config: EngineConfig, home: Path,
+        structured: StructuredConfig | None = None,
+    ) -> None:  # fmt: skip
         self._model_config = model_config
+        self._structured = structured or StructuredConfig()
         self._engine_config = engine_config
         self._home = home
         self._info: ModelInfo | None = None
@@ -144,8 +148,10 @@ class LocalBackend:
         )
         self._info = self._model_info(model.config)
         self._grammars = LlguidanceCompiler.from_hf(
-            self._tokenizer.hf, num_threads=self._engine_config.num_threads
-        )
+            self._tokenizer.hf, num_threads=self._engine_config.num_threads,
+            cache_mb=self._structured.cache_mb,
+            compile_timeout_s=self._structured.compile_timeout_s,
+        )  # fmt: skip
         engine = LLMEngine(
             model,
             self._tokenizer,

@@ -13,7 +13,7 @@ from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 
 from llmserve.engine.llm_engine import DuplicateRequestError, LLMEngine
-from llmserve.errors import InvalidRequestError, ServerError
+from llmserve.errors import InvalidRequestError, LlmserveError, ServerError
 from llmserve.types import BackendLoad, GenerateOutput, GenerateRequest
 
 logger = logging.getLogger(__name__)
@@ -174,8 +174,9 @@ class EngineThread:
 
     def _fail(self, request_id: str, cause: BaseException) -> None:
         stream = self._request_to_stream.get(request_id)
-        if stream is not None:
-            stream.put(RequestFailedError(request_id, cause))
+        if stream is not None:  # the request's own error (its grammar's limit) reaches the client
+            is_own = isinstance(cause, LlmserveError)
+            stream.put(cause if is_own else RequestFailedError(request_id, cause))
 
     def _fail_all(self, cause: BaseException) -> None:
         for request_id in list(self._request_to_stream):

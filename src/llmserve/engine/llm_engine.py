@@ -14,6 +14,7 @@ from llmserve.engine.model_runner import ModelRunner
 from llmserve.engine.sampler import SampledToken, Sampler
 from llmserve.engine.scheduler import ScheduledChunk, Scheduler, SchedulerOutput
 from llmserve.engine.sequence import Sequence, SequenceStatus
+from llmserve.errors import InvalidRequestError
 from llmserve.structured.grammar import GrammarCompiler, GrammarMatcher
 from llmserve.structured.masks import apply_grammar_masks
 from llmserve.types import (
@@ -259,7 +260,14 @@ class LLMEngine:
         if seq.matcher is None:
             return False
         if not seq.matcher.consume(token_id):
-            raise RuntimeError(f"token {token_id} was sampled outside the request's grammar")
+            # NOTE: the mask allows only tokens the grammar takes, so this is the grammar's own
+            # failure (llguidance stops at a parser limit): the request's error, not a crash.
+            raise InvalidRequestError(
+                f"The output grammar could not go on after {seq.num_output_tokens - 1} tokens: "
+                f"{seq.matcher.error_message or 'the parser stopped'}. Simplify the schema or "
+                "grammar (fewer alternatives, bounded repetitions).",
+                code="grammar_limit_reached",
+            )
         return seq.matcher.is_finished
 
     def _finish(

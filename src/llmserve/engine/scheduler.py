@@ -2,10 +2,10 @@
 
 Policy: running sequences first (oldest first; each decodes one token or continues its prefill
 chunk), then waiting ones from the fair queue while the token budget, `max_num_seqs` and free KV
-blocks allow; batch-priority work takes at most `max_batch_seqs` of the seats; a waiting sequence
-whose prefix is in the prefix cache starts after that prefix. When a running sequence needs a
-block and none is free, the newest running sequence is preempted: its blocks are freed and it
-waits, first in line, to be recomputed (or to find its blocks still cached).
+blocks allow; background and batch work take at most `max_batch_seqs` of the seats; a waiting
+sequence whose prefix is in the prefix cache starts after that prefix. When a running sequence
+needs a block and none is free, the newest running sequence is preempted: its blocks are freed
+and it waits, first in line, to be recomputed (or to find its blocks still cached).
 """
 
 from __future__ import annotations
@@ -117,32 +117,32 @@ class Scheduler:
         return SchedulerOutput(chunks, preempted, finished)
 
     def _yield_batch_seat(self) -> list[Sequence]:
-        """Preempt the newest batch sequence when interactive work waits and every seat is taken.
+        """Preempt the newest lower-priority sequence when higher work waits and no seat is free.
 
-        Batch work fills idle seats and gives one back per step as interactive load rises.
+        Background and batch work fill idle seats and give one back per step as the work ahead
+        of them in priority rises.
         """
         head = self.waiting.peek()
-        if head is None or head.priority >= Priority.BATCH:
+        if head is None or len(self.running) < self.config.max_num_seqs:
             return []
-        if len(self.running) < self.config.max_num_seqs:
+        lower = [seq for seq in self.running if seq.priority > head.priority]
+        if not lower:
             return []
-        batch = [seq for seq in self.running if seq.priority >= Priority.BATCH]
-        if not batch:
-            return []
-        self._preempt(batch[-1], is_for_memory=False)
-        return [batch[-1]]
+        self._preempt(lower[-1], is_for_memory=False)
+        return [lower[-1]]
 
     def _is_batch_share_full(self, candidate: Sequence) -> bool:
-        """True when `candidate` is batch work and batch work already has its share of seats.
+        """True when `candidate` is background or batch work and such work has its share of seats.
 
-        NOTE: interactive and background requests come first in the queue, so a batch candidate
-        at its head means nothing else waits; batch work still never takes more than its share,
-        which leaves seats free for interactive requests that arrive next.
+        NOTE: interactive requests come first in the queue, so a background or batch candidate at
+        its head means no interactive request waits; that work still never takes more than
+        `max_batch_seqs` seats together, which leaves seats free for interactive requests that
+        arrive next (a key's background responses cannot fill the engine).
         """
-        if candidate.priority < Priority.BATCH:
+        if candidate.priority == Priority.INTERACTIVE:
             return False
-        num_batch = sum(1 for seq in self.running if seq.priority >= Priority.BATCH)
-        return num_batch >= self.config.max_batch_seqs
+        num_deferred = sum(1 for seq in self.running if seq.priority != Priority.INTERACTIVE)
+        return num_deferred >= self.config.max_batch_seqs
 
     def _make_room(
         self, seq: Sequence, num_new: int, preempted: list[Sequence], finished: list[Sequence]

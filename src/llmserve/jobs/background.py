@@ -12,8 +12,10 @@ import contextlib
 import logging
 from collections.abc import AsyncGenerator, Mapping
 
+from llmserve.auth.base import UsageRecord
 from llmserve.backends.base import Backend
 from llmserve.errors import LlmserveError
+from llmserve.jobs.quarantine import DIED_MESSAGE, QUARANTINED_CODE, is_quarantined
 from llmserve.jobs.runner import IDLE_POLL_S, UsageSink
 from llmserve.jobs.service import Jobs
 from llmserve.jobs.store import JsonObject, ResponseRecord
@@ -76,6 +78,9 @@ class BackgroundRunner:
 
     async def run(self, record: ResponseRecord) -> None:
         """Generate the response, storing each event; stop when it is cancelled."""
+        if await is_quarantined(self.jobs, record.id, 0):
+            await self.fail(record, QUARANTINED_CODE, DIED_MESSAGE)
+            return
         body = ResponseCreateRequest.model_validate(record.request["body"])
         backend = self.backends.get(body.model)
         if backend is None:
@@ -99,7 +104,9 @@ class BackgroundRunner:
             logger.exception("background response %s failed", record.id)
             await self.fail(record, "server_error", "The response failed on the server.")
             return
-        self.usage.record_usage(record.owner, generation.meter.record())
+        usage = generation.meter.record()
+        if not await self.jobs.slots.release(record.id, usage):  # created by another process
+            self.usage.record_usage(record.owner, usage)
 
     async def _store_events(
         self, record: ResponseRecord, events: AsyncGenerator[ResponseEvent, None]
@@ -134,3 +141,5 @@ class BackgroundRunner:
         number = events[-1]["sequence_number"] + 1 if events else 0
         event = {"type": "response.failed", "sequence_number": number, "response": response}
         await self.jobs.call(self.jobs.store.add_event, record.id, number, event)
+        model = str(record.request.get("body", {}).get("model", ""))
+        await self.jobs.slots.release(record.id, UsageRecord(model, is_error=True))

@@ -22,7 +22,8 @@ from llmserve.backends.base import Backend
 from llmserve.errors import ModelNotFoundError
 from llmserve.jobs.finalize import finalize_batch
 from llmserve.jobs.lines import LineOutcome, run_line
-from llmserve.jobs.objects import line_request_id, response_line
+from llmserve.jobs.objects import error_line, line_request_id, response_line
+from llmserve.jobs.quarantine import DIED_MESSAGE, QUARANTINED_CODE, is_quarantined
 from llmserve.jobs.service import Jobs
 from llmserve.jobs.store import BatchRecord, LineResult
 from llmserve.jobs.validation import BatchLine, input_lines, parse_line
@@ -149,6 +150,9 @@ class BatchRunner:
         return found.path
 
     async def _run_one(self, record: BatchRecord, line: BatchLine) -> None:
+        if await is_quarantined(self.jobs, record.id, line.line_no):
+            await self._quarantine(record, line)
+            return
         model = str(line.body.get("model"))
         backend = self.backends.get(model)
         if backend is None:  # the server no longer serves it (changed config, restart)
@@ -169,3 +173,10 @@ class BatchRunner:
         )  # fmt: skip
         if await self.jobs.call(self.jobs.store.record_line, record.id, result):
             self.usage.record_usage(record.owner, meter.record())
+
+    async def _quarantine(self, record: BatchRecord, line: BatchLine) -> None:
+        """Fail a line the process died during twice: the error file says so."""
+        logger.error("batch %s line %d: the process died running it twice", record.id, line.line_no)
+        body = error_line(record.id, line.line_no, line.custom_id, QUARANTINED_CODE, DIED_MESSAGE)
+        result = LineResult(line.line_no, line.custom_id, True, body, 0, 0)
+        await self.jobs.call(self.jobs.store.record_line, record.id, result)

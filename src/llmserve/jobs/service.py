@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 from llmserve.config import JobsConfig
+from llmserve.jobs.background_slots import BackgroundSlots
 from llmserve.jobs.store import JobStore
 
 P = ParamSpec("P")
@@ -28,6 +29,7 @@ class Jobs:
     store: JobStore
     home: Path
     config: JobsConfig
+    slots: BackgroundSlots = field(default_factory=BackgroundSlots)  # held by background responses
 
     async def call(self, method: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run a store method off the event loop (SQLite may wait for another writer)."""

@@ -52,3 +52,15 @@ CREATE TABLE IF NOT EXISTS response_events (
     PRIMARY KEY (response_id, seq)
 );
 """
+
+# Attempts at each unit of work (a batch line, part = its line number; a background response,
+# part 0), counted before the work starts: a unit during which the process died twice is failed,
+# not run a third time (jobs/quarantine.py). Own table: an additive change.
+ATTEMPTS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS job_attempts (
+    job_id TEXT NOT NULL,
+    part INTEGER NOT NULL,
+    attempts INTEGER NOT NULL,
+    PRIMARY KEY (job_id, part)
+);
+"""

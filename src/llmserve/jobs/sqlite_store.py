@@ -11,6 +11,7 @@ import json
 import sqlite3
 import time
 
+from llmserve.jobs.sqlite_attempts import SqliteAttemptTables
 from llmserve.jobs.sqlite_responses import SqliteResponseTables
 from llmserve.jobs.store import (
     ACTIVE_BATCH_STATUSES,
@@ -26,7 +27,7 @@ _FILE_COLUMNS = "id, owner, purpose, filename, bytes, created_at, path"
 _ACTIVE = ", ".join(f"'{status}'" for status in ACTIVE_BATCH_STATUSES)
 
 
-class SqliteJobStore(SqliteResponseTables):
+class SqliteJobStore(SqliteResponseTables, SqliteAttemptTables):
     """Implements `JobStore` on SQLite (files and batches here, responses in the base class)."""
 
     # files

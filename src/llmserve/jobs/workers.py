@@ -25,6 +25,7 @@ class JobWorkers:
 
     def __init__(self, jobs: Jobs, backends: Mapping[str, Backend], usage: UsageSink) -> None:
         holder = holder_name()
+        self.jobs = jobs
         self.batches = BatchRunner(jobs, backends, usage, holder)
         self.responses = BackgroundRunner(jobs, backends, usage, holder)
         self._tasks: list[asyncio.Task[None]] = []
@@ -33,6 +34,9 @@ class JobWorkers:
         self._tasks = [
             asyncio.create_task(self.batches.run_forever(), name="batch-runner"),
             asyncio.create_task(self.responses.run_forever(), name="background-runner"),
+            asyncio.create_task(
+                self.jobs.slots.sweep_forever(self.jobs.store), name="background-slots"
+            ),
         ]
 
     async def stop(self) -> None:
@@ -43,3 +47,4 @@ class JobWorkers:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.responses.stop()
+        await self.jobs.slots.release_all()

@@ -33,6 +33,11 @@ class GrammarMatcher(Protocol):
         """True when the grammar admits no further token: the sequence ends with `stop`."""
         ...
 
+    @property
+    def error_message(self) -> str | None:
+        """Why the grammar stopped taking tokens (a parser limit, say); None while it is fine."""
+        ...
+
     def copy(self) -> GrammarMatcher:
         """An independent matcher in the same state (one per choice when n > 1)."""
         ...

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import llguidance
 
+from llmserve.structured.compile_worker import shared_worker
 from llmserve.structured.grammar import Bitmask, GrammarMatcher, InvalidGrammarError
+from llmserve.structured.grammar_cache import GrammarCache
+from llmserve.structured.grammar_depth import check_depth
+from llmserve.structured.malloc_meter import allocated_bytes, release_free_memory
 from llmserve.types import GrammarSpec
 
 if TYPE_CHECKING:
@@ -18,7 +20,8 @@ if TYPE_CHECKING:
 
 # NOTE: compact JSON, as OpenAI writes it; flexible whitespace lets a weak model pad forever.
 JSON_OPTIONS: JsonCompileOptions = {"whitespace_flexible": False}
-CACHE_SIZE = 256  # compiled grammars kept (schemas repeat: the same app sends the same one)
+CACHE_MB = 256  # compiled grammars kept, by measured size (`structured.cache_mb`)
+COMPILE_TIMEOUT_S = 10.0  # a compile taking longer is a 400 (`structured.compile_timeout_s`)
 
 
 class LlguidanceMatcher:
@@ -34,21 +37,35 @@ class LlguidanceMatcher:
     def is_finished(self) -> bool:
         return bool(self.inner.is_stopped())
 
+    @property
+    def error_message(self) -> str | None:
+        return str(self.inner.get_error()) if self.inner.is_error() else None
+
     def copy(self) -> GrammarMatcher:
         return LlguidanceMatcher(self.inner.deep_copy())
 
 
 class LlguidanceCompiler:
-    """Compiles specs against one model's tokenizer, with an LRU cache of compiled grammars."""
+    """Compiles specs against one model's tokenizer, with an LRU cache bounded in bytes.
 
-    def __init__(self, tokenizer: llguidance.LLTokenizer, *, num_threads: int | None = None):
+    Every compile is depth-checked, then runs on a big-stack thread with a time limit
+    (`grammar_depth.py`, `compile_worker.py`): no grammar can crash the process.
+    """
+
+    def __init__(
+        self, tokenizer: llguidance.LLTokenizer, *, num_threads: int | None = None,
+        cache_mb: float = CACHE_MB, compile_timeout_s: float = COMPILE_TIMEOUT_S,
+    ) -> None:  # fmt: skip
         self.tokenizer = tokenizer
+        self.compile_timeout_s = compile_timeout_s
         self._executor = llguidance.LLExecutor(num_threads)
-        self._cache: OrderedDict[GrammarSpec, llguidance.LLMatcher] = OrderedDict()
-        self._lock = threading.Lock()
+        self._cache: GrammarCache[llguidance.LLMatcher] = GrammarCache(int(cache_mb * 2**20))
 
     @classmethod
-    def from_hf(cls, hf_tokenizer: Any, *, num_threads: int | None = None) -> LlguidanceCompiler:
+    def from_hf(
+        cls, hf_tokenizer: Any, *, num_threads: int | None = None,
+        cache_mb: float = CACHE_MB, compile_timeout_s: float = COMPILE_TIMEOUT_S,
+    ) -> LlguidanceCompiler:  # fmt: skip
         """Build the llguidance tokenizer once per model (about a second for a 150k vocabulary).
 
         NOTE: `n_vocab` is the tokenizer's real size: llguidance's build is quadratic in tokens
@@ -57,7 +74,10 @@ class LlguidanceCompiler:
         import llguidance.hf
 
         tokenizer = llguidance.hf.from_tokenizer(hf_tokenizer, n_vocab=len(hf_tokenizer))
-        return cls(tokenizer, num_threads=num_threads)
+        return cls(
+            tokenizer, num_threads=num_threads, cache_mb=cache_mb,
+            compile_timeout_s=compile_timeout_s,
+        )  # fmt: skip
 
     @property
     def vocab_size(self) -> int:
@@ -76,19 +96,33 @@ class LlguidanceCompiler:
             raise ValueError("the bitmask must be C-contiguous")
         self._executor.unsafe_compute_mask_ptr(matchers, bitmask.ctypes.data, width * 4, batch)
 
+    @property
+    def cache_bytes(self) -> int:
+        """The measured size of the compiled grammars cached now."""
+        return self._cache.num_bytes
+
     def _compiled(self, spec: GrammarSpec) -> llguidance.LLMatcher:
-        with self._lock:
-            if spec in self._cache:
-                self._cache.move_to_end(spec)
-                return self._cache[spec]
-        matcher = llguidance.LLMatcher(self.tokenizer, grammar_text(spec), log_level=0)
+        cached = self._cache.get(spec)
+        if cached is not None:
+            return cached
+        check_depth(spec)
+        text = grammar_text(spec)
+        matcher, size = shared_worker().run(
+            lambda: self._measured_build(text), self.compile_timeout_s
+        )
         if matcher.is_error():
             raise InvalidGrammarError(matcher.get_error())
-        with self._lock:
-            self._cache[spec] = matcher
-            if len(self._cache) > CACHE_SIZE:
-                self._cache.popitem(last=False)
+        if self._cache.put(spec, matcher, max(size, len(text))):
+            release_free_memory()  # what the evicted grammars held goes back to the system
         return matcher
+
+    def _measured_build(self, text: str) -> tuple[llguidance.LLMatcher, int]:
+        """The matcher of `text` and the bytes its build allocated (runs on a compile thread)."""
+        before = allocated_bytes()
+        matcher = llguidance.LLMatcher(self.tokenizer, text, log_level=0)
+        after = allocated_bytes()
+        size = after - before if after is not None and before is not None else 0
+        return matcher, size
 
 
 def grammar_text(spec: GrammarSpec) -> str:
@@ -112,8 +146,11 @@ def choice_lark(choices: list[str]) -> str:
     return "start: " + " | ".join(json.dumps(choice) for choice in choices)
 
 
-def check_grammar(spec: GrammarSpec) -> None:
+def check_grammar(spec: GrammarSpec, timeout_s: float = COMPILE_TIMEOUT_S) -> None:
     """InvalidGrammarError unless `spec` compiles (for backends without a tokenizer)."""
-    is_error, messages = llguidance.LLMatcher.validate_grammar_with_warnings(grammar_text(spec))
+    check_depth(spec)
+    text = grammar_text(spec)
+    validate = llguidance.LLMatcher.validate_grammar_with_warnings
+    is_error, messages = shared_worker().run(lambda: validate(text), timeout_s)
     if is_error:
         raise InvalidGrammarError(messages[0])

@@ -9,16 +9,18 @@ no client connection is tied to it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from llmserve.api.admission import acquire_slot, route_request
+from llmserve.api.admission import Routed, acquire_slot, route_request
+from llmserve.api.background_admission import acquire_background_slot
 from llmserve.api.jobs_access import job_owner, jobs_of
 from llmserve.api.openapi import request_body
 from llmserve.api.respond import respond
 from llmserve.api.sse import RESPONSES_SSE
+from llmserve.auth.base import Slot, UsageRecord
 from llmserve.errors import InvalidRequestError, NotFoundError
 from llmserve.jobs.background import TERMINAL_STATUSES
 from llmserve.jobs.service import Jobs
@@ -39,7 +41,14 @@ async def create_response(request: Request) -> Response:
     jobs = jobs_of(request)
     generation = await prepare_response(routed.context, routed.body, StoredResponses(jobs.store))
     if routed.body.background:
-        return await queue_background(request, jobs, routed.principal.key_id, routed.body)
+        background_slot = await acquire_background_slot(
+            request, routed, generation.estimated_tokens
+        )
+        try:
+            return await queue_background(request, jobs, background_slot, routed)
+        except BaseException:
+            await background_slot.release(UsageRecord(routed.model, is_error=True))
+            raise
     slot = await acquire_slot(request, routed, generation.estimated_tokens)
     return await respond(
         request, slot, generation, stream=routed.body.stream, sse_format=RESPONSES_SSE
@@ -47,17 +56,20 @@ async def create_response(request: Request) -> Response:
 
 
 async def queue_background(
-    request: Request, jobs: Jobs, owner: str, body: ResponseCreateRequest
+    request: Request, jobs: Jobs, slot: Slot, routed: Routed[ResponseCreateRequest]
 ) -> Response:
-    """Store the response `queued` for the job runner; answer at once (or replay its stream)."""
+    """Store the response `queued` for the job runner, holding `slot` until it ends; answer at
+    once (or replay its stream)."""
+    body, owner = routed.body, routed.principal.key_id
     response_id = "resp_" + str(request.state.request_id).removeprefix("req_")
     queued = dict(response_object(response_id, body, status="queued", output=[], usage_body=None))
     request_json = {"body": body.model_dump(mode="json", exclude_unset=True)}
     record = ResponseRecord(response_id, owner, "queued", queued, request_json, True)
     await jobs.call(jobs.store.put_response, record)
+    jobs.slots.hold(response_id, slot, routed.model)
     if body.stream:
-        return replay_response(jobs, response_id, -1)
-    return JSONResponse(queued)
+        return replay_response(jobs, response_id, -1, slot.headers)
+    return JSONResponse(queued, headers=dict(slot.headers))
 
 
 async def owned_response(request: Request, response_id: str) -> tuple[Jobs, ResponseRecord]:
@@ -82,12 +94,14 @@ async def retrieve_response(response_id: str, request: Request) -> Response:
     return replay_response(jobs, response_id, int(raw_after))
 
 
-def replay_response(jobs: Jobs, response_id: str, starting_after: int) -> StreamingResponse:
+def replay_response(
+    jobs: Jobs, response_id: str, starting_after: int, headers: Mapping[str, str] | None = None
+) -> StreamingResponse:
     """SSE of the stored events after `starting_after`, following new ones until the end."""
     return StreamingResponse(
         replay_events(jobs, response_id, starting_after),
         media_type="text/event-stream",
-        headers={"cache-control": "no-cache"},
+        headers={"cache-control": "no-cache", **(headers or {})},
     )
 
 
