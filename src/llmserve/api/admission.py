@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from fastapi import Request
+from starlette.requests import HTTPConnection
 
 from llmserve.api.drain import Drain
 from llmserve.api.json_body import parse_json_body
@@ -76,7 +77,7 @@ class Routed(Generic[M]):
         return ServingContext(self.request_id, self.principal.key_id, self.model, self.backend)
 
 
-def server_state(request: Request) -> ServerState:
+def server_state(request: HTTPConnection) -> ServerState:
     """The shared state of the app serving `request`."""
     state: ServerState = request.app.state.llmserve
     return state
@@ -121,7 +122,7 @@ async def route_request(request: Request, schema: type[M], *, kind: ModelKind | 
     return Routed(principal, body, backend, request_id_of(request), variant)
 
 
-async def acquire_slot(request: Request, routed: Routed[M], estimated_tokens: int) -> Slot:
+async def acquire_slot(request: HTTPConnection, routed: Routed[M], estimated_tokens: int) -> Slot:
     """Admit the request within the backend's queue and the caller's limits (503 / 429).
 
     The request counts in `state.queue` from its queue check until its slot is released.

@@ -20,6 +20,7 @@ from llmserve.api.routes import (
     batches,
     chat,
     completions,
+    conversations,
     embeddings,
     files,
     health,
@@ -27,6 +28,8 @@ from llmserve.api.routes import (
     models,
     playground,
     responses,
+    responses_items,
+    responses_ws,
     tokenize,
     variants,
 )
@@ -88,7 +91,10 @@ def create_app(
     app.include_router(chat.router)
     app.include_router(completions.router)
     app.include_router(embeddings.router)
+    app.include_router(responses_items.router)  # before /v1/responses/{response_id}
     app.include_router(responses.router)
+    app.include_router(responses_ws.router)
+    app.include_router(conversations.router)
     app.include_router(files.router)
     app.include_router(batches.router)
     app.include_router(tokenize.router)

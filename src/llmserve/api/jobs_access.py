@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from fastapi import Request
+from starlette.requests import HTTPConnection
 
 from llmserve.api.admission import server_state
 from llmserve.errors import AuthenticationError, InvalidRequestError, LlmserveError
@@ -19,7 +20,7 @@ MAX_PAGE = 100
 T = TypeVar("T")
 
 
-def jobs_of(request: Request) -> Jobs:
+def jobs_of(request: HTTPConnection) -> Jobs:
     """The app's jobs service (store, files home, config)."""
     jobs: Jobs = request.app.state.jobs
     return jobs

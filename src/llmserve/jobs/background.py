@@ -19,10 +19,10 @@ from llmserve.jobs.quarantine import DIED_MESSAGE, QUARANTINED_CODE, is_quaranti
 from llmserve.jobs.runner import IDLE_POLL_S, UsageSink
 from llmserve.jobs.service import Jobs
 from llmserve.jobs.store import JsonObject, ResponseRecord
-from llmserve.jobs.stored_responses import StoredResponses
+from llmserve.jobs.stored_responses import StoredConversations, StoredResponses
 from llmserve.serving.context import ServingContext
 from llmserve.serving.response_objects import ResponseEvent
-from llmserve.serving.responses import prepare_response
+from llmserve.serving.responses import ResponseStores, prepare_response
 from llmserve.serving.schemas_responses import ResponseCreateRequest
 from llmserve.types import Priority
 
@@ -91,7 +91,10 @@ class BackgroundRunner:
             priority=Priority.BACKGROUND,
         )  # fmt: skip
         try:
-            generation = await prepare_response(context, body, StoredResponses(self.jobs.store))
+            stores = ResponseStores(
+                StoredResponses(self.jobs.store), StoredConversations(self.jobs.store)
+            )
+            generation = await prepare_response(context, body, stores)
             record.status = "in_progress"
             record.response = {**record.response, "status": "in_progress"}
             await self.jobs.call(self.jobs.store.put_response, record)

@@ -18,7 +18,7 @@ from llmserve.serving.chat import prepare_chat
 from llmserve.serving.completions import prepare_completion
 from llmserve.serving.context import ServingContext
 from llmserve.serving.embeddings import prepare_embeddings
-from llmserve.serving.responses import prepare_response
+from llmserve.serving.responses import ResponseStores, prepare_response
 from llmserve.serving.schemas import ChatCompletionRequest, CompletionRequest
 from llmserve.serving.schemas_embeddings import EmbeddingRequest
 from llmserve.serving.schemas_responses import ResponseCreateRequest
@@ -65,7 +65,9 @@ async def _run(context: ServingContext, endpoint: str, body: JsonObject) -> Line
     request = parse(ResponseCreateRequest, body)
     if request.background:
         raise InvalidRequestError("Batch lines cannot be background responses.", param="background")
-    response = await prepare_response(context, request.model_copy(update={"store": False}), None)
+    response = await prepare_response(
+        context, request.model_copy(update={"store": False}), ResponseStores()
+    )
     return LineOutcome(200, dict(await response.result()), response.meter)
 
 

@@ -12,6 +12,7 @@ import sqlite3
 import time
 
 from llmserve.jobs.sqlite_attempts import SqliteAttemptTables
+from llmserve.jobs.sqlite_conversations import SqliteConversationTables
 from llmserve.jobs.sqlite_responses import SqliteResponseTables
 from llmserve.jobs.store import (
     ACTIVE_BATCH_STATUSES,
@@ -27,7 +28,7 @@ _FILE_COLUMNS = "id, owner, purpose, filename, bytes, created_at, path"
 _ACTIVE = ", ".join(f"'{status}'" for status in ACTIVE_BATCH_STATUSES)
 
 
-class SqliteJobStore(SqliteResponseTables, SqliteAttemptTables):
+class SqliteJobStore(SqliteResponseTables, SqliteAttemptTables, SqliteConversationTables):
     """Implements `JobStore` on SQLite (files and batches here, responses in the base class)."""
 
     # files

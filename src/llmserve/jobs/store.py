@@ -6,6 +6,7 @@ Owners are API key ids. A read with `owner=None` is the admin's: it sees every o
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -140,5 +141,30 @@ class JobStore(Protocol):
     def job_counts(self) -> JobCounts: ...
 
     def start_attempt(self, job_id: str, part: int) -> int: ...
+
+    # conversations: every call names the owner; another key's reads as unknown
+    def create_conversation(
+        self,
+        owner: str,
+        conversation_id: str,
+        metadata: dict[str, str],
+        items: Sequence[JsonObject],
+    ) -> JsonObject: ...
+
+    def get_conversation(self, owner: str, conversation_id: str) -> JsonObject | None: ...
+
+    def update_conversation(
+        self, owner: str, conversation_id: str, metadata: dict[str, str]
+    ) -> JsonObject | None: ...
+
+    def delete_conversation(self, owner: str, conversation_id: str) -> bool: ...
+
+    def conversation_items(self, owner: str, conversation_id: str) -> list[JsonObject] | None: ...
+
+    def add_conversation_items(
+        self, owner: str, conversation_id: str, items: Sequence[JsonObject]
+    ) -> bool: ...
+
+    def delete_conversation_item(self, owner: str, conversation_id: str, item_id: str) -> bool: ...
 
     def close(self) -> None: ...

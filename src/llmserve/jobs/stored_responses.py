@@ -1,10 +1,13 @@
-"""`StoredResponses`: the serving layer's `ResponseStore` on the durable job store."""
+"""`StoredResponses` and `StoredConversations`: the serving layer's `ResponseStore` and
+`ConversationStore` on the durable job store."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from llmserve.jobs.store import JobStore, ResponseRecord
+from llmserve.serving.response_items import Item, message_item, new_item_id
 from llmserve.serving.response_objects import ResponseObject
-from llmserve.types import ChatMessage
 
 
 class StoredResponses:
@@ -16,18 +19,47 @@ class StoredResponses:
     def __init__(self, store: JobStore) -> None:
         self.store = store
 
-    def put(self, key_id: str, response: ResponseObject, conversation: list[ChatMessage]) -> None:
+    def put(
+        self,
+        key_id: str,
+        response: ResponseObject,
+        conversation: Sequence[Item],
+        input_items: Sequence[Item],
+    ) -> None:
         found = self.store.get_response(key_id, response["id"])
         request = dict(found.request) if found is not None else {}
-        request["conversation"] = [[m.role, m.content] for m in conversation]
+        request["items"] = list(conversation)
+        request["input_items"] = list(input_items)
         is_background = found is not None and found.is_background
         record = ResponseRecord(
             response["id"], key_id, response["status"], dict(response), request, is_background
         )
         self.store.put_response(record)
 
-    def conversation(self, key_id: str, response_id: str) -> list[ChatMessage] | None:
+    def conversation(self, key_id: str, response_id: str) -> list[Item] | None:
         found = self.store.get_response(key_id, response_id)
-        if found is None or "conversation" not in found.request:
+        if found is None:
             return None
-        return [ChatMessage(role, content) for role, content in found.request["conversation"]]
+        if "items" in found.request:
+            return list(found.request["items"])
+        if "conversation" in found.request:  # stored by an earlier llmserve: [role, text] pairs
+            return [_message(role, text) for role, text in found.request["conversation"]]
+        return None
+
+
+class StoredConversations:
+    """Implements `serving.response_store.ConversationStore` with a `JobStore`."""
+
+    def __init__(self, store: JobStore) -> None:
+        self.store = store
+
+    def items(self, key_id: str, conversation_id: str) -> list[Item] | None:
+        return self.store.conversation_items(key_id, conversation_id)
+
+    def append(self, key_id: str, conversation_id: str, items: Sequence[Item]) -> None:
+        self.store.add_conversation_items(key_id, conversation_id, items)
+
+
+def _message(role: str, text: str) -> Item:
+    part = "output_text" if role == "assistant" else "input_text"
+    return message_item(role, text, new_item_id("msg"), part)

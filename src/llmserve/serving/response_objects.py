@@ -1,4 +1,5 @@
-"""The Responses API's objects: the `response`, its output message item, text part and usage."""
+"""The Responses API's objects: the `response` (every field the Open Responses specification
+requires), its output items, text part and usage."""
 
 from __future__ import annotations
 
@@ -7,22 +8,14 @@ from typing import Any, Literal, TypedDict
 
 from llmserve.serving.schemas_responses import ResponseCreateRequest
 
+Item = dict[str, Any]
+
 
 class OutputTextPart(TypedDict):
     type: Literal["output_text"]
     text: str
     annotations: list[object]
     logprobs: list[object]
-
-
-class OutputMessage(TypedDict):
-    """The assistant message output item."""
-
-    id: str
-    type: Literal["message"]
-    role: Literal["assistant"]
-    status: str
-    content: list[OutputTextPart]
 
 
 class ResponseUsage(TypedDict):
@@ -39,26 +32,36 @@ class ResponseObject(TypedDict):
     id: str
     object: Literal["response"]
     created_at: int
+    completed_at: int | None
     status: str
     error: dict[str, str] | None
     incomplete_details: dict[str, str] | None
     instructions: str | None
     max_output_tokens: int | None
+    max_tool_calls: int | None
     model: str
-    output: list[OutputMessage]
+    output: list[Item]
     parallel_tool_calls: bool
     previous_response_id: str | None
+    conversation: dict[str, str] | None
     store: bool
     background: bool
     temperature: float
     top_p: float
-    text: dict[str, dict[str, Any]]
-    tool_choice: str
+    presence_penalty: float
+    frequency_penalty: float
+    top_logprobs: int
+    reasoning: dict[str, object] | None
+    text: dict[str, Any]
+    tool_choice: object
     tools: list[object]
     truncation: str
     usage: ResponseUsage | None
     metadata: dict[str, str]
     user: str | None
+    service_tier: str
+    safety_identifier: str | None
+    prompt_cache_key: str | None
 
 
 class ResponseEvent(TypedDict, total=False):
@@ -67,17 +70,19 @@ class ResponseEvent(TypedDict, total=False):
     type: str
     sequence_number: int
     response: ResponseObject
-    item: OutputMessage
+    item: Item
     part: OutputTextPart
     item_id: str
     output_index: int
     content_index: int
     delta: str
     text: str
+    arguments: str
+    name: str
     logprobs: list[object]
 
 
-def output_message(item_id: str, text: str, status: str) -> OutputMessage:
+def output_message(item_id: str, text: str, status: str) -> Item:
     """The assistant message output item."""
     return {
         "id": item_id,
@@ -93,11 +98,16 @@ def output_text_part(text: str) -> OutputTextPart:
     return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
 
 
-def usage(input_tokens: int, output_tokens: int, cached_tokens: int = 0) -> ResponseUsage:
-    """Responses API usage."""
+def usage(
+    input_tokens: int, output_tokens: int, cached_tokens: int = 0, cache_write_tokens: int = 0
+) -> ResponseUsage:
+    """Responses API usage (cached: read from the prefix cache; written: newly cached)."""
     return {
         "input_tokens": input_tokens,
-        "input_tokens_details": {"cached_tokens": cached_tokens},
+        "input_tokens_details": {
+            "cached_tokens": cached_tokens,
+            "cache_write_tokens": cache_write_tokens,
+        },
         "output_tokens": output_tokens,
         "output_tokens_details": {"reasoning_tokens": 0},
         "total_tokens": input_tokens + output_tokens,
@@ -109,38 +119,61 @@ def response_object(
     request: ResponseCreateRequest,
     *,
     status: str,
-    output: list[OutputMessage],
+    output: list[Item],
     usage_body: ResponseUsage | None,
     incomplete_reason: str | None = None,
+    created_at: int | None = None,
 ) -> ResponseObject:
     """The `response` object, as returned by create and GET and carried by stream events."""
+    now = int(time.time())
+    is_done = status in ("completed", "incomplete", "failed", "cancelled")
+    conversation = request.conversation_id
     return {
         "id": response_id,
         "object": "response",
-        "created_at": int(time.time()),
+        "created_at": created_at or now,
+        "completed_at": now if status == "completed" else None,
         "status": status,
         "error": None,
         "incomplete_details": (
-            {"reason": incomplete_reason} if incomplete_reason is not None else None
+            {"reason": incomplete_reason} if incomplete_reason is not None and is_done else None
         ),
         "instructions": request.instructions,
         "max_output_tokens": request.max_output_tokens,
+        "max_tool_calls": request.max_tool_calls,
         "model": request.model,
         "output": output,
-        "parallel_tool_calls": True,
+        "parallel_tool_calls": request.parallel_tool_calls,
         "previous_response_id": request.previous_response_id,
+        "conversation": {"id": conversation} if conversation else None,
         "store": request.store,
         "background": request.background,
         "temperature": 1.0 if request.temperature is None else request.temperature,
         "top_p": 1.0 if request.top_p is None else request.top_p,
-        "text": {"format": text_format(request)},
-        "tool_choice": "auto",
-        "tools": [],
-        "truncation": "disabled",
+        "presence_penalty": request.presence_penalty,
+        "frequency_penalty": request.frequency_penalty,
+        "top_logprobs": request.top_logprobs or 0,
+        "reasoning": {"effort": None, "summary": None},
+        "text": {"format": text_format(request), "verbosity": "medium"},
+        "tool_choice": tool_choice(request),
+        "tools": [t.model_dump(exclude_none=True) for t in request.tools or ()],
+        "truncation": request.truncation or "disabled",
         "usage": usage_body,
         "metadata": request.metadata or {},
         "user": request.user,
+        "service_tier": "default",
+        "safety_identifier": request.safety_identifier,
+        "prompt_cache_key": request.prompt_cache_key,
     }
+
+
+def tool_choice(request: ResponseCreateRequest) -> object:
+    """`tool_choice` as the request set it (`auto` by default)."""
+    if request.tool_choice is None:
+        return "auto"
+    if isinstance(request.tool_choice, str):
+        return request.tool_choice
+    return request.tool_choice.model_dump()
 
 
 def text_format(request: ResponseCreateRequest) -> dict[str, Any]:

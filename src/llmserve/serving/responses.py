@@ -4,77 +4,136 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncGenerator
+from dataclasses import dataclass
 
 from llmserve.backends.base import Backend
 from llmserve.errors import NotFoundError
 from llmserve.sampling import SamplingParams
 from llmserve.serving.constraints import (
+    ToolPlan,
+    all_calls_grammar,
     compile_checked,
     response_format_grammar,
     response_format_what,
+    tool_plan,
 )
 from llmserve.serving.context import ServingContext
 from llmserve.serving.generation import Generation
 from llmserve.serving.outputs import Choice, Outputs, check_not_aborted
 from llmserve.serving.prompts import chat_prompt_ids, check_context, off_loop
+from llmserve.serving.response_items import Item, chat_messages, request_items
 from llmserve.serving.response_objects import (
     ResponseEvent,
     ResponseObject,
-    output_message,
-    output_text_part,
     response_object,
     usage,
 )
-from llmserve.serving.response_store import ResponseStore
-from llmserve.serving.schemas_responses import ResponseCreateRequest
+from llmserve.serving.response_output import OutputBuilder
+from llmserve.serving.response_store import ConversationStore, ResponseStore
+from llmserve.serving.schemas_responses import ResponseCreateRequest, ResponseInputFields
 from llmserve.serving.usage import UsageMeter
 from llmserve.types import ChatMessage, GenerateRequest, GrammarSpec
 
 ResponseGeneration = Generation[ResponseObject, ResponseEvent]
 
 
+@dataclass(frozen=True)
+class ResponseStores:
+    """Where a response finds the turns it continues, and where it is kept."""
+
+    responses: ResponseStore | None = None
+    conversations: ConversationStore | None = None
+
+
+@dataclass(frozen=True)
+class ResponsePrompt:
+    """A Responses request's prompt: token ids, the items it is made of, and its tool plan."""
+
+    ids: list[int]
+    history: list[Item]
+    input_items: list[Item]
+    plan: ToolPlan | None
+
+
 async def prepare_response(
-    context: ServingContext, body: ResponseCreateRequest, store: ResponseStore | None
+    context: ServingContext, body: ResponseCreateRequest, stores: ResponseStores
 ) -> ResponseGeneration:
-    """Validate and tokenize (400s here, before admission); the final response goes to `store`."""
+    """Validate and tokenize (400s here, before admission); the final response goes to `stores`."""
     body.reject_unsupported()
-    grammar = await text_format_grammar(context.backend, body)
-    history = previous_conversation(context, body, store)
-    messages = body.chat_messages(history)
-    ids = await off_loop(chat_prompt_ids, context.backend, messages, "input")
+    prompt = await response_prompt(context, body, stores)
+    grammar = await response_grammar(context.backend, body, prompt.plan)
     max_model_len = context.backend.info.max_model_len
-    max_tokens = check_context(len(ids), body.max_output_tokens, max_model_len, "input")
+    max_tokens = check_context(len(prompt.ids), body.max_output_tokens, max_model_len, "input")
     request = GenerateRequest(
         context.request_id,
-        tuple(ids),
+        tuple(prompt.ids),
         sampling(body, max_tokens),
         context.priority,
         tenant=context.tenant,
         grammar=grammar,
     )
-    meter = UsageMeter(context.model, prompt_tokens=len(ids))
-    conversation = [*history, *body.input_messages()]
-    answer = ResponseAnswer(context, body, meter, store if body.store else None, conversation)
+    meter = UsageMeter(context.model, prompt_tokens=len(prompt.ids))
+    answer = ResponseAnswer(context, body, meter, stores, prompt)
     return Generation(context.backend, [request], 1, meter, answer.body, answer.events)
 
 
-def previous_conversation(
-    context: ServingContext, body: ResponseCreateRequest, store: ResponseStore | None
-) -> list[ChatMessage]:
-    """The conversation `previous_response_id` continues: a stored response of the same key."""
-    if body.previous_response_id is None:
-        return []
-    found = None if store is None else store.conversation(context.tenant, body.previous_response_id)
-    if found is None:
-        raise NotFoundError(
-            f"Previous response with id '{body.previous_response_id}' not found.",
-            param="previous_response_id",
+async def response_prompt(
+    context: ServingContext, body: ResponseInputFields, stores: ResponseStores
+) -> ResponsePrompt:
+    """The prompt of a Responses request: instructions, the turns it continues, its input."""
+    plan = tool_plan(
+        body.chat_tools(),
+        body.chat_tool_choice(),
+        body.parallel_tool_calls,
+        context.backend.info.tool_call_format,
+    )
+    history = earlier_items(context, body, stores)
+    input_items = request_items(body)
+    messages = chat_messages([*history, *input_items])
+    if body.instructions:
+        messages.insert(0, ChatMessage("system", body.instructions))
+    tools = plan.tools if plan else None
+    ids = await off_loop(chat_prompt_ids, context.backend, messages, "input", tools)
+    return ResponsePrompt(ids, history, input_items, plan)
+
+
+def earlier_items(
+    context: ServingContext, body: ResponseInputFields, stores: ResponseStores
+) -> list[Item]:
+    """The items `previous_response_id` or `conversation` continues (of the same key only)."""
+    if body.previous_response_id is not None:
+        store = stores.responses
+        found = (
+            None if store is None else store.conversation(context.tenant, body.previous_response_id)
         )
-    return found
+        if found is None:
+            raise NotFoundError(
+                f"Previous response with id '{body.previous_response_id}' not found.",
+                param="previous_response_id",
+                code="previous_response_not_found",
+            )
+        return found
+    conversation_id = body.conversation_id
+    if conversation_id is None:
+        return []
+    conversations = stores.conversations
+    items = None if conversations is None else conversations.items(context.tenant, conversation_id)
+    if items is None:
+        raise NotFoundError(
+            f"Conversation with id '{conversation_id}' not found.", param="conversation"
+        )
+    return items
 
 
-async def text_format_grammar(backend: Backend, body: ResponseCreateRequest) -> GrammarSpec | None:
-    """The grammar of `text.format`, compiled before admission (a bad schema is a 400)."""
+async def response_grammar(
+    backend: Backend, body: ResponseCreateRequest, plan: ToolPlan | None
+) -> GrammarSpec | None:
+    """The grammar of forced tool calls or `text.format`, compiled (a bad one is a 400)."""
+    if plan is not None:
+        tools_grammar = plan.grammar or all_calls_grammar(plan)  # compiling checks the tools
+        await compile_checked(backend, tools_grammar, "tools", "tools")
+        if plan.grammar is not None:
+            return plan.grammar
     text_format = body.text.format if body.text else None
     if text_format is None:
         return None
@@ -92,6 +151,8 @@ def sampling(body: ResponseCreateRequest, max_tokens: int) -> SamplingParams:
         max_tokens=max_tokens,
         temperature=1.0 if body.temperature is None else body.temperature,
         top_p=1.0 if body.top_p is None else body.top_p,
+        presence_penalty=body.presence_penalty,
+        frequency_penalty=body.frequency_penalty,
     )
 
 
@@ -103,94 +164,77 @@ class ResponseAnswer:
         context: ServingContext,
         body: ResponseCreateRequest,
         meter: UsageMeter,
-        store: ResponseStore | None,
-        conversation: list[ChatMessage],
+        stores: ResponseStores,
+        prompt: ResponsePrompt,
     ) -> None:
-        suffix = context.request_id.removeprefix("req_")
-        self.response_id, self.item_id = f"resp_{suffix}", f"msg_{suffix}"
+        self.response_id = "resp_" + context.request_id.removeprefix("req_")
         self.tenant = context.tenant
         self.request = body
         self.meter = meter
-        self.store = store
-        self.conversation = conversation  # what a later previous_response_id continues
+        self.stores = stores
+        self.prompt = prompt
+        plan = prompt.plan
+        self.call_format = plan.call_format if plan is not None else None
+        max_calls = plan.max_calls if plan is not None else None
+        if body.max_tool_calls is not None:
+            max_calls = min(max_calls or body.max_tool_calls, body.max_tool_calls)
+        self.max_calls = max_calls
 
     def body(self, choices: list[Choice]) -> ResponseObject:
-        """The finished response (stored when the request asked for it)."""
+        """The finished response of a whole answer."""
         (choice,) = choices
+        output = OutputBuilder(self.call_format, self.max_calls)
+        output.feed(choice.text)
+        output.finish()
+        return self._finished(choice, output.items)
+
+    def _finished(self, choice: Choice, items: list[Item]) -> ResponseObject:
+        """The final response; stored (and added to its conversation) as the request asked."""
         is_complete = choice.finish_reason != "length"
         response = response_object(
             self.response_id,
             self.request,
             status="completed" if is_complete else "incomplete",
-            output=[output_message(self.item_id, choice.text, "completed")],
+            output=items,
             usage_body=usage(
                 self.meter.prompt_tokens, choice.num_output_tokens, self.meter.cached_tokens
             ),
             incomplete_reason=None if is_complete else "max_output_tokens",
         )
-        if self.store is not None:
-            turn = [*self.conversation, ChatMessage("assistant", choice.text)]
-            self.store.put(self.tenant, response, turn)
+        turn = [*self.prompt.input_items, *items]
+        conversation_id = self.request.conversation_id
+        if self.stores.conversations is not None and conversation_id is not None:
+            self.stores.conversations.append(self.tenant, conversation_id, turn)
+        if self.request.store and self.stores.responses is not None:
+            conversation = [*self.prompt.history, *turn]
+            self.stores.responses.put(self.tenant, response, conversation, self.prompt.input_items)
         return response
 
     async def events(self, outputs: Outputs) -> AsyncGenerator[ResponseEvent, None]:
         """The event sequence, each event numbered by `sequence_number` from 0."""
         number = 0
-        for event in self._opening_events():
-            event["sequence_number"] = number
-            yield event
-            number += 1
-        choice = Choice()
-        async with contextlib.aclosing(outputs):
-            async for _, output in outputs:
-                check_not_aborted(output)
-                choice.add(output)
-                self.meter.completion_tokens = output.num_output_tokens
-                if output.text:
-                    delta = self._in_text("response.output_text.delta")
-                    delta["delta"] = output.text
-                    delta["logprobs"] = []
-                    delta["sequence_number"] = number
-                    yield delta
-                    number += 1
-        for event in self._closing_events(choice):
+        async for event in self._numbered(outputs):
             event["sequence_number"] = number
             yield event
             number += 1
 
-    def _opening_events(self) -> list[ResponseEvent]:
+    async def _numbered(self, outputs: Outputs) -> AsyncGenerator[ResponseEvent, None]:
         pending = response_object(
             self.response_id, self.request, status="in_progress", output=[], usage_body=None
         )
-        part_added = self._in_text("response.content_part.added")
-        part_added["part"] = output_text_part("")
-        return [
-            {"type": "response.created", "response": pending},
-            {"type": "response.in_progress", "response": pending},
-            {
-                "type": "response.output_item.added",
-                "output_index": 0,
-                "item": output_message(self.item_id, "", "in_progress"),
-            },
-            part_added,
-        ]
-
-    def _closing_events(self, choice: Choice) -> list[ResponseEvent]:
-        """text done, part done, item done, then completed (or incomplete at max_output_tokens)."""
-        final = self.body([choice])
-        text_done = self._in_text("response.output_text.done")
-        text_done["text"] = choice.text
-        text_done["logprobs"] = []
-        part_done = self._in_text("response.content_part.done")
-        part_done["part"] = output_text_part(choice.text)
+        yield {"type": "response.created", "response": pending}
+        yield {"type": "response.in_progress", "response": pending}
+        output = OutputBuilder(self.call_format, self.max_calls)
+        choice = Choice()
+        async with contextlib.aclosing(outputs):
+            async for _, delta in outputs:
+                check_not_aborted(delta)
+                choice.add(delta)
+                self.meter.completion_tokens = delta.num_output_tokens
+                for event in output.feed(delta.text):
+                    yield event
+        for event in output.finish():
+            yield event
+        final = self._finished(choice, output.items)
         last = "response.completed" if final["status"] == "completed" else "response.incomplete"
-        return [
-            text_done,
-            part_done,
-            {"type": "response.output_item.done", "output_index": 0, "item": final["output"][0]},
-            {"type": last, "response": final},
-        ]
-
-    def _in_text(self, event_type: str) -> ResponseEvent:
-        """An event about the one text part of the one output message."""
-        return {"type": event_type, "item_id": self.item_id, "output_index": 0, "content_index": 0}
+        yield {"type": last, "response": final}

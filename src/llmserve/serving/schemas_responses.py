@@ -1,18 +1,29 @@
-"""OpenAI Responses API: the request, and the Response object and stream events it answers with."""
+"""OpenAI Responses API: the request body and its input items.
+
+Input items are messages, the function calls an earlier turn made and their outputs, so a tool
+loop can resend its whole history or continue one by `previous_response_id` or `conversation`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
 from llmserve.errors import InvalidRequestError
 from llmserve.serving.schemas import ModelRequest, StrictModel
-from llmserve.serving.schemas_tools import JsonSchemaFormat, Name, ResponseFormat
-from llmserve.types import ChatMessage
+from llmserve.serving.schemas_tools import (
+    FunctionDefinition,
+    FunctionName,
+    JsonSchemaFormat,
+    Name,
+    NamedToolChoice,
+    ResponseFormat,
+    Tool,
+    ToolChoice,
+)
 
-_TEXT_PART_TYPES = ("input_text", "output_text", "text")
+_TEXT_PART_TYPES = ("input_text", "output_text", "text", "refusal")
 
 
 class ContentPart(StrictModel):
@@ -20,32 +31,103 @@ class ContentPart(StrictModel):
 
     type: str
     text: str | None = None
+    refusal: str | None = None
 
 
 class InputMessage(StrictModel):
     """A message item of `input`: role and string-or-parts content."""
 
     type: Literal["message"] = "message"
+    id: str | None = None
     role: Literal["system", "developer", "user", "assistant"]
     content: str | list[ContentPart]
+    status: str | None = None
 
-    def to_chat_message(self) -> ChatMessage:
-        """The item as a plain-text chat message; a non-text part is a 400."""
+    def text(self, param: str) -> str:
+        """The item's text; a non-text part (an image, a file) is a 400 naming `param`."""
         if isinstance(self.content, str):
-            return ChatMessage(role=self._chat_role, content=self.content)
+            return self.content
         for part in self.content:
-            if part.type not in _TEXT_PART_TYPES or part.text is None:
+            if part.type not in _TEXT_PART_TYPES:
                 raise InvalidRequestError(
-                    f"Content parts of type `{part.type}` are not supported; send `input_text`.",
-                    param="input",
+                    f"Content parts of type `{part.type}` are not supported by this server's "
+                    "models; send `input_text`.",
+                    param=param,
                 )
-        return ChatMessage(
-            role=self._chat_role, content="".join(p.text or "" for p in self.content)
-        )
+        return "".join(p.text or p.refusal or "" for p in self.content)
 
-    @property
-    def _chat_role(self) -> str:
-        return "system" if self.role == "developer" else self.role
+
+class FunctionCallItem(StrictModel):
+    """A `function_call` the model made in an earlier turn."""
+
+    type: Literal["function_call"]
+    id: str | None = None
+    call_id: str
+    name: str
+    arguments: str
+    status: str | None = None
+
+
+class FunctionCallOutputItem(StrictModel):
+    """`function_call_output`: what the caller's function returned for `call_id`."""
+
+    type: Literal["function_call_output"]
+    id: str | None = None
+    call_id: str
+    output: str | list[ContentPart]
+    status: str | None = None
+
+    def text(self) -> str:
+        if isinstance(self.output, str):
+            return self.output
+        return "".join(p.text or "" for p in self.output)
+
+
+class CompactionItem(StrictModel):
+    """`compaction`: what `/v1/responses/compact` made of the turns it replaced (opaque)."""
+
+    type: Literal["compaction"]
+    id: str | None = None
+    encrypted_content: str
+
+
+class ItemReference(StrictModel):
+    """`item_reference`: an item of the conversation or an earlier response, by id."""
+
+    type: Literal["item_reference"]
+    id: str
+
+
+InputItem = Annotated[
+    InputMessage | FunctionCallItem | FunctionCallOutputItem | CompactionItem | ItemReference,
+    Field(union_mode="left_to_right"),
+]
+
+
+class FunctionTool(StrictModel):
+    """A function tool in the Responses API's flat shape."""
+
+    type: Literal["function"]
+    name: Name
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+    def as_chat_tool(self) -> Tool:
+        function = FunctionDefinition(
+            name=self.name,
+            description=self.description,
+            parameters=self.parameters,
+            strict=self.strict,
+        )
+        return Tool(type="function", function=function)
+
+
+class FunctionToolChoice(StrictModel):
+    """`tool_choice: {"type": "function", "name": ...}`."""
+
+    type: Literal["function"]
+    name: str
 
 
 class TextFormat(StrictModel):
@@ -71,24 +153,64 @@ class TextFormat(StrictModel):
 
 class TextConfig(StrictModel):
     format: TextFormat | None = None
+    verbosity: Literal["low", "medium", "high"] | None = None
 
 
-class ResponseCreateRequest(ModelRequest):
+class ConversationRef(StrictModel):
+    id: str
+
+
+class ResponseInputFields(ModelRequest):
+    """What a response reads: input items, instructions, tools and the turns it continues."""
+
+    input: str | Annotated[list[InputItem], Field(min_length=1)] = Field(default_factory=list)
+    instructions: str | None = None
+    previous_response_id: str | None = None
+    conversation: str | ConversationRef | None = None
+    tools: list[FunctionTool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | FunctionToolChoice | None = None
+    parallel_tool_calls: bool = True
+
+    @property
+    def conversation_id(self) -> str | None:
+        if isinstance(self.conversation, ConversationRef):
+            return self.conversation.id
+        return self.conversation
+
+    def chat_tools(self) -> list[Tool] | None:
+        """`tools` in chat completions' shape (for the template, grammars and parsing)."""
+        return [tool.as_chat_tool() for tool in self.tools] if self.tools else None
+
+    def chat_tool_choice(self) -> ToolChoice | None:
+        """`tool_choice` in chat completions' shape."""
+        if isinstance(self.tool_choice, FunctionToolChoice):
+            return NamedToolChoice(
+                type="function", function=FunctionName(name=self.tool_choice.name)
+            )
+        return self.tool_choice
+
+
+class ResponseCreateRequest(ResponseInputFields):
     """POST /v1/responses."""
 
-    input: str | Annotated[list[InputMessage], Field(min_length=1)]
-    instructions: str | None = None
     max_output_tokens: int | None = Field(default=None, ge=1)
+    max_tool_calls: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
+    presence_penalty: float = Field(default=0.0, ge=-2, le=2)
+    frequency_penalty: float = Field(default=0.0, ge=-2, le=2)
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
     stream: bool = False
     store: bool = True
     background: bool = False
-    previous_response_id: str | None = None
-    tools: list[Any] | None = None
     text: TextConfig | None = None
     metadata: dict[str, str] | None = None
     user: str | None = None
+    safety_identifier: str | None = None
+    prompt_cache_key: str | None = None
+    service_tier: str | None = None
+    truncation: Literal["auto", "disabled"] | None = None
+    reasoning: dict[str, Any] | None = None
 
     def reject_unsupported(self) -> None:
         """Raise a 400 naming the first unsupported feature that was asked for."""
@@ -98,19 +220,26 @@ class ResponseCreateRequest(ModelRequest):
                 "`background: true`.",
                 param="background",
             )
-        if self.tools:
-            raise InvalidRequestError("`tools` are not supported by this server.", param="tools")
+        if self.previous_response_id is not None and self.conversation is not None:
+            raise InvalidRequestError(
+                "Mutually exclusive parameters: send either `previous_response_id` or "
+                "`conversation`, not both.",
+                param="conversation",
+            )
+        if not self.input:
+            raise InvalidRequestError("Missing required parameter: 'input'.", param="input")
 
-    def input_messages(self) -> list[ChatMessage]:
-        """The input items as chat messages (without the instructions)."""
-        if isinstance(self.input, str):
-            return [ChatMessage("user", self.input)]
-        return [item.to_chat_message() for item in self.input]
 
-    def chat_messages(self, history: Sequence[ChatMessage] = ()) -> list[ChatMessage]:
-        """Instructions (as the system message), the earlier conversation, then the input items.
+class CompactRequest(ResponseInputFields):
+    """POST /v1/responses/compact: the turns to compact (input and/or a previous response)."""
 
-        NOTE: instructions are never carried over from a previous response (OpenAI's rule).
-        """
-        messages = [ChatMessage("system", self.instructions)] if self.instructions else []
-        return [*messages, *history, *self.input_messages()]
+    def reject_unsupported(self) -> None:
+        if self.previous_response_id is None and not self.input:
+            raise InvalidRequestError(
+                "Send `input` or `previous_response_id`: there is nothing to compact.",
+                param="input",
+            )
+
+
+class InputTokensRequest(ResponseInputFields):
+    """POST /v1/responses/input_tokens: the prompt a response would have, counted."""

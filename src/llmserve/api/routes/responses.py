@@ -25,9 +25,9 @@ from llmserve.errors import InvalidRequestError, NotFoundError
 from llmserve.jobs.background import TERMINAL_STATUSES
 from llmserve.jobs.service import Jobs
 from llmserve.jobs.store import JsonObject, ResponseRecord
-from llmserve.jobs.stored_responses import StoredResponses
+from llmserve.jobs.stored_responses import StoredConversations, StoredResponses
 from llmserve.serving.response_objects import response_object
-from llmserve.serving.responses import prepare_response
+from llmserve.serving.responses import ResponseStores, prepare_response
 from llmserve.serving.schemas_responses import ResponseCreateRequest
 
 router = APIRouter()
@@ -39,7 +39,7 @@ async def create_response(request: Request) -> Response:
     """OpenAI Responses: text in, one assistant message out, streaming or not, or in background."""
     routed = await route_request(request, ResponseCreateRequest, kind="chat")
     jobs = jobs_of(request)
-    generation = await prepare_response(routed.context, routed.body, StoredResponses(jobs.store))
+    generation = await prepare_response(routed.context, routed.body, stores_of(jobs))
     if routed.body.background:
         background_slot = await acquire_background_slot(
             request, routed, generation.estimated_tokens
@@ -53,6 +53,11 @@ async def create_response(request: Request) -> Response:
     return await respond(
         request, slot, generation, stream=routed.body.stream, sse_format=RESPONSES_SSE
     )
+
+
+def stores_of(jobs: Jobs) -> ResponseStores:
+    """Stored responses and conversations, on the job store."""
+    return ResponseStores(StoredResponses(jobs.store), StoredConversations(jobs.store))
 
 
 async def queue_background(
