@@ -174,6 +174,11 @@ class ServerMetrics:
             "Prefix cache queries, in terms of number of queried tokens.",
             PREFIX_CACHE, registry=self.registry,
         )  # fmt: skip
+        self.replica_requests = Counter(
+            f"{PREFIX}engine_replica_requests",
+            "Requests each engine replica ran (Ray runtime; replica: Serve's replica id).",
+            ["model_name", "replica"], registry=self.registry,
+        )  # fmt: skip
         self.prefix_cache_hits = Counter(
             f"{PREFIX}prefix_cache_hits",
             "Prefix cache hits, in terms of number of cached tokens.",

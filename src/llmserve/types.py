@@ -89,6 +89,7 @@ class GenerateOutput:
     queue_time_s: float | None = None  # how long the request waited before it first ran
     num_cached_tokens: int = 0  # prompt tokens whose KV came from the prefix cache
     num_cache_write_tokens: int = 0  # prompt tokens this request newly wrote to the prefix cache
+    replica: str = ""  # the engine replica that ran it (Ray runtime); "" in process
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,8 @@ class OutputObserver:
         labels = (self._model, self._namespace_kind)
         self._metrics.prefix_cache_queries.labels(*labels).inc(output.num_prompt_tokens)
         self._metrics.prefix_cache_hits.labels(*labels).inc(output.num_cached_tokens)
+        if output.replica:
+            self._metrics.replica_requests.labels(self._model, output.replica).inc()
 
     def finish(self) -> None:
         """The outputs ended (or were closed): end-to-end latency; unfinished choices abort."""
