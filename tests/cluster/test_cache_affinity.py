@@ -60,12 +60,15 @@ def test_spill_over_only_when_the_queue_is_much_longer() -> None:
 
 def test_without_a_key_the_longest_remembered_prefix_wins() -> None:
     memory = PrefixMemory(block_size=4)
-    system = list(range(1, 13))  # three blocks
-    memory.remember(memory.block_hashes(request(system[:4])), "r-b")
+    system = list(range(1, 25))  # six blocks
+    memory.remember(memory.block_hashes(request(system[:16])), "r-b")
     memory.remember(memory.block_hashes(request([*system, 50, 51, 52, 53])), "r-c")
     assert preferred_replica(request([*system, 60, 61, 62, 63, 64]), REPLICAS, memory) == "r-c"
     assert preferred_replica(request([99] * 8), REPLICAS, memory) is None
     # Another namespace's prompt has other block hashes: no preference from it.
     assert preferred_replica(request(system, namespace="key:b"), REPLICAS, memory) is None
+    # A short remembered prefix sets no preference (spreading the load matters more).
+    memory.remember(memory.block_hashes(request([7] * 12)), "r-a")
+    assert preferred_replica(request([7] * 13), REPLICAS, memory) is None
     # A replica that is gone is never preferred.
     assert preferred_replica(request([*system, 1]), ["r-a", "r-b"], memory) is None

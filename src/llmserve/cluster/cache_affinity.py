@@ -6,9 +6,11 @@ Pure decisions, without Ray (cluster/cache_router.py applies them to Serve's rep
   weight, a consistent hash: adding or removing a replica moves only the keys it wins or held)
   picks for the key and the request's cache namespace, so every ingress sends the key's requests
   to the same replica without sharing any state.
-- Without it, the replica that holds the longest cached prefix of the prompt is preferred. This
-  is an approximation: each ingress remembers the block hashes of the prompts it routed (a
-  bounded LRU), not what the engines really still hold (they may have evicted it).
+- Without it, the replica that holds the longest cached prefix of the prompt is preferred, when
+  that prefix is at least `MIN_PREFERRED_BLOCKS` blocks long (shorter ones are cheap to compute
+  again: spreading the load matters more). This is an approximation: each ingress remembers the
+  block hashes of the prompts it routed (a bounded LRU), not what the engines really still hold
+  (they may have evicted it), nor what other ingress replicas routed.
 - Either way, when the preferred replica's queue is much longer than the shortest one
   (`spill_margin` requests more), the request spills over to the others.
 """
@@ -23,6 +25,7 @@ from llmserve.engine.block_manager import hash_block, namespace_root
 from llmserve.types import GenerateRequest
 
 DEFAULT_SPILL_MARGIN = 4  # queued requests more than the least loaded replica: "much longer"
+MIN_PREFERRED_BLOCKS = 4  # a remembered prefix shorter than this sets no preference
 MAX_REMEMBERED_BLOCKS = 100_000  # block hashes an ingress remembers per model (LRU)
 
 
@@ -74,13 +77,13 @@ class PrefixMemory:
     def longest_prefix(self, hashes: Sequence[bytes], replica_ids: Sequence[str]) -> str | None:
         """The live replica holding the most leading blocks of `hashes` (None: no block)."""
         live = set(replica_ids)
-        found = None
+        found, num_found = None, 0
         for block_hash in hashes:
             replica = self._hash_to_replica.get(block_hash)
             if replica is None or replica not in live:
                 break
-            found = replica
-        return found
+            found, num_found = replica, num_found + 1
+        return found if num_found >= MIN_PREFERRED_BLOCKS else None
 
     def remember(self, hashes: Sequence[bytes], replica_id: str) -> None:
         """`replica_id` now holds these blocks (the oldest memories are dropped past the bound)."""
