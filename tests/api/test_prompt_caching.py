@@ -137,6 +137,7 @@ def test_a_key_reuses_its_own_prompt_and_no_other_key_can(server: Server) -> Non
     assert first.prompt_tokens >= 600
     assert cached(first) == 0
     assert cached(chat(a, prompt)) >= 256
+    assert streamed_ttft(a, prompt)[1] >= 256  # streamed usage says so too
     assert cached(chat(b, prompt)) == 0
     assert cached(chat(server.client("c"), prompt)) == 0
 
