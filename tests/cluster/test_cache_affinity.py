@@ -72,3 +72,22 @@ def test_without_a_key_the_longest_remembered_prefix_wins() -> None:
     assert preferred_replica(request([7] * 13), REPLICAS, memory) is None
     # A replica that is gone is never preferred.
     assert preferred_replica(request([*system, 1]), ["r-a", "r-b"], memory) is None
+
+
+def test_engine_deployments_use_the_cache_router() -> None:
+    import importlib
+    import warnings
+
+    from llmserve.cluster.deployments import CACHE_ROUTER, engine_options
+    from llmserve.config import ModelConfig, ServerConfig
+
+    model = ModelConfig("m", source="llmserve/tiny-chat")
+    options = engine_options(model, ServerConfig(models=(model,)))
+    router = options["request_router_config"]
+    assert router["request_router_class"] == CACHE_ROUTER
+    assert router["request_router_kwargs"] == {"block_size": 16}
+    module, name = CACHE_ROUTER.rsplit(".", 1)
+    with warnings.catch_warnings():  # NOTE: ray.serve's own pydantic deprecation warnings
+        warnings.simplefilter("ignore")
+        router_class = getattr(importlib.import_module(module), name)
+    assert router_class.__name__ == "PromptCacheRouter"
