@@ -39,8 +39,11 @@ async def test_admin_api_sets_and_lists_the_cache_group(admin: httpx.AsyncClient
     assert plain.json()["cache_group"] is None
     listed = (await admin.get("/admin/keys", headers=headers)).json()["data"]
     assert {k["name"]: k["cache_group"] for k in listed} == {"t1": "team", "p": None}
-    bad = await admin.post("/admin/keys", json={"name": "x", "cache_group": ""}, headers=headers)
-    assert bad.status_code == 400 and bad.json()["error"]["param"] == "cache_group"
+    for group in ("", "team|salt:x"):  # "|" would let a group pass for another's salt
+        bad = await admin.post(
+            "/admin/keys", json={"name": "x", "cache_group": group}, headers=headers
+        )
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == "cache_group"
 
 
 def test_namespaces_of_keys_groups_salts_and_anonymous_callers() -> None:

@@ -76,6 +76,8 @@ class KeySpec:
         check_name("name", self.name, MAX_NAME_LENGTH)
         if self.cache_group is not None:
             check_name("cache_group", self.cache_group, MAX_NAME_LENGTH)
+            if "|" in self.cache_group:  # NOTE: "|" separates a salt in a cache namespace
+                raise KeySpecError("cache_group", "must not contain '|'")
         check_limit("max_concurrency", self.max_concurrency)
         for field_name in ("rpm", "tpm"):
             value = getattr(self, field_name)
