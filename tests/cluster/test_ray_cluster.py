@@ -1,7 +1,8 @@
 """The Ray runtime end to end: `llmserve serve --config cluster.yaml --ray` on a real local Ray
 cluster (2 CPUs, no dashboard, a small object store), one cluster for the whole module.
 
-It checks what a user sees: the openai SDK (streaming too), two replicas sharing load, the
+It checks what a user sees: the openai SDK (streaming too), two replicas sharing load, a
+prompt_cache_key keeping one replica and its prefix cache, the
 canary split and its stickiness, a live weight change, one key's limit over two ingress replicas
 on one Redis, autoscaling 1 -> 2 -> 1, a replica killed mid-stream, and a clean stop. Every wait
 is on a condition with a generous deadline (this machine's 2 cores are shared)."""
