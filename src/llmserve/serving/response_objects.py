@@ -93,11 +93,16 @@ def output_text_part(text: str) -> OutputTextPart:
     return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
 
 
-def usage(input_tokens: int, output_tokens: int, cached_tokens: int = 0) -> ResponseUsage:
-    """Responses API usage."""
+def usage(
+    input_tokens: int, output_tokens: int, cached_tokens: int = 0, cache_write_tokens: int = 0
+) -> ResponseUsage:
+    """Responses API usage (`cache_write_tokens`: prompt tokens newly written to the cache)."""
     return {
         "input_tokens": input_tokens,
-        "input_tokens_details": {"cached_tokens": cached_tokens},
+        "input_tokens_details": {
+            "cached_tokens": cached_tokens,
+            "cache_write_tokens": cache_write_tokens,
+        },
         "output_tokens": output_tokens,
         "output_tokens_details": {"reasoning_tokens": 0},
         "total_tokens": input_tokens + output_tokens,

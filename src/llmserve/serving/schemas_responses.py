@@ -9,6 +9,7 @@ from pydantic import Field
 
 from llmserve.errors import InvalidRequestError
 from llmserve.serving.schemas import ModelRequest, StrictModel
+from llmserve.serving.schemas_cache import PromptCacheFields
 from llmserve.serving.schemas_tools import JsonSchemaFormat, Name, ResponseFormat
 from llmserve.types import ChatMessage
 
@@ -73,7 +74,7 @@ class TextConfig(StrictModel):
     format: TextFormat | None = None
 
 
-class ResponseCreateRequest(ModelRequest):
+class ResponseCreateRequest(ModelRequest, PromptCacheFields):
     """POST /v1/responses."""
 
     input: str | Annotated[list[InputMessage], Field(min_length=1)]
