@@ -48,6 +48,8 @@ BATCH_LINE_STATUSES = ("completed", "failed")
 ALL_KEYS = "all"  # the key_id label when per-key labels are off
 MODEL = ["model_name"]
 PER_KEY = ["key_id", "model_name"]
+PREFIX_CACHE = ["model_name", "namespace"]  # namespace: key, group, salt or anonymous
+NAMESPACE_KINDS = ("key", "group", "salt", "anonymous")
 
 
 class LoadSource(Protocol):
@@ -163,6 +165,25 @@ class ServerMetrics:
             f"{PREFIX}request_success", "Count of successfully processed requests.",
             [*MODEL, "finished_reason"], registry=registry,
         )  # fmt: skip
+        self._add_prefix_cache_families()
+
+    def _add_prefix_cache_families(self) -> None:
+        """vLLM's prefix-cache counters, per model and cache namespace kind (never a prompt)."""
+        self.prefix_cache_queries = Counter(
+            f"{PREFIX}prefix_cache_queries",
+            "Prefix cache queries, in terms of number of queried tokens.",
+            PREFIX_CACHE, registry=self.registry,
+        )  # fmt: skip
+        self.replica_requests = Counter(
+            f"{PREFIX}engine_replica_requests",
+            "Requests each engine replica ran (Ray runtime; replica: Serve's replica id).",
+            ["model_name", "replica"], registry=self.registry,
+        )  # fmt: skip
+        self.prefix_cache_hits = Counter(
+            f"{PREFIX}prefix_cache_hits",
+            "Prefix cache hits, in terms of number of cached tokens.",
+            PREFIX_CACHE, registry=self.registry,
+        )  # fmt: skip
 
     def _add_key_families(self) -> None:
         registry = self.registry
@@ -214,3 +235,6 @@ class ServerMetrics:
         self.generation_tokens.labels(model)
         for reason in FINISHED_REASONS:
             self.request_success.labels(model, reason)
+        for kind in NAMESPACE_KINDS:
+            self.prefix_cache_queries.labels(model, kind)
+            self.prefix_cache_hits.labels(model, kind)

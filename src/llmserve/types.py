@@ -45,6 +45,10 @@ class GenerateRequest:
     priority: Priority = Priority.INTERACTIVE
     tenant: str = ""  # the API key's id: the scheduler admits waiting requests round-robin by it
     grammar: GrammarSpec | None = None  # every choice's text must match it (constrained decoding)
+    # Where its prefix-cache hash chain starts (serving/cache_namespace.py): only requests of the
+    # same namespace share cached blocks. "" is one shared namespace (engine-level callers).
+    cache_namespace: str = ""
+    prompt_cache_key: str | None = None  # OpenAI's routing hint: same key, same replica (Ray)
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,8 @@ class GenerateOutput:
     logprobs: tuple[TokenLogprob, ...] | None = None
     queue_time_s: float | None = None  # how long the request waited before it first ran
     num_cached_tokens: int = 0  # prompt tokens whose KV came from the prefix cache
+    num_cache_write_tokens: int = 0  # prompt tokens this request newly wrote to the prefix cache
+    replica: str = ""  # the engine replica that ran it (Ray runtime); "" in process
 
 
 @dataclass(frozen=True)

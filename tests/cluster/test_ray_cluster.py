@@ -1,7 +1,8 @@
 """The Ray runtime end to end: `llmserve serve --config cluster.yaml --ray` on a real local Ray
 cluster (2 CPUs, no dashboard, a small object store), one cluster for the whole module.
 
-It checks what a user sees: the openai SDK (streaming too), two replicas sharing load, the
+It checks what a user sees: the openai SDK (streaming too), two replicas sharing load, a
+prompt_cache_key keeping one replica and its prefix cache, the
 canary split and its stickiness, a live weight change, one key's limit over two ingress replicas
 on one Redis, autoscaling 1 -> 2 -> 1, a replica killed mid-stream, and a clean stop. Every wait
 is on a condition with a generous deadline (this machine's 2 cores are shared)."""
@@ -54,6 +55,10 @@ models:
     num_cpus: 0.25
     autoscaling: {{min_replicas: 1, max_replicas: 2, target_ongoing_requests: 2,
                   upscale_delay_s: 2, downscale_delay_s: 5, look_back_period_s: 2}}
+  - name: chat-cache
+    source: llmserve/tiny-chat
+    replicas: 2
+    num_cpus: 0.25
   - name: chat-canary
     num_cpus: 0.25
     variants:
@@ -244,6 +249,61 @@ async def test_two_replicas_share_the_load(cluster: Cluster) -> None:
     used = [sum(p.cpu_times()[:2]) - b for p, b in zip(replicas, before, strict=True)]
     assert all(stream_end(lines) == "finished" for lines in ends)
     assert min(used) >= 0.2 * sum(used), f"CPU seconds per replica: {used}"
+
+
+def metric_values(text: str, name: str, model: str) -> dict[str, float]:
+    """The series of `name` for `model` in a /metrics text, by their other labels."""
+    found = {}
+    for line in text.splitlines():
+        if line.startswith(name + "{") and f'model_name="{model}"' in line:
+            labels, value = line.rsplit(" ", 1)
+            found[labels] = float(value)
+    return found
+
+
+async def test_a_prompt_cache_key_keeps_one_replica_and_its_cache(cluster: Cluster) -> None:
+    # 50 requests sharing a ~1,000-token prefix and a prompt_cache_key, two at a time (so no
+    # replica's queue is ever much longer): one replica runs them, and they find the prefix.
+    prefix = " ".join(f"w{i % 97}" for i in range(400))
+    semaphore = asyncio.Semaphore(2)
+
+    async def one(client: httpx.AsyncClient, i: int) -> dict[str, Any]:
+        body = {
+            "model": "chat-cache",
+            "prompt": f"{prefix} question {i}",
+            "max_tokens": 1,
+            "prompt_cache_key": "conversation-42",
+        }
+        async with semaphore:
+            response = await client.post(
+                "/v1/completions", json=body, headers=bearer(cluster.keys["plain"])
+            )
+        assert response.status_code == 200, response.text
+        usage: dict[str, Any] = response.json()["usage"]
+        return usage
+
+    async with cluster.client() as client:
+        usages = [await one(client, 0)]  # the first writes the prefix
+        usages += await asyncio.gather(*(one(client, i) for i in range(1, 50)))
+        scrapes = [(await client.get("/metrics")).text for _ in range(12)]
+    assert usages[0]["prompt_tokens"] >= 1000
+    hits = sum(u["prompt_tokens_details"]["cached_tokens"] for u in usages)
+    assert hits >= 0.9 * sum(u["prompt_tokens"] for u in usages)
+    # Each ingress replica counts what it routed; every one must show the same picture.
+    tops = set()
+    for text in scrapes:
+        replicas = metric_values(text, "llmserve:engine_replica_requests_total", "chat-cache")
+        if not replicas:
+            continue  # an ingress replica that routed none of them
+        counts = sorted(replicas.items(), key=lambda item: item[1])
+        tops.add(counts[-1][0])
+        assert counts[-1][1] >= 0.95 * sum(replicas.values()), replicas
+        queries = sum(
+            metric_values(text, "llmserve:prefix_cache_queries_total", "chat-cache").values()
+        )
+        cached = sum(metric_values(text, "llmserve:prefix_cache_hits_total", "chat-cache").values())
+        assert cached >= 0.9 * queries > 0
+    assert len(tops) == 1
 
 
 async def variant_of(client: httpx.AsyncClient, secret: str) -> str:

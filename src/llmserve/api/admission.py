@@ -74,7 +74,13 @@ class Routed(Generic[M]):
     @property
     def context(self) -> ServingContext:
         """What the serving layer needs to know about this request besides its body."""
-        return ServingContext(self.request_id, self.principal.key_id, self.model, self.backend)
+        return ServingContext(
+            self.request_id,
+            self.principal.key_id,
+            self.model,
+            self.backend,
+            cache_namespace=self.principal.cache_namespace,
+        )
 
 
 def server_state(request: HTTPConnection) -> ServerState:

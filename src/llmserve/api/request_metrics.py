@@ -29,10 +29,16 @@ class OutputObserver:
     """The vLLM-style figures of one API request, from its outputs as they arrive."""
 
     def __init__(
-        self, metrics: ServerMetrics, model: str, num_choices: int, arrived_at: float
+        self,
+        metrics: ServerMetrics,
+        model: str,
+        num_choices: int,
+        arrived_at: float,
+        namespace_kind: str = "key",
     ) -> None:
         self._metrics = metrics
         self._model = model
+        self._namespace_kind = namespace_kind  # the prefix-cache label: never the prompt
         # NOTE: label children resolved once: `observe` runs for every token.
         self._generation_tokens = metrics.generation_tokens.labels(model)
         self._inter_token_latency = metrics.inter_token_latency.labels(model)
@@ -52,6 +58,7 @@ class OutputObserver:
             self._metrics.prompt_tokens.labels(self._model).inc(output.num_prompt_tokens)
             if output.queue_time_s is not None:
                 self._metrics.request_queue_time.labels(self._model).observe(output.queue_time_s)
+            self._count_prefix_cache(output)
         num_new = output.num_output_tokens - self._index_to_num_tokens.get(index, 0)
         if num_new > 0:
             self._count_tokens(index, num_new, now)
@@ -59,6 +66,14 @@ class OutputObserver:
         if output.finish_reason is not None and index not in self._finished_indexes:
             self._finished_indexes.add(index)
             self._metrics.request_success.labels(self._model, output.finish_reason).inc()
+
+    def _count_prefix_cache(self, output: GenerateOutput) -> None:
+        """What the prompt asked of the prefix cache and found there (vLLM counts tokens)."""
+        labels = (self._model, self._namespace_kind)
+        self._metrics.prefix_cache_queries.labels(*labels).inc(output.num_prompt_tokens)
+        self._metrics.prefix_cache_hits.labels(*labels).inc(output.num_cached_tokens)
+        if output.replica:
+            self._metrics.replica_requests.labels(self._model, output.replica).inc()
 
     def finish(self) -> None:
         """The outputs ended (or were closed): end-to-end latency; unfinished choices abort."""

@@ -16,6 +16,7 @@ from llmserve.api.deadline import Deadline
 from llmserve.api.request_metrics import OutputObserver, arrival_time, watch_outputs
 from llmserve.api.sse import CHAT_SSE, SseFormat, sse_response
 from llmserve.auth.base import Slot
+from llmserve.serving.cache_namespace import namespace_kind
 from llmserve.serving.generation import Generation
 from llmserve.serving.usage import UsageMeter
 
@@ -55,7 +56,11 @@ async def respond(
     deadline = Deadline.after(state.config.limits.request_timeout_s)
     slot.report(meter.record())  # from here the request counts in usage, even if we are killed
     observer = OutputObserver(
-        state.metrics, meter.model, generation.num_choices, arrival_time(request.state)
+        state.metrics,
+        meter.model,
+        generation.num_choices,
+        arrival_time(request.state),
+        namespace_kind(generation.requests[0].cache_namespace) if generation.requests else "key",
     )
     generation.watch = lambda outputs: watch_outputs(outputs, observer)  # TTFT, ITL: metrics.py
     if stream:

@@ -23,6 +23,14 @@ class Principal:
     allowed_models: frozenset[str] | None = None  # None: every model
     max_concurrency: int | None = None  # None: unlimited
     is_admin: bool = False
+    cache_group: str | None = None  # keys of one group share their prefix cache
+
+    @property
+    def cache_namespace(self) -> str:
+        """Whose prefix-cache blocks this caller may reuse (serving/cache_namespace.py)."""
+        if self.is_anonymous:
+            return "anonymous"
+        return f"group:{self.cache_group}" if self.cache_group else f"key:{self.key_id}"
 
     @property
     def is_anonymous(self) -> bool:

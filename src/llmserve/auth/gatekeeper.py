@@ -214,6 +214,7 @@ class KeyGatekeeper:
             name=key.name,
             allowed_models=key.allowed_models,
             max_concurrency=key.max_concurrency,
+            cache_group=key.cache_group,
         )
 
     def _limits(self, principal: Principal) -> Limits:

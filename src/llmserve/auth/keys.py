@@ -43,6 +43,7 @@ class ApiKey:
     max_concurrency: int = 30
     rpm: int | None = None
     tpm: int | None = None
+    cache_group: str | None = None  # keys of one cache group share their prefix cache
 
     def is_expired(self, now: float | None = None) -> bool:
         """True once the expiry time has passed."""
@@ -69,9 +70,14 @@ class KeySpec:
     rpm: int | None = None
     tpm: int | None = None
     expires_in_s: float | None = None
+    cache_group: str | None = None  # None: the key's own prefix-cache namespace
 
     def __post_init__(self) -> None:
         check_name("name", self.name, MAX_NAME_LENGTH)
+        if self.cache_group is not None:
+            check_name("cache_group", self.cache_group, MAX_NAME_LENGTH)
+            if "|" in self.cache_group:  # NOTE: "|" separates a salt in a cache namespace
+                raise KeySpecError("cache_group", "must not contain '|'")
         check_limit("max_concurrency", self.max_concurrency)
         for field_name in ("rpm", "tpm"):
             value = getattr(self, field_name)
@@ -174,6 +180,7 @@ class KeyObject(TypedDict):
     max_concurrency: int
     rpm: int | None
     tpm: int | None
+    cache_group: str | None
 
 
 def describe_key(key: ApiKey) -> KeyObject:
@@ -190,4 +197,5 @@ def describe_key(key: ApiKey) -> KeyObject:
         "max_concurrency": key.max_concurrency,
         "rpm": key.rpm,
         "tpm": key.tpm,
+        "cache_group": key.cache_group,
     }

@@ -57,6 +57,8 @@ _KEY_COLUMNS = (
     "key_id, name, key_hash, hint, created_at, expires_at, disabled, allowed_models, "
     "max_concurrency, rpm, tpm"
 )
+# Issue 19: the key's prefix-cache group (additive column, added to older files on open).
+_KEY_COLUMNS += ", cache_group"
 
 
 _ADD_USAGE = (
@@ -112,7 +114,8 @@ class UsageRow:
 
 
 def _row_to_key(row: tuple[object, ...]) -> ApiKey:
-    (key_id, name, key_hash, hint, created, expires, disabled, models, conc, rpm, tpm) = row
+    (key_id, name, key_hash, hint, created, expires, disabled, models, conc, rpm, tpm) = row[:11]
+    cache_group = row[11]  # issue 19
     return ApiKey(
         key_id=str(key_id),
         name=str(name),
@@ -125,6 +128,7 @@ def _row_to_key(row: tuple[object, ...]) -> ApiKey:
         max_concurrency=int(conc),  # type: ignore[call-overload]
         rpm=None if rpm is None else int(rpm),  # type: ignore[call-overload]
         tpm=None if tpm is None else int(tpm),  # type: ignore[call-overload]
+        cache_group=None if cache_group is None else str(cache_group),
     )
 
 
@@ -139,6 +143,7 @@ class SqliteKeyStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        _add_column(self._db, "api_keys", "cache_group", "TEXT")  # issue 19
         self._db.commit()
         self._add_usage_buckets()
 
@@ -160,14 +165,17 @@ class SqliteKeyStore:
             max_concurrency=spec.max_concurrency,
             rpm=spec.rpm,
             tpm=spec.tpm,
+            cache_group=spec.cache_group,
         )
         models = None if key.allowed_models is None else json.dumps(sorted(key.allowed_models))
         values: tuple[object, ...] = (key.key_id, key.name, key.key_hash, key.hint)
         values += (key.created_at, key.expires_at, 0, models, key.max_concurrency, key.rpm, key.tpm)
+        values += (key.cache_group,)  # issue 19
         try:
             with self._lock, self._db:
                 self._db.execute(
-                    f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES ({'?,' * 10}?)", values
+                    f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES ({'?,' * (len(values) - 1)}?)",
+                    values,
                 )
         except sqlite3.IntegrityError as exc:
             raise DuplicateKeyNameError(f"a key named {spec.name!r} already exists") from exc
@@ -284,6 +292,13 @@ class SqliteKeyStore:
         with self._lock:
             row = self._db.execute(query, params).fetchone()
         return None if row is None else _row_to_key(row)
+
+
+def _add_column(db: sqlite3.Connection, table: str, column: str, kind: str) -> None:
+    """`ALTER TABLE table ADD COLUMN column kind` unless the table has it (older files)."""
+    columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+    if column not in columns:
+        db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
 
 class UsageObject(TypedDict):

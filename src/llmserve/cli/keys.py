@@ -41,6 +41,12 @@ def add_keys_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     create.add_argument("--rpm", type=int, default=None, metavar="N", help="requests per minute")
     create.add_argument("--tpm", type=int, default=None, metavar="N", help="tokens per minute")
     create.add_argument("--expires", default=None, help="lifetime such as 30d, 12h, 90m")
+    create.add_argument(
+        "--cache-group",
+        default=None,
+        metavar="GROUP",
+        help="share the prefix cache with keys of this group (default: the key's own)",
+    )
     for name, help_text in (("list", "list keys"), ("usage", "usage per key and model")):
         action = actions.add_parser(name, parents=[home], help=help_text)
         action.add_argument("--json", action="store_true", help="print JSON")
@@ -85,6 +91,7 @@ def key_spec(args: argparse.Namespace) -> KeySpec:
         rpm=args.rpm,
         tpm=args.tpm,
         expires_in_s=expires_in_s,
+        cache_group=args.cache_group,
     )
 
 
@@ -121,10 +128,11 @@ def _list(store: SqliteKeyStore, *, as_json: bool) -> int:
     if as_json:
         print(json.dumps([describe_key(key) for key in keys], indent=2))
         return 0
-    header = ("NAME", "STATUS", "ID", "KEY", "MAX_CONC", "RPM", "TPM", "MODELS", "EXPIRES")
+    header: tuple[str, ...] = ("NAME", "STATUS", "ID", "KEY", "MAX_CONC", "RPM", "TPM", "MODELS")
+    header += ("EXPIRES", "CACHE_GROUP")
     rows = [
         (k.name, k.status(), k.key_id, k.hint, k.max_concurrency, k.rpm or "-", k.tpm or "-",
-         ",".join(sorted(k.allowed_models or ["*"])), _date(k.expires_at))
+         ",".join(sorted(k.allowed_models or ["*"])), _date(k.expires_at), k.cache_group or "-")
         for k in keys
     ]  # fmt: skip
     _print_table(header, rows)

@@ -20,6 +20,7 @@ APP_NAME = "llmserve"
 BOARD_DEPLOYMENT = "canary-board"
 INGRESS_DEPLOYMENT = "ingress"
 INGRESS_MAX_ONGOING = 10_000  # NOTE: Serve's default (5) would queue requests before our limits
+CACHE_ROUTER = "llmserve.cluster.cache_router.PromptCacheRouter"  # prompt_cache_key affinity
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,10 @@ def engine_options(model: ModelConfig, config: ServerConfig) -> dict[str, Any]:
         "ray_actor_options": {"num_cpus": model.num_cpus},
         "max_ongoing_requests": config.engine.max_num_seqs,
         "graceful_shutdown_timeout_s": 5,
+        "request_router_config": {
+            "request_router_class": CACHE_ROUTER,
+            "request_router_kwargs": {"block_size": config.engine.block_size},
+        },
     }
     if model.autoscaling is None:
         options["num_replicas"] = model.replicas or 1

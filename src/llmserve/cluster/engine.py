@@ -10,6 +10,8 @@ import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from ray import serve
+
 from llmserve.backends.local import LocalBackend
 from llmserve.config import EngineConfig, ModelConfig
 from llmserve.types import GenerateOutput, GenerateRequest, ModelInfo
@@ -24,6 +26,7 @@ class EngineReplica:
         threads = model.threads_per_replica
         self._backend = LocalBackend(model, dataclasses.replace(engine, num_threads=threads), home)
         await self._backend.start()
+        self._replica = serve.get_replica_context().replica_id.unique_id
 
     async def model_info(self) -> ModelInfo:
         """The served model's facts (name, context length), read once by each ingress."""
@@ -34,7 +37,7 @@ class EngineReplica:
         stream = self._backend.generate(request)
         try:
             async for output in stream:
-                yield output
+                yield dataclasses.replace(output, replica=self._replica)
         finally:
             await stream.aclose()  # type: ignore[attr-defined]
 

@@ -7,6 +7,10 @@ values there are the same. Blocks are reference-counted; a block whose count dro
 free but keeps its hash, so a later sequence with the same prefix takes it back instead of
 computing it again. Free blocks are reused least recently freed first (LRU); taking one forgets
 its hash. Blocks that hold nothing reusable are reused before any cached one.
+
+The chain of a sequence starts from its cache namespace (`Sequence.cache_root`, made by
+`namespace_root`), not from nothing: sequences of different namespaces (API keys, cache groups,
+salts) never have equal block hashes, so none reuses a block another namespace computed.
 """
 
 from __future__ import annotations
@@ -41,6 +45,15 @@ def hash_block(parent_hash: bytes, token_ids: Seq[int]) -> bytes:
     digest = hashlib.blake2b(parent_hash, digest_size=16)
     digest.update(array("q", token_ids).tobytes())
     return digest.digest()
+
+
+def namespace_root(namespace: str) -> bytes:
+    """The hash a namespace's block chains start from (b"" for the shared namespace "")."""
+    if not namespace:
+        return b""
+    return hashlib.blake2b(
+        namespace.encode("utf-8"), digest_size=16, person=b"llmserve-ns"
+    ).digest()
 
 
 @dataclass
@@ -95,6 +108,7 @@ class BlockManager:
             if block_id is None:
                 break
             block_ids.append(block_id)
+        seq.num_seen_prompt_blocks = max(seq.num_seen_prompt_blocks, len(block_ids))
         return block_ids
 
     def can_allocate(self, seq: Sequence, num_new_tokens: int, cached: Seq[int] = ()) -> bool:
@@ -179,13 +193,22 @@ class BlockManager:
                 block.block_hash = block_hash
                 self._hash_to_block_id[block_hash] = block.block_id
                 self._uncomputed_block_ids.append(block.block_id)
+                self._count_written(seq, index)
         seq.num_registered_blocks = num_full
+
+    def _count_written(self, seq: Sequence, index: int) -> None:
+        """Count block `index` as written by `seq` when it holds prompt tokens only, once."""
+        if index >= seq.num_seen_prompt_blocks and (index + 1) * self.block_size <= (
+            seq.num_prompt_tokens
+        ):
+            seq.num_written_prompt_blocks += 1
+            seq.num_seen_prompt_blocks = index + 1
 
     def _hash_blocks(self, seq: Sequence, num_blocks: int) -> None:
         """Extend `seq.block_hashes` to its first `num_blocks` full blocks (each hashed once)."""
         size = self.block_size
         while len(seq.block_hashes) < num_blocks:
             index = len(seq.block_hashes)
-            parent = seq.block_hashes[-1] if seq.block_hashes else b""
+            parent = seq.block_hashes[-1] if seq.block_hashes else seq.cache_root
             tokens = seq.token_ids[index * size : (index + 1) * size]
             seq.block_hashes.append(hash_block(parent, tokens))

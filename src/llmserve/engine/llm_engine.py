@@ -8,7 +8,7 @@ from collections.abc import Sequence as Seq
 from typing import TYPE_CHECKING, Any, Protocol
 
 from llmserve.config import EngineConfig
-from llmserve.engine.block_manager import BlockManager, num_kv_blocks
+from llmserve.engine.block_manager import BlockManager, namespace_root, num_kv_blocks
 from llmserve.engine.detokenizer import IncrementalDetokenizer
 from llmserve.engine.model_runner import ModelRunner
 from llmserve.engine.sampler import SampledToken, Sampler
@@ -101,6 +101,7 @@ class LLMEngine:
                 tenant=request.tenant,
                 priority=int(request.priority),
                 matcher=matcher.copy() if matcher is not None else None,
+                cache_root=namespace_root(request.cache_namespace),
             )
             self._seq_to_detokenizer[seq] = IncrementalDetokenizer(
                 self.tokenizer.decode, request.sampling.stop
@@ -297,6 +298,7 @@ class LLMEngine:
             logprobs=self._logprobs(token) if token and seq.sampling.logprobs is not None else None,
             queue_time_s=seq.queue_time_s,
             num_cached_tokens=seq.num_cached_prompt_tokens or 0,
+            num_cache_write_tokens=seq.num_written_prompt_blocks * self.block_manager.block_size,
         )
 
     def _logprobs(self, token: SampledToken) -> tuple[TokenLogprob, ...]:

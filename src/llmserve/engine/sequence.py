@@ -36,6 +36,9 @@ class Sequence:
     block_hashes: list[bytes] = field(default_factory=list)  # of its full blocks, from the start
     num_registered_blocks: int = 0  # leading blocks already offered to the prefix cache
     num_cached_prompt_tokens: int | None = None  # found in the prefix cache at first admission
+    cache_root: bytes = b""  # the hash its block chain starts from: its cache namespace's
+    num_written_prompt_blocks: int = 0  # full prompt blocks it newly offered to the prefix cache
+    num_seen_prompt_blocks: int = 0  # prompt blocks already counted (cached or written)
     status: SequenceStatus = SequenceStatus.WAITING
     finish_reason: FinishReason | None = None
     arrival_time: float = field(default_factory=time.monotonic)

@@ -42,7 +42,7 @@ def new_batch_doc(
         "request_counts": {"total": num_lines, "completed": 0, "failed": 0},
         "usage": {
             "input_tokens": 0,
-            "input_tokens_details": {"cached_tokens": 0},
+            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
             "output_tokens": 0,
             "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": 0,

@@ -71,6 +71,8 @@ async def prepare_chat(context: ServingContext, body: ChatCompletionRequest) -> 
         context.priority,
         tenant=context.tenant,
         grammar=grammar,
+        cache_namespace=context.request_namespace(body.cache_salt),
+        prompt_cache_key=body.prompt_cache_key,
     )
     meter = UsageMeter(context.model, prompt_tokens=len(ids))
     answer = ChatAnswer.start("chatcmpl", context, body, meter)

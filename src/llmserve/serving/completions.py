@@ -44,6 +44,8 @@ async def prepare_completion(
                 context.priority,
                 tenant=context.tenant,
                 grammar=grammar,
+                cache_namespace=context.request_namespace(body.cache_salt),
+                prompt_cache_key=body.prompt_cache_key,
             )
         )
     num_prompt_tokens = sum(len(r.prompt_token_ids) for r in requests)

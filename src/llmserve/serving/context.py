@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from llmserve.backends.base import Backend
+from llmserve.serving.cache_namespace import ANONYMOUS_NAMESPACE, key_namespace, salted
 from llmserve.types import Priority
 
 
@@ -17,3 +18,12 @@ class ServingContext:
     model: str  # the model name the client asked for
     backend: Backend
     priority: Priority = Priority.INTERACTIVE  # batch lines and background jobs run lower
+    # The caller's prefix-cache namespace (serving/cache_namespace.py); None: the tenant's own.
+    cache_namespace: str | None = None
+
+    def request_namespace(self, cache_salt: str | None) -> str:
+        """The namespace of a request with `cache_salt`: the caller's, or one inside it."""
+        base = self.cache_namespace
+        if base is None:
+            base = key_namespace(self.tenant, None) if self.tenant else ANONYMOUS_NAMESPACE
+        return salted(base, cache_salt)

@@ -55,6 +55,7 @@ async def prepare_compact(
         SamplingParams(max_tokens=max_tokens, temperature=0.0),
         context.priority,
         tenant=context.tenant,
+        cache_namespace=context.request_namespace(body.cache_salt),
     )
     meter = UsageMeter(context.model, prompt_tokens=len(ids))
     user_messages = [i for i in items if i.get("type") == "message" and i["role"] == "user"]
@@ -78,7 +79,10 @@ class CompactAnswer:
             "created_at": int(time.time()),
             "output": [*self.user_messages, summary],
             "usage": usage(
-                self.meter.prompt_tokens, choice.num_output_tokens, self.meter.cached_tokens
+                self.meter.prompt_tokens,
+                choice.num_output_tokens,
+                self.meter.cached_tokens,
+                self.meter.cache_write_tokens,
             ),
         }
 

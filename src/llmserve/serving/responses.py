@@ -71,6 +71,8 @@ async def prepare_response(
         context.priority,
         tenant=context.tenant,
         grammar=grammar,
+        cache_namespace=context.request_namespace(body.cache_salt),
+        prompt_cache_key=body.prompt_cache_key,
     )
     meter = UsageMeter(context.model, prompt_tokens=len(prompt.ids))
     answer = ResponseAnswer(context, body, meter, stores, prompt)
@@ -197,7 +199,10 @@ class ResponseAnswer:
             status="completed" if is_complete else "incomplete",
             output=items,
             usage_body=usage(
-                self.meter.prompt_tokens, choice.num_output_tokens, self.meter.cached_tokens
+                self.meter.prompt_tokens,
+                choice.num_output_tokens,
+                self.meter.cached_tokens,
+                self.meter.cache_write_tokens,
             ),
             incomplete_reason=None if is_complete else "max_output_tokens",
         )

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from llmserve.errors import InvalidRequestError
+from llmserve.serving.schemas_cache import PromptCacheFields
 from llmserve.serving.schemas_tools import (
     MessageToolCall,
     ResponseFormat,
@@ -41,7 +42,7 @@ class ModelRequest(StrictModel):
     model: str
 
 
-class SamplingFields(ModelRequest):
+class SamplingFields(ModelRequest, PromptCacheFields):
     """Sampling fields shared by chat and text completions (OpenAI names, plus vLLM extras)."""
 
     max_tokens: int | None = Field(default=None, ge=1)

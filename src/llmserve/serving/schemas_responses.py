@@ -12,6 +12,7 @@ from pydantic import Field
 
 from llmserve.errors import InvalidRequestError
 from llmserve.serving.schemas import ModelRequest, StrictModel
+from llmserve.serving.schemas_cache import PromptCacheFields
 from llmserve.serving.schemas_tools import (
     FunctionDefinition,
     FunctionName,
@@ -160,7 +161,7 @@ class ConversationRef(StrictModel):
     id: str
 
 
-class ResponseInputFields(ModelRequest):
+class ResponseInputFields(ModelRequest, PromptCacheFields):
     """What a response reads: input items, instructions, tools and the turns it continues."""
 
     input: str | Annotated[list[InputItem], Field(min_length=1)] = Field(default_factory=list)
@@ -207,7 +208,6 @@ class ResponseCreateRequest(ResponseInputFields):
     metadata: dict[str, str] | None = None
     user: str | None = None
     safety_identifier: str | None = None
-    prompt_cache_key: str | None = None
     service_tier: str | None = None
     truncation: Literal["auto", "disabled"] | None = None
     reasoning: dict[str, Any] | None = None

@@ -18,11 +18,17 @@ class UsageMeter:
     completion_tokens: int = 0
     is_error: bool = False
     request_to_cached_tokens: dict[str, int] = field(default_factory=dict)
+    request_to_cache_write_tokens: dict[str, int] = field(default_factory=dict)
 
     @property
     def cached_tokens(self) -> int:
         """Prompt tokens the engine found in its prefix cache (OpenAI's `cached_tokens`)."""
         return sum(self.request_to_cached_tokens.values())
+
+    @property
+    def cache_write_tokens(self) -> int:
+        """Prompt tokens the engine newly wrote to its prefix cache (`cache_write_tokens`)."""
+        return sum(self.request_to_cache_write_tokens.values())
 
     def count_cached_tokens(self, output: GenerateOutput) -> None:
         """Note what `output`'s prompt found cached."""
@@ -30,6 +36,7 @@ class UsageMeter:
         # the first choice's figure is what this prompt saved.
         if output.index == 0:
             self.request_to_cached_tokens[output.request_id] = output.num_cached_tokens
+            self.request_to_cache_write_tokens[output.request_id] = output.num_cache_write_tokens
 
     def record(self) -> UsageRecord:
         """The usage record for the caller's slot."""

@@ -59,6 +59,7 @@ class CreateKeyRequest(StrictModel):
     rpm: Limit | None = None
     tpm: Limit | None = None
     expires: str | None = Field(default=None, max_length=32, examples=["30d", "12h", "90m"])
+    cache_group: str | None = Field(default=None, min_length=1, max_length=MAX_NAME_LENGTH)
 
 
 class KeyInFlight(KeyObject):
@@ -104,6 +105,7 @@ async def parse_create(request: Request) -> KeySpec:
             rpm=body.rpm,
             tpm=body.tpm,
             expires_in_s=expires_in,
+            cache_group=body.cache_group,
         )
     except KeySpecError as exc:
         raise InvalidRequestError(f"Invalid '{exc.field}': {exc}.", param=exc.field) from None
