@@ -234,6 +234,13 @@ async def test_openapi_describes_every_request_body(client: httpx.AsyncClient) -
     assert bodies == {
         "/v1/chat/completions": "#/components/schemas/ChatCompletionRequest",
         "/v1/completions": "#/components/schemas/CompletionRequest",
+        "/v1/conversations": "#/components/schemas/ConversationCreateRequest",
+        "/v1/conversations/{conversation_id}": "#/components/schemas/ConversationUpdateRequest",
+        "/v1/conversations/{conversation_id}/items": (
+            "#/components/schemas/ConversationItemsRequest"
+        ),
+        "/v1/responses/compact": "#/components/schemas/CompactRequest",
+        "/v1/responses/input_tokens": "#/components/schemas/InputTokensRequest",
         "/v1/embeddings": "#/components/schemas/EmbeddingRequest",
         "/v1/responses": "#/components/schemas/ResponseCreateRequest",
         "/v1/batches": "#/components/schemas/BatchCreateRequest",

@@ -63,7 +63,7 @@ async def test_store_false_is_not_retrievable(http: httpx.AsyncClient) -> None:
             "background",
             "`store: true`",
         ),
-        ({"input": "hi", "tools": [{"type": "web_search"}]}, "tools", "not supported"),
+        ({"input": "hi", "tools": [{"type": "web_search"}]}, "tools[0].type", "not supported"),
         (
             {"input": [{"role": "user", "content": [{"type": "input_image"}]}]},
             "input",

@@ -52,7 +52,7 @@ def stored_items(input_items: Sequence[InputItem], param_name: str) -> list[Item
             )
         if isinstance(item, InputMessage):
             part = "output_text" if item.role == "assistant" else "input_text"
-            text = item.text(f"{param}.content")
+            text = item.text(param_name)
             items.append(message_item(item.role, text, item.id or new_item_id("msg"), part))
         elif isinstance(item, CompactionItem):
             items.append(compaction_item(item.encrypted_content, item.id))

@@ -156,7 +156,7 @@ def response_object(
         "reasoning": {"effort": None, "summary": None},
         "text": {"format": text_format(request), "verbosity": "medium"},
         "tool_choice": tool_choice(request),
-        "tools": [t.model_dump(exclude_none=True) for t in request.tools or ()],
+        "tools": [t.model_dump(exclude_none=True) for t in request.function_tools()],
         "truncation": request.truncation or "disabled",
         "usage": usage_body,
         "metadata": request.metadata or {},

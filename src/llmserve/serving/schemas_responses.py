@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from llmserve.errors import InvalidRequestError
 from llmserve.serving.schemas import ModelRequest, StrictModel
@@ -168,7 +168,7 @@ class ResponseInputFields(ModelRequest, PromptCacheFields):
     instructions: str | None = None
     previous_response_id: str | None = None
     conversation: str | ConversationRef | None = None
-    tools: list[FunctionTool] | None = None
+    tools: list[dict[str, Any]] | None = None  # read by `function_tools` (function tools only)
     tool_choice: Literal["none", "auto", "required"] | FunctionToolChoice | None = None
     parallel_tool_calls: bool = True
 
@@ -178,9 +178,30 @@ class ResponseInputFields(ModelRequest, PromptCacheFields):
             return self.conversation.id
         return self.conversation
 
+    def function_tools(self) -> list[FunctionTool]:
+        """`tools`, each a function tool; another kind (web search, files…) is a 400."""
+        tools = []
+        for position, tool in enumerate(self.tools or ()):
+            kind = tool.get("type")
+            if kind != "function":
+                raise InvalidRequestError(
+                    f"Tools of type `{kind}` are not supported by this server; only `function` "
+                    "tools are.",
+                    param=f"tools[{position}].type",
+                )
+            try:
+                tools.append(FunctionTool.model_validate(tool))
+            except ValidationError as exc:
+                error = exc.errors()[0]
+                where = ".".join(str(part) for part in error["loc"])
+                raise InvalidRequestError(
+                    f"Invalid tool: {where}: {error['msg']}", param=f"tools[{position}]"
+                ) from None
+        return tools
+
     def chat_tools(self) -> list[Tool] | None:
         """`tools` in chat completions' shape (for the template, grammars and parsing)."""
-        return [tool.as_chat_tool() for tool in self.tools] if self.tools else None
+        return [tool.as_chat_tool() for tool in self.function_tools()] or None
 
     def chat_tool_choice(self) -> ToolChoice | None:
         """`tool_choice` in chat completions' shape."""
