@@ -19,6 +19,7 @@ from llmserve.serving.response_items import (
     chat_messages,
     compaction_content,
     compaction_item,
+    joined_turns,
     request_items,
 )
 from llmserve.serving.response_objects import usage
@@ -46,7 +47,7 @@ async def prepare_compact(
     if body.instructions:
         messages.insert(0, ChatMessage("system", body.instructions))
     messages.append(ChatMessage("user", SUMMARY_PROMPT))
-    ids = await off_loop(chat_prompt_ids, context.backend, messages, "input")
+    ids = await off_loop(chat_prompt_ids, context.backend, joined_turns(messages), "input")
     max_model_len = context.backend.info.max_model_len
     max_tokens = check_context(len(ids), MAX_SUMMARY_TOKENS, max_model_len, "input")
     request = GenerateRequest(

@@ -135,6 +135,29 @@ def chat_messages(items: Sequence[Item]) -> list[ChatMessage]:
     return messages
 
 
+def joined_turns(messages: Sequence[ChatMessage]) -> list[ChatMessage]:
+    """Consecutive plain messages of one role joined into one turn.
+
+    NOTE: the Responses API allows any sequence of items (a conversation's user messages, a
+    compaction's summary request after the last user turn); many chat templates (Llama 2's,
+    Mistral's) refuse two user turns in a row.
+    """
+    joined: list[ChatMessage] = []
+    for message in messages:
+        last = joined[-1] if joined else None
+        if (
+            last is not None
+            and last.role == message.role
+            and message.role in ("user", "system")
+            and not last.tool_call_id
+            and not message.tool_call_id
+        ):
+            joined[-1] = ChatMessage(message.role, f"{last.content}\n\n{message.content}")
+        else:
+            joined.append(message)
+    return joined
+
+
 def _text(item: Item) -> str:
     content = item.get("content", "")
     if isinstance(content, str):

@@ -21,7 +21,7 @@ from llmserve.serving.context import ServingContext
 from llmserve.serving.generation import Generation
 from llmserve.serving.outputs import Choice, Outputs, check_not_aborted
 from llmserve.serving.prompts import chat_prompt_ids, check_context, off_loop
-from llmserve.serving.response_items import Item, chat_messages, request_items
+from llmserve.serving.response_items import Item, chat_messages, joined_turns, request_items
 from llmserve.serving.response_objects import (
     ResponseEvent,
     ResponseObject,
@@ -95,6 +95,7 @@ async def response_prompt(
     if body.instructions:
         messages.insert(0, ChatMessage("system", body.instructions))
     tools = plan.tools if plan else None
+    messages = joined_turns(messages)
     ids = await off_loop(chat_prompt_ids, context.backend, messages, "input", tools)
     return ResponsePrompt(ids, history, input_items, plan)
 
