@@ -12,6 +12,8 @@ import openai
 import pytest
 from open_responses import check_event, check_response
 from responses_helpers import MODEL, ResponsesServer
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
 
 WEATHER_TOOL: dict[str, Any] = {
     "type": "function",
@@ -67,7 +69,8 @@ def test_a_forced_function_call_streams_its_arguments_and_parses(
     responses_server: ResponsesServer,
 ) -> None:
     body = {"model": MODEL, "input": "Weather in Paris?", "tools": [WEATHER_TOOL],
-            "tool_choice": "required", "max_output_tokens": 512, "parallel_tool_calls": False}  # fmt: skip
+            "tool_choice": "required", "max_output_tokens": 512,
+            "parallel_tool_calls": False}  # fmt: skip
     events = stream_events(responses_server, responses_server.alice, body)
     types = [e["type"] for e in events]
     assert "response.function_call_arguments.delta" in types
@@ -225,7 +228,9 @@ def until_done(connection: Any) -> list[dict[str, Any]]:
 
 @pytest.mark.slow
 def test_websocket_upgrade_without_a_key_is_refused(responses_server: ResponsesServer) -> None:
-    with openai.OpenAI(base_url=responses_server.base_url, api_key="sk-wrong") as sdk:
-        with pytest.raises(Exception), sdk.responses.connect() as connection:
-            connection.send({"type": "response.create", "model": MODEL, "input": "Hi!"})
-            connection.recv()
+    url = responses_server.base_url.replace("http://", "ws://") + "/responses"
+    headers = {"authorization": "Bearer sk-wrong"}
+    with pytest.raises(InvalidStatus) as refused:
+        connect(url, additional_headers=headers, open_timeout=30).close()
+    assert refused.value.response.status_code == 401
+    assert json.loads(refused.value.response.body)["error"]["code"] == "invalid_api_key"

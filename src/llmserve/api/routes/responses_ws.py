@@ -14,6 +14,7 @@ import json
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from llmserve.api.admission import Routed, acquire_slot, lookup_backend, server_state
@@ -36,8 +37,10 @@ async def responses_socket(websocket: WebSocket) -> None:
     gatekeeper = server_state(websocket).gatekeeper
     try:
         principal = await gatekeeper.authenticate(websocket.headers.get("authorization"))
-    except LlmserveError as error:
-        await websocket.close(code=1008, reason=error.message[:120])
+    except LlmserveError as error:  # refused at the upgrade, with the HTTP error body
+        await websocket.send_denial_response(
+            JSONResponse(error.to_body(), status_code=error.status_code)
+        )
         return
     await websocket.accept()
     with contextlib.suppress(WebSocketDisconnect):
