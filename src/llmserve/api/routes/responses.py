@@ -19,15 +19,15 @@ from llmserve.api.background_admission import acquire_background_slot
 from llmserve.api.jobs_access import job_owner, jobs_of
 from llmserve.api.openapi import request_body
 from llmserve.api.respond import respond
+from llmserve.api.response_access import owned_response, stores_of
 from llmserve.api.sse import RESPONSES_SSE
 from llmserve.auth.base import Slot, UsageRecord
-from llmserve.errors import InvalidRequestError, NotFoundError
+from llmserve.errors import InvalidRequestError
 from llmserve.jobs.background import TERMINAL_STATUSES
 from llmserve.jobs.service import Jobs
 from llmserve.jobs.store import JsonObject, ResponseRecord
-from llmserve.jobs.stored_responses import StoredConversations, StoredResponses
 from llmserve.serving.response_objects import response_object
-from llmserve.serving.responses import ResponseStores, prepare_response
+from llmserve.serving.responses import prepare_response
 from llmserve.serving.schemas_responses import ResponseCreateRequest
 
 router = APIRouter()
@@ -55,11 +55,6 @@ async def create_response(request: Request) -> Response:
     )
 
 
-def stores_of(jobs: Jobs) -> ResponseStores:
-    """Stored responses and conversations, on the job store."""
-    return ResponseStores(StoredResponses(jobs.store), StoredConversations(jobs.store))
-
-
 async def queue_background(
     request: Request, jobs: Jobs, slot: Slot, routed: Routed[ResponseCreateRequest]
 ) -> Response:
@@ -75,16 +70,6 @@ async def queue_background(
     if body.stream:
         return replay_response(jobs, response_id, -1, slot.headers)
     return JSONResponse(queued, headers=dict(slot.headers))
-
-
-async def owned_response(request: Request, response_id: str) -> tuple[Jobs, ResponseRecord]:
-    """The stored response, if the caller may see it; 404 otherwise."""
-    owner = await job_owner(request)
-    jobs = jobs_of(request)
-    record = await jobs.call(jobs.store.get_response, owner, response_id)
-    if record is None:
-        raise NotFoundError(f"No response found with id '{response_id}'.", param="response_id")
-    return jobs, record
 
 
 @router.get("/v1/responses/{response_id}", response_model=None)

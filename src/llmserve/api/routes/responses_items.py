@@ -17,7 +17,7 @@ from llmserve.api.jobs_access import jobs_of
 from llmserve.api.list_pages import list_page
 from llmserve.api.openapi import request_body
 from llmserve.api.respond import respond
-from llmserve.api.routes.responses import owned_response, stores_of
+from llmserve.api.response_access import owned_response, stores_of
 from llmserve.serving.response_compact import prepare_compact
 from llmserve.serving.responses import response_prompt
 from llmserve.serving.schemas_responses import CompactRequest, InputTokensRequest

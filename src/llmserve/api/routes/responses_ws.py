@@ -21,7 +21,7 @@ from llmserve.api.admission import Routed, acquire_slot, lookup_backend, server_
 from llmserve.api.errors import from_pydantic
 from llmserve.api.jobs_access import jobs_of
 from llmserve.api.middleware import new_request_id
-from llmserve.api.routes.responses import stores_of
+from llmserve.api.response_access import stores_of
 from llmserve.auth.base import Principal, UsageRecord
 from llmserve.backends.variants import VariantBackend
 from llmserve.errors import InvalidRequestError, LlmserveError
