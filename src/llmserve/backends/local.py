@@ -14,6 +14,7 @@ from llmserve.engine.engine_thread import EngineThread
 from llmserve.engine.llm_engine import LLMEngine
 from llmserve.engine.model_shape import context_length
 from llmserve.engine.quantization import quantize_int8
+from llmserve.engine.warmup import verify_engine
 from llmserve.errors import OverloadedError, UnsupportedOperationError
 from llmserve.models.source import resolve_model_path
 from llmserve.models.tokenizer import ChatTokenizer
@@ -149,6 +150,7 @@ class LocalBackend:
             eos_token_ids=_eos_token_ids(model, self._tokenizer),
             grammars=self._grammars,
         )
+        verify_engine(engine.runner, max_model_len=self._info.max_model_len)
         return EngineThread(engine, num_threads=num_threads)
 
     def _load_model(self, path: str, cpu: CpuInfo) -> Any:
