@@ -13,6 +13,7 @@ import torch
 
 from llmserve.engine.attention import ATTENTION_NAME
 from llmserve.engine.model_runner import ModelRunner
+from llmserve.engine.quantization import Int8Linear
 from llmserve.engine.scheduler import ScheduledChunk, SchedulerOutput
 from llmserve.engine.sequence import Sequence
 from llmserve.errors import ModelRefusedError
@@ -35,7 +36,7 @@ def verify_engine(runner: ModelRunner, *, max_model_len: int) -> None:
             f"({type(exc).__name__}: {exc})"
         ) from None
     _check_layers(family, runner, model)
-    _check_logits(family, got, expected, model.dtype)
+    _check_logits(family, got, expected, exact=model.dtype == torch.float32 and not _int8(model))
 
 
 def _warmup_tokens(model: Any, num: int) -> list[int]:
@@ -75,10 +76,14 @@ def _check_layers(family: str, runner: ModelRunner, model: Any) -> None:
         )
 
 
-def _check_logits(
-    family: str, got: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype
-) -> None:
-    tolerance = (1e-3 if dtype == torch.float32 else 3e-2) * max(1.0, float(expected.abs().max()))
+def _int8(model: Any) -> bool:
+    # NOTE: int8 activations are quantized with scales of the rows computed together, so a
+    # prefill and a lone decode round differently: close, not equal to the last bit.
+    return any(isinstance(m, Int8Linear) for m in model.modules())
+
+
+def _check_logits(family: str, got: torch.Tensor, expected: torch.Tensor, *, exact: bool) -> None:
+    tolerance = (1e-3 if exact else 5e-2) * max(1.0, float(expected.abs().max()))
     error = float((got - expected).abs().max())
     if error > tolerance:
         raise ModelRefusedError(
