@@ -199,3 +199,7 @@ class ShutdownCutoffError(OverloadedError):
             f"The server is shutting down and stopped this request after waiting {timeout_s:g} "
             "seconds for it to finish; please retry."
         )
+
+
+class ModelRefusedError(Exception):
+    """A model the engine cannot compute exactly as transformers does: refused at start-up."""

@@ -33,6 +33,7 @@ from llmserve.api.routes import (
     tokenize,
     variants,
 )
+from llmserve.api.startup import start_or_exit
 from llmserve.api.variants import VariantHeaderMiddleware
 from llmserve.auth.base import Gatekeeper
 from llmserve.backends.base import Backend
@@ -53,7 +54,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         for backend in backends.values():
-            await backend.start()
+            await start_or_exit(backend)
         workers.start()
         try:
             yield

@@ -12,7 +12,9 @@ from llmserve.config import EngineConfig, ModelConfig, StructuredConfig
 from llmserve.engine.cpu import CpuInfo, default_num_threads, detect_cpu, dtype_warning
 from llmserve.engine.engine_thread import EngineThread
 from llmserve.engine.llm_engine import LLMEngine
+from llmserve.engine.model_shape import context_length
 from llmserve.engine.quantization import quantize_int8
+from llmserve.engine.warmup import verify_engine
 from llmserve.errors import OverloadedError, UnsupportedOperationError
 from llmserve.models.source import resolve_model_path
 from llmserve.models.tokenizer import ChatTokenizer
@@ -115,13 +117,7 @@ class LocalBackend:
         return self._tokenizer
 
     def _model_info(self, config: Any) -> ModelInfo:
-        text_config = config.get_text_config()
-        max_len = self._model_config.max_model_len or int(text_config.max_position_embeddings)
-        window = getattr(text_config, "sliding_window", None)
-        if window and getattr(text_config, "use_sliding_window", True):
-            # NOTE: the paged attention attends to the whole context; capping the length at the
-            # window keeps sliding-window models (Mistral) exact.
-            max_len = min(max_len, int(window))
+        max_len = self._model_config.max_model_len or context_length(config.get_text_config())
         return ModelInfo(
             name=self._model_config.name,
             kind="chat",
@@ -160,6 +156,7 @@ class LocalBackend:
             eos_token_ids=_eos_token_ids(model, self._tokenizer),
             grammars=self._grammars,
         )
+        verify_engine(engine.runner, max_model_len=self._info.max_model_len)
         return EngineThread(engine, num_threads=num_threads)
 
     def _load_model(self, path: str, cpu: CpuInfo) -> Any:

@@ -8,7 +8,10 @@ attends: all one-token chunks (decodes) in one batched call, each longer prefill
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -17,37 +20,40 @@ from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 ATTENTION_NAME = "llmserve_paged"
+# NOTE: the step's batch reaches attention through this variable, not through the forward's
+# keywords: some families' decoder layers (StableLM) do not pass extra keywords on to attention.
+_CURRENT_BATCH: ContextVar[PagedBatch | None] = ContextVar("llmserve_paged_batch", default=None)
 
 
 @dataclass(frozen=True)
 class KVCache:
     """Per layer, keys and values for every slot: `[num_slots + 1, num_kv_heads, head_dim]`.
 
+    A layer's tensors are allocated when its attention first runs, with the head count and head
+    size its own module produced: layers of one model may differ, and no config field is assumed.
     The extra last slot (`pad_slot`) belongs to no sequence: it pads decode batches.
     """
 
-    keys: list[torch.Tensor]
-    values: list[torch.Tensor]
-
-    @classmethod
-    def allocate(
-        cls,
-        *,
-        num_layers: int,
-        num_slots: int,
-        num_kv_heads: int,
-        head_dim: int,
-        dtype: torch.dtype,
-    ) -> KVCache:
-        shape = (num_slots + 1, num_kv_heads, head_dim)
-        keys = [_empty_but_pad_slot(shape, dtype) for _ in range(num_layers)]
-        values = [_empty_but_pad_slot(shape, dtype) for _ in range(num_layers)]
-        return cls(keys, values)
+    num_slots: int
+    dtype: torch.dtype
+    keys: dict[int, torch.Tensor] = field(default_factory=dict)
+    values: dict[int, torch.Tensor] = field(default_factory=dict)
 
     @property
     def pad_slot(self) -> int:
         """The slot that pads decode batches: always zero, never handed to a sequence."""
-        return self.keys[0].shape[0] - 1
+        return self.num_slots
+
+    def layer(self, layer_idx: int, key: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The layer's cache, allocated on first use from `key` (`[1, kv_heads, T, head_dim]`)."""
+        if layer_idx not in self.keys:
+            with torch.inference_mode(False):  # plain tensors: tests and tools may edit them
+                self._allocate(layer_idx, (self.num_slots + 1, key.shape[1], key.shape[3]))
+        return self.keys[layer_idx], self.values[layer_idx]
+
+    def _allocate(self, layer_idx: int, shape: tuple[int, int, int]) -> None:
+        self.keys[layer_idx] = _empty_but_pad_slot(shape, self.dtype)
+        self.values[layer_idx] = _empty_but_pad_slot(shape, self.dtype)
 
 
 def _empty_but_pad_slot(shape: tuple[int, int, int], dtype: torch.dtype) -> torch.Tensor:
@@ -62,12 +68,11 @@ def _empty_but_pad_slot(shape: tuple[int, int, int], dtype: torch.dtype) -> torc
 
 @dataclass(frozen=True)
 class PrefillChunk:
-    """A multi-token chunk: its place in the packed row, its context slots and its mask."""
+    """A multi-token chunk: its place in the packed row and its context slots (itself last)."""
 
     q_start: int
     q_end: int
     context_slots: torch.Tensor  # [ctx]
-    mask: torch.Tensor | None  # [n, ctx] bool, None when the chunk is the whole causal context
 
 
 @dataclass(frozen=True)
@@ -78,8 +83,29 @@ class PagedBatch:
     slot_mapping: torch.Tensor  # [T]: where each packed token's key and value go
     num_decodes: int  # the first `num_decodes` packed tokens are one-token chunks
     decode_slots: torch.Tensor  # [D, max_ctx], padded with the pad slot
-    decode_mask: torch.Tensor | None  # [D, 1, 1, max_ctx] bool; None when no row is padded
+    decode_lengths: torch.Tensor  # [D]: each decode's context length (its query is the last)
     prefills: tuple[PrefillChunk, ...]
+    ran: set[int] = field(default_factory=set)  # layers whose attention ran through the cache
+
+
+@dataclass(frozen=True)
+class LayerOptions:
+    """What one layer's module asks of attention, from the keywords transformers passes."""
+
+    scaling: float
+    window: int | None  # sliding window: a query sees its last `window` positions, itself too
+    softcap: float | None  # logits become softcap * tanh(logits / softcap) (Gemma 2)
+    sinks: torch.Tensor | None  # [H]: one extra logit per head that takes probability (gpt-oss)
+
+    @classmethod
+    def read(cls, head_dim: int, scaling: float | None, kwargs: dict[str, Any]) -> LayerOptions:
+        window = kwargs.get("sliding_window")
+        return cls(
+            scaling=head_dim**-0.5 if scaling is None else float(scaling),
+            window=int(window) if window else None,
+            softcap=kwargs.get("softcap") or None,
+            sinks=kwargs.get("s_aux"),
+        )
 
 
 def paged_attention(
@@ -94,36 +120,106 @@ def paged_attention(
     **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
     """Attention over the block-paged cache; returns `[1, T, num_heads, head_dim]`."""
-    if paged_batch is None:  # outside the engine (e.g. `model.generate`) behave like sdpa
+    batch = paged_batch or _CURRENT_BATCH.get()
+    if batch is None:  # outside the engine (e.g. `model.generate`) behave like sdpa
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs
         )
-    batch = paged_batch
-    layer_idx: int = module.layer_idx  # type: ignore[assignment]
-    k_cache, v_cache = batch.kv.keys[layer_idx], batch.kv.values[layer_idx]
-    k_cache.index_copy_(0, batch.slot_mapping, key[0].transpose(0, 1))
-    v_cache.index_copy_(0, batch.slot_mapping, value[0].transpose(0, 1))
+    layer_idx = int(module.layer_idx)  # type: ignore[arg-type]
+    options = LayerOptions.read(query.shape[-1], scaling, kwargs)
+    k_cache, v_cache = batch.kv.layer(layer_idx, key)
+    k_cache.index_copy_(0, batch.slot_mapping, key[0].transpose(0, 1).to(k_cache.dtype))
+    v_cache.index_copy_(0, batch.slot_mapping, value[0].transpose(0, 1).to(v_cache.dtype))
     outputs: list[torch.Tensor] = []
     if batch.num_decodes:
-        num_decodes, num_kv_heads = batch.num_decodes, k_cache.shape[1]
-        # NOTE: one query per sequence, so the query heads of a KV group can ride in the
-        # "query length" axis: [D, kv, groups, d] attends to [D, kv, ctx, d] without repeating KV.
-        q = (
-            query[0, :, :num_decodes]
-            .transpose(0, 1)
-            .reshape(num_decodes, num_kv_heads, -1, query.shape[-1])
-        )
-        k = _gather(k_cache, batch.decode_slots).transpose(1, 2)  # [D, kv, ctx, d]
-        v = _gather(v_cache, batch.decode_slots).transpose(1, 2)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=batch.decode_mask, scale=scaling)
-        outputs.append(out.reshape(num_decodes, -1, query.shape[-1]))  # [D, H, d]
+        outputs.append(_decode(query, k_cache, v_cache, batch, options))
     for chunk in batch.prefills:
-        q = query[:, :, chunk.q_start : chunk.q_end]  # [1, H, n, d]
-        k = k_cache.index_select(0, chunk.context_slots).transpose(0, 1).unsqueeze(0)
-        v = v_cache.index_select(0, chunk.context_slots).transpose(0, 1).unsqueeze(0)
-        out = _sdpa(q, k, v, chunk.mask, scaling, is_causal=chunk.mask is None)
-        outputs.append(out[0].transpose(0, 1))  # [n, H, d]
+        outputs.append(_prefill(query, k_cache, v_cache, chunk, options))
+    batch.ran.add(layer_idx)
     return torch.cat(outputs).unsqueeze(0), None
+
+
+def _decode(
+    query: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    batch: PagedBatch,
+    options: LayerOptions,
+) -> torch.Tensor:
+    """One query per sequence, all sequences at once: `[D, H, d]`."""
+    num_decodes, num_kv_heads = batch.num_decodes, k_cache.shape[1]
+    # NOTE: one query per sequence, so the query heads of a KV group can ride in the
+    # "query length" axis: [D, kv, groups, d] attends to [D, kv, ctx, d] without repeating KV.
+    q = (
+        query[0, :, :num_decodes]
+        .transpose(0, 1)
+        .reshape(num_decodes, num_kv_heads, -1, query.shape[-1])
+    )
+    slots, lengths = batch.decode_slots, batch.decode_lengths
+    first = 0
+    if options.window is not None:  # read only the window: drop columns no row can see
+        first = max(0, int(lengths.min()) - options.window)
+        slots = slots[:, first:]
+    positions = torch.arange(first, first + slots.shape[1])
+    mask = positions[None, :] < lengths[:, None]
+    if options.window is not None:
+        mask &= positions[None, :] > lengths[:, None] - 1 - options.window
+    k = _gather(k_cache, slots).transpose(1, 2)  # [D, kv, ctx, d]
+    v = _gather(v_cache, slots).transpose(1, 2)
+    sinks = None if options.sinks is None else options.sinks.reshape(1, num_kv_heads, -1, 1)
+    full = bool(mask.all())
+    out = _attend(q, k, v, None if full else mask[:, None, None, :], options, sinks)
+    return out.reshape(num_decodes, -1, query.shape[-1])
+
+
+def _prefill(
+    query: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    chunk: PrefillChunk,
+    options: LayerOptions,
+) -> torch.Tensor:
+    """One multi-token chunk over its whole context: `[n, H, d]`."""
+    q = query[:, :, chunk.q_start : chunk.q_end]  # [1, H, n, d]
+    k = k_cache.index_select(0, chunk.context_slots).transpose(0, 1).unsqueeze(0)
+    v = v_cache.index_select(0, chunk.context_slots).transpose(0, 1).unsqueeze(0)
+    groups = q.shape[1] // k.shape[1]
+    if groups > 1:
+        k = k.repeat_interleave(groups, dim=1)
+        v = v.repeat_interleave(groups, dim=1)
+    n, ctx = q.shape[2], k.shape[2]
+    q_pos = torch.arange(ctx - n, ctx)[:, None]
+    k_pos = torch.arange(ctx)[None, :]
+    mask = k_pos <= q_pos
+    if options.window is not None:
+        mask &= k_pos > q_pos - options.window
+    sinks = None if options.sinks is None else options.sinks.reshape(1, -1, 1, 1)
+    out = _attend(q, k, v, mask, options, sinks)
+    return out[0].transpose(0, 1)
+
+
+def _attend(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None,
+    options: LayerOptions,
+    sinks: torch.Tensor | None,
+) -> torch.Tensor:
+    """softmax(q k^T * scale [softcapped], [with sinks]) v; `mask` is True where a query sees."""
+    if options.softcap is None and sinks is None:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=options.scaling)
+    scores = torch.matmul(q, k.transpose(-1, -2)) * options.scaling
+    if options.softcap is not None:
+        scores = torch.tanh(scores / options.softcap) * options.softcap
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    if sinks is not None:
+        scores = torch.cat([scores, sinks.to(scores.dtype).expand(*scores.shape[:-1], 1)], -1)
+    probs = torch.softmax(scores.float(), dim=-1).to(v.dtype)
+    if sinks is not None:
+        probs = probs[..., :-1]
+    return torch.matmul(probs, v)
 
 
 def _gather(cache: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
@@ -132,20 +228,14 @@ def _gather(cache: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
     return rows.view(*slots.shape, *cache.shape[1:])
 
 
-def _sdpa(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    mask: torch.Tensor | None,
-    scale: float | None,
-    *,
-    is_causal: bool,
-) -> torch.Tensor:
-    groups = q.shape[1] // k.shape[1]
-    if groups > 1:
-        k = k.repeat_interleave(groups, dim=1)
-        v = v.repeat_interleave(groups, dim=1)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, scale=scale)
+@contextmanager
+def attending(batch: PagedBatch) -> Iterator[None]:
+    """Within this block, every layer's paged attention on this thread uses `batch`."""
+    token = _CURRENT_BATCH.set(batch)
+    try:
+        yield
+    finally:
+        _CURRENT_BATCH.reset(token)
 
 
 def register_paged_attention() -> None:

@@ -11,6 +11,7 @@ from llmserve.config import EngineConfig
 from llmserve.engine.block_manager import BlockManager, namespace_root, num_kv_blocks
 from llmserve.engine.detokenizer import IncrementalDetokenizer
 from llmserve.engine.model_runner import ModelRunner
+from llmserve.engine.model_shape import kv_geometry
 from llmserve.engine.sampler import SampledToken, Sampler
 from llmserve.engine.scheduler import ScheduledChunk, Scheduler, SchedulerOutput
 from llmserve.engine.sequence import Sequence, SequenceStatus
@@ -54,16 +55,13 @@ class LLMEngine:
         num_blocks: int | None = None,  # overrides the block count the memory budget gives
         grammars: GrammarCompiler | None = None,  # None: requests with a grammar are refused
     ) -> None:
-        text_config = model.config.get_text_config()
-        head_dim = getattr(text_config, "head_dim", None) or (
-            text_config.hidden_size // text_config.num_attention_heads
-        )
+        geometry = kv_geometry(model.config.get_text_config())
         num_blocks = num_blocks or num_kv_blocks(
             config.kv_cache_memory_mb,
             block_size=config.block_size,
-            num_layers=text_config.num_hidden_layers,
-            num_kv_heads=text_config.num_key_value_heads,
-            head_dim=head_dim,
+            num_layers=geometry.num_layers,
+            num_kv_heads=geometry.num_kv_heads,
+            head_dim=geometry.head_dim,
             dtype_bytes=model.dtype.itemsize,
         )
         self.block_manager = BlockManager(

@@ -11,6 +11,7 @@ from llmserve.engine.attention import (
     KVCache,
     PagedBatch,
     PrefillChunk,
+    attending,
     register_paged_attention,
 )
 from llmserve.engine.scheduler import ScheduledChunk, SchedulerOutput
@@ -24,17 +25,8 @@ class ModelRunner:
         model.set_attn_implementation(ATTENTION_NAME)
         self.model = model
         self.block_size = block_size
-        config = model.config.get_text_config()
-        head_dim = (
-            getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-        )
-        self.kv = KVCache.allocate(
-            num_layers=config.num_hidden_layers,
-            num_slots=num_blocks * block_size,
-            num_kv_heads=config.num_key_value_heads,
-            head_dim=head_dim,
-            dtype=model.dtype,
-        )
+        self.kv = KVCache(num_slots=num_blocks * block_size, dtype=model.dtype)
+        self.layers_ran: frozenset[int] = frozenset()  # layers whose attention ran last step
 
     @torch.inference_mode()
     def execute(self, out: SchedulerOutput) -> torch.Tensor:
@@ -46,13 +38,14 @@ class ModelRunner:
             positions += range(chunk.start, chunk.start + chunk.num_tokens)
         batch = self._paged_batch(out.chunks)
         keep = self._sampled_rows(out.chunks)
-        result = self.model(
-            input_ids=torch.tensor([input_ids]),
-            position_ids=torch.tensor([positions]),
-            use_cache=False,
-            logits_to_keep=keep,
-            paged_batch=batch,
-        )
+        with attending(batch):
+            result = self.model(
+                input_ids=torch.tensor([input_ids]),
+                position_ids=torch.tensor([positions]),
+                use_cache=False,
+                logits_to_keep=keep,
+            )
+        self.layers_ran = frozenset(batch.ran)
         logits: torch.Tensor = result.logits[0].float()
         return logits
 
@@ -73,17 +66,15 @@ class ModelRunner:
             if chunk.num_tokens == 1:
                 decode_slots.append(context)
             else:
-                prefills.append(
-                    PrefillChunk(q_start, q_start + chunk.num_tokens, context, _mask(chunk))
-                )
+                prefills.append(PrefillChunk(q_start, q_start + chunk.num_tokens, context))
             q_start += chunk.num_tokens
-        padded, mask = _pad_decodes(decode_slots, self.kv.pad_slot)
+        padded = _pad_decodes(decode_slots, self.kv.pad_slot)
         return PagedBatch(
             kv=self.kv,
             slot_mapping=torch.cat(slot_parts),
             num_decodes=len(decode_slots),
             decode_slots=padded,
-            decode_mask=mask,
+            decode_lengths=torch.tensor([len(s) for s in decode_slots], dtype=torch.long),
             prefills=tuple(prefills),
         )
 
@@ -98,24 +89,8 @@ class ModelRunner:
         return torch.tensor(rows, dtype=torch.long)
 
 
-def _mask(chunk: ScheduledChunk) -> torch.Tensor | None:
-    """Causal mask of a prefill chunk over its whole context; None for a fresh full prompt."""
-    if chunk.start == 0:
-        return None
-    q_positions = torch.arange(chunk.start, chunk.start + chunk.num_tokens)
-    k_positions = torch.arange(chunk.start + chunk.num_tokens)
-    return k_positions[None, :] <= q_positions[:, None]
-
-
-def _pad_decodes(
-    slots: list[torch.Tensor], pad_slot: int
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Decode context slots padded to one length, and the mask of real positions (if needed)."""
+def _pad_decodes(slots: list[torch.Tensor], pad_slot: int) -> torch.Tensor:
+    """Decode context slots padded with the pad slot to one length."""
     if not slots:
-        return torch.zeros(0, 1, dtype=torch.long), None
-    lengths = [len(s) for s in slots]
-    padded = torch.nn.utils.rnn.pad_sequence(slots, batch_first=True, padding_value=pad_slot)
-    if min(lengths) == max(lengths):
-        return padded, None
-    mask = torch.arange(padded.shape[1]) < torch.tensor(lengths)[:, None]
-    return padded, mask[:, None, None, :]
+        return torch.zeros(0, 1, dtype=torch.long)
+    return torch.nn.utils.rnn.pad_sequence(slots, batch_first=True, padding_value=pad_slot)
