@@ -16,7 +16,7 @@ from llmserve.engine.quantization import quantize_int8
 from llmserve.errors import OverloadedError, UnsupportedOperationError
 from llmserve.models.source import resolve_model_path
 from llmserve.models.tokenizer import ChatTokenizer
-from llmserve.structured.llguidance_compiler import LlguidanceCompiler
+from llmserve.structured.llguidance_compiler import LlguidanceCompiler, NoGrammars, model_grammars
 from llmserve.structured.tool_formats import detect_tool_call_format
 from llmserve.types import (
     BackendLoad,
@@ -41,7 +41,7 @@ class LocalBackend:
         self._info: ModelInfo | None = None
         self._tokenizer: ChatTokenizer | None = None
         self._thread: EngineThread | None = None
-        self._grammars: LlguidanceCompiler | None = None
+        self._grammars: LlguidanceCompiler | NoGrammars | None = None
 
     @property
     def info(self) -> ModelInfo:
@@ -143,8 +143,8 @@ class LocalBackend:
             revision=self._model_config.revision,
         )
         self._info = self._model_info(model.config)
-        self._grammars = LlguidanceCompiler.from_hf(
-            self._tokenizer.hf, num_threads=self._engine_config.num_threads
+        self._grammars = model_grammars(
+            self._tokenizer.hf, self._model_config.name, num_threads=self._engine_config.num_threads
         )
         engine = LLMEngine(
             model,
@@ -152,7 +152,7 @@ class LocalBackend:
             self._engine_config,
             max_model_len=self._info.max_model_len,
             eos_token_ids=_eos_token_ids(model, self._tokenizer),
-            grammars=self._grammars,
+            grammars=self._grammars if isinstance(self._grammars, LlguidanceCompiler) else None,
         )
         return EngineThread(engine, num_threads=num_threads)
 

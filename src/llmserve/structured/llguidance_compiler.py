@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -10,7 +11,12 @@ from typing import TYPE_CHECKING, Any, cast
 
 import llguidance
 
-from llmserve.structured.grammar import Bitmask, GrammarMatcher, InvalidGrammarError
+from llmserve.structured.grammar import (
+    Bitmask,
+    GrammarMatcher,
+    InvalidGrammarError,
+    StructuredOutputUnsupportedError,
+)
 from llmserve.types import GrammarSpec
 
 if TYPE_CHECKING:
@@ -19,6 +25,8 @@ if TYPE_CHECKING:
 # NOTE: compact JSON, as OpenAI writes it; flexible whitespace lets a weak model pad forever.
 JSON_OPTIONS: JsonCompileOptions = {"whitespace_flexible": False}
 CACHE_SIZE = 256  # compiled grammars kept (schemas repeat: the same app sends the same one)
+
+logger = logging.getLogger(__name__)
 
 
 class LlguidanceMatcher:
@@ -89,6 +97,34 @@ class LlguidanceCompiler:
             if len(self._cache) > CACHE_SIZE:
                 self._cache.popitem(last=False)
         return matcher
+
+
+class NoGrammars:
+    """Stands in for the compiler of a model whose tokenizer llguidance cannot read."""
+
+    def __init__(self, model: str, reason: str) -> None:
+        self.model = model
+        self.reason = reason
+
+    def compile(self, spec: GrammarSpec) -> None:
+        raise StructuredOutputUnsupportedError(self.model, self.reason)
+
+
+def model_grammars(
+    hf_tokenizer: Any, model: str, *, num_threads: int | None = None
+) -> LlguidanceCompiler | NoGrammars:
+    """The model's grammar compiler; `NoGrammars` (and one warning) when llguidance refuses the
+    tokenizer (a word-level one: "can't determine decoder type"), so the model still loads.
+    """
+    try:
+        return LlguidanceCompiler.from_hf(hf_tokenizer, num_threads=num_threads)
+    except (ValueError, RuntimeError, TypeError) as exc:
+        logger.warning(
+            "model %s: structured output disabled: llguidance cannot read its tokenizer (%s)",
+            model,
+            exc,
+        )
+        return NoGrammars(model, str(exc))
 
 
 def grammar_text(spec: GrammarSpec) -> str:
