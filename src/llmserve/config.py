@@ -21,6 +21,8 @@ from llmserve.scale_config import VariantConfig as VariantConfig
 from llmserve.scale_config import check_unique
 
 BUILTIN_CHAT_MODEL = "llmserve/tiny-chat"
+# The tool-call formats of structured/tool_formats.py (a model's `tool_call_parser`)
+TOOL_CALL_PARSERS = ("hermes", "llama3_json", "mistral", "mistral_args")
 BUILTIN_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 BackendKind = Literal["local", "fake"]
@@ -85,6 +87,8 @@ class ModelConfig:
     kind: ModelKindSetting = "auto"
     backend: BackendKind = "local"
     chat_template: str | None = None  # a built-in name ("llama-2", "chatml"), or Jinja text
+    # The tool-call format (vLLM's --tool-call-parser); None: read from the template/tokenizer
+    tool_call_parser: str | None = None
     max_model_len: int | None = None
     revision: str | None = None
     public: bool = True  # listed by GET /v1/models for anonymous callers (docs/architecture.md)
@@ -101,6 +105,10 @@ class ModelConfig:
             raise ValueError(f"model {self.name}: give either a source or variants (not both)")
         if self.max_model_len is not None and self.max_model_len < 16:
             raise ValueError("max_model_len must be at least 16")
+        if self.tool_call_parser is not None and self.tool_call_parser not in TOOL_CALL_PARSERS:
+            raise ValueError(
+                f"model {self.name}: tool_call_parser must be one of {', '.join(TOOL_CALL_PARSERS)}"
+            )
         if self.replicas is not None and self.autoscaling is not None:
             raise ValueError(f"model {self.name}: give replicas or autoscaling, not both")
         if self.replicas is not None and self.replicas < 1:

@@ -17,7 +17,7 @@ from llmserve.errors import OverloadedError, UnsupportedOperationError
 from llmserve.models.source import resolve_model_path
 from llmserve.models.tokenizer import ChatTokenizer
 from llmserve.structured.llguidance_compiler import LlguidanceCompiler, NoGrammars, model_grammars
-from llmserve.structured.tool_formats import detect_tool_call_format
+from llmserve.structured.tool_formats import FORMATS, detect_tool_call_format
 from llmserve.types import (
     BackendLoad,
     ChatMessage,
@@ -124,10 +124,17 @@ class LocalBackend:
             max_model_len=max_len,
             source=self._model_config.source,
             max_chars_per_token=self._tokenizer.max_chars_per_token if self._tokenizer else None,
-            tool_call_format=detect_tool_call_format(
-                self._tokenizer.chat_template if self._tokenizer else None
-            ),
+            tool_call_format=self._tool_call_format(),
         )
+
+    def _tool_call_format(self) -> str:
+        """The configured `tool_call_parser`, else the one the template and tokenizer reveal."""
+        if self._model_config.tool_call_parser:
+            return self._model_config.tool_call_parser
+        if self._tokenizer is None:
+            return detect_tool_call_format(None)
+        tokenizer = self._tokenizer
+        return detect_tool_call_format(tokenizer.chat_template, tokenizer.special_tokens)
 
     def _load(self) -> EngineThread:
         import torch
@@ -143,6 +150,7 @@ class LocalBackend:
             revision=self._model_config.revision,
         )
         self._info = self._model_info(model.config)
+        self._tokenizer.keep_special_tokens(FORMATS[self._info.tool_call_format].tokens)
         self._grammars = model_grammars(
             self._tokenizer.hf, self._model_config.name, num_threads=self._engine_config.num_threads
         )
