@@ -87,8 +87,6 @@ class ModelConfig:
     kind: ModelKindSetting = "auto"
     backend: BackendKind = "local"
     chat_template: str | None = None  # a built-in name ("llama-2", "chatml"), or Jinja text
-    # The tool-call format (vLLM's --tool-call-parser); None: read from the template/tokenizer
-    tool_call_parser: str | None = None
     max_model_len: int | None = None
     revision: str | None = None
     public: bool = True  # listed by GET /v1/models for anonymous callers (docs/architecture.md)
@@ -97,6 +95,8 @@ class ModelConfig:
     variants: tuple[VariantConfig, ...] = ()
     num_cpus: float = 1.0  # CPUs each engine replica declares to Ray; also its torch threads
     fake_token_delay_s: float = 0.0  # backend "fake" only: seconds per token (demos, tests)
+    # The tool-call format (vLLM's --tool-call-parser); None: read from the template/tokenizer
+    tool_call_parser: str | None = None
 
     def __post_init__(self) -> None:
         if not self.name:
