@@ -206,3 +206,19 @@ def test_other_special_tokens_stay_hidden(served: dict[str, Any], client: openai
     )
     assert chat.choices[0].message.content == "hi"
     assert chat.usage is not None and chat.usage.completion_tokens == 3
+
+
+@pytest.mark.parametrize("model", [LIST_MODEL, ARGS_MODEL])
+def test_required_forces_a_call_in_the_models_format(client: openai.OpenAI, model: str) -> None:
+    """The forcing grammar's `[TOOL_CALLS]`/`[ARGS]` become the special tokens, not text."""
+    chat = client.chat.completions.create(
+        model=model,
+        messages=MESSAGES,
+        tools=TOOLS,
+        tool_choice={"type": "function", "function": {"name": "get_time"}},
+        max_tokens=60,
+    )
+    [choice] = chat.choices
+    [call] = choice.message.tool_calls or []
+    assert call.function.name == "get_time"  # type: ignore[union-attr]
+    assert choice.finish_reason in ("tool_calls", "length")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -49,8 +50,15 @@ class LlguidanceMatcher:
 class LlguidanceCompiler:
     """Compiles specs against one model's tokenizer, with an LRU cache of compiled grammars."""
 
-    def __init__(self, tokenizer: llguidance.LLTokenizer, *, num_threads: int | None = None):
+    def __init__(
+        self,
+        tokenizer: llguidance.LLTokenizer,
+        *,
+        num_threads: int | None = None,
+        special_ids: dict[str, int] | None = None,
+    ):
         self.tokenizer = tokenizer
+        self.special_ids = special_ids or {}  # special token text -> id, for Lark literals
         self._executor = llguidance.LLExecutor(num_threads)
         self._cache: OrderedDict[GrammarSpec, llguidance.LLMatcher] = OrderedDict()
         self._lock = threading.Lock()
@@ -65,7 +73,9 @@ class LlguidanceCompiler:
         import llguidance.hf
 
         tokenizer = llguidance.hf.from_tokenizer(hf_tokenizer, n_vocab=len(hf_tokenizer))
-        return cls(tokenizer, num_threads=num_threads)
+        added = hf_tokenizer.added_tokens_decoder.items()
+        special_ids = {str(token): int(i) for i, token in added if token.special}
+        return cls(tokenizer, num_threads=num_threads, special_ids=special_ids)
 
     @property
     def vocab_size(self) -> int:
@@ -89,7 +99,10 @@ class LlguidanceCompiler:
             if spec in self._cache:
                 self._cache.move_to_end(spec)
                 return self._cache[spec]
-        matcher = llguidance.LLMatcher(self.tokenizer, grammar_text(spec), log_level=0)
+        text = grammar_text(spec)
+        if spec.kind == "lark":
+            text = special_literals(text, self.special_ids)
+        matcher = llguidance.LLMatcher(self.tokenizer, text, log_level=0)
         if matcher.is_error():
             raise InvalidGrammarError(matcher.get_error())
         with self._lock:
@@ -141,6 +154,41 @@ def grammar_text(spec: GrammarSpec) -> str:
         return llguidance.LLMatcher.grammar_from_lark(spec.source)
     except ValueError as exc:
         raise InvalidGrammarError(str(exc)) from None
+
+
+_LARK_STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"')
+
+
+def special_literals(lark: str, special_ids: dict[str, int]) -> str:
+    """`lark` with each special token's text inside a string literal written as its token
+    (`"[TOOL_CALLS]["` -> `<[5]> "["`): llguidance forces the special token for such text (its
+    tokenizer splits it out) but would not accept it as text. Lines with `%json` are left alone.
+    """
+    names = [name for name in special_ids if len(name) > 1]
+    if not names:
+        return lark
+    pattern = re.compile("|".join(re.escape(n) for n in sorted(names, key=len, reverse=True)))
+
+    def split(literal: re.Match[str]) -> str:
+        try:
+            value = json.loads(literal.group(0))
+        except ValueError:  # a Lark escape JSON does not know: not ours to rewrite
+            return literal.group(0)
+        if not isinstance(value, str) or not pattern.search(value):
+            return literal.group(0)
+        parts, last = [], 0
+        for found in pattern.finditer(value):
+            if found.start() > last:
+                parts.append(json.dumps(value[last : found.start()]))
+            parts.append(f"<[{special_ids[found.group(0)]}]>")
+            last = found.end()
+        if last < len(value):
+            parts.append(json.dumps(value[last:]))
+        return " ".join(parts)
+
+    return "\n".join(
+        line if "%json" in line else _LARK_STRING.sub(split, line) for line in lark.split("\n")
+    )
 
 
 def choice_lark(choices: list[str]) -> str:
