@@ -34,7 +34,7 @@ SHAPE = dict(
     num_key_value_heads=3,
     intermediate_size=1536,
     vocab_size=49152,
-    max_position_embeddings=2048,
+    max_position_embeddings=8192,  # SmolLM2-135M's context (room for 4,000-token prompts)
     tie_word_embeddings=True,
 )
 METHODS = (
@@ -54,13 +54,26 @@ def build_model(home: Path) -> Path:
     from transformers import AutoModelForCausalLM, LlamaConfig
 
     folder = home / "models" / MODEL_NAME
-    if (folder / "tokenizer.json").is_file():
+    if (folder / "tokenizer.json").is_file() and _config_matches(folder):
         return folder
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(LlamaConfig(**SHAPE), dtype=torch.float32)
     model.save_pretrained(folder)
     word_level_tokenizer(SHAPE["vocab_size"]).save_pretrained(folder)
     return folder
+
+
+def _config_matches(folder: Path) -> bool:
+    """The saved model has today's SHAPE (a cached one from an older SHAPE is rebuilt)."""
+    config = json.loads((folder / "config.json").read_text())
+    return all(config.get(key) == value for key, value in SHAPE.items())
+
+
+def kv_cache_mb(concurrency: int, context: int) -> int:
+    """KV cache (MB) that holds every stream's whole context at once, at least 256."""
+    per_token = 2 * SHAPE["num_hidden_layers"] * SHAPE["num_key_value_heads"] * 4  # fp32 K and V
+    per_token *= SHAPE["hidden_size"] // SHAPE["num_attention_heads"]
+    return max(256, int(1.1 * concurrency * (context + 16) * per_token / 2**20) + 1)
 
 
 def word_level_tokenizer(vocab_size: int) -> Any:
@@ -198,7 +211,7 @@ def run_llmserve(
     engine_config = EngineConfig(
         max_num_seqs=32,
         max_num_batched_tokens=512,
-        kv_cache_memory_mb=256,
+        kv_cache_memory_mb=kv_cache_mb(concurrency, prompt_len + new_tokens),
         quantization=quantization,  # type: ignore[arg-type]
     )
     backend = LocalBackend(ModelConfig(name="bench", source=str(folder)), engine_config, folder)

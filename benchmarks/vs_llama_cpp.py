@@ -3,6 +3,7 @@
     python benchmarks/vs_llama_cpp.py                      # 3 interleaved rounds, 64 new tokens
     python benchmarks/vs_llama_cpp.py --threads 1                # on a machine shared with others
     python benchmarks/vs_llama_cpp.py --rounds 1 --concurrency 1 8 --skip-prefix
+    python benchmarks/vs_llama_cpp.py --prompt-len 32 1000 4000 --concurrency 1 32  # long context
 
 Methods: Hugging Face padded batch, llmserve float32 and int8 in process (like engine_cpu.py),
 llmserve int8 behind its HTTP server (`llmserve serve --quantization int8`, streaming
@@ -228,35 +229,46 @@ def run_rounds(folder: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
     binary = llama_server.build_llama_server(cache) if needs_llama else None
     runs = []
     for round_index in range(args.rounds):
-        for concurrency in args.concurrency:
-            for method in args.methods:
-                if method in LLAMA_METHOD_TO_GGUF and binary is not None:
-                    gguf = llama_server.gguf_model(cache, folder, LLAMA_METHOD_TO_GGUF[method])
-                    result: dict[str, Any] | None = measure_llama_server_or_none(
-                        binary, gguf, concurrency, args
-                    )
-                else:
-                    result = measure(method, folder, concurrency, args)
-                if result is not None:
-                    runs.append({"round": round_index, "method": method,
-                                 "concurrency": concurrency, **result})  # fmt: skip
-                    print(json.dumps(runs[-1]), flush=True)
+        for prompt_len in args.prompt_len:
+            one = argparse.Namespace(**{**vars(args), "prompt_len": prompt_len})
+            for concurrency in args.concurrency:
+                for method in args.methods:
+                    if method in LLAMA_METHOD_TO_GGUF and binary is not None:
+                        gguf = llama_server.gguf_model(cache, folder, LLAMA_METHOD_TO_GGUF[method])
+                        result: dict[str, Any] | None = measure_llama_server_or_none(
+                            binary, gguf, concurrency, one
+                        )
+                    else:
+                        result = measure(method, folder, concurrency, one)
+                    if result is not None:
+                        runs.append({"round": round_index, "method": method,
+                                     "prompt_len": prompt_len, "concurrency": concurrency,
+                                     **result})  # fmt: skip
+                        print(json.dumps(runs[-1]), flush=True)
     return runs
 
 
 def medians(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per (method, concurrency): the median over rounds of each figure."""
-    keys = sorted({(r["method"], r["concurrency"]) for r in runs}, key=lambda k: (k[1], k[0]))
+    """Per (prompt length, method, concurrency): the median over rounds of each figure."""
+    keys = sorted(
+        {(r["prompt_len"], r["method"], r["concurrency"]) for r in runs},
+        key=lambda k: (k[0], k[2], k[1]),
+    )
     rows = []
-    for method, concurrency in keys:
-        mine = [r for r in runs if (r["method"], r["concurrency"]) == (method, concurrency)]
+    for prompt_len, method, concurrency in keys:
+        mine = [
+            r
+            for r in runs
+            if (r["prompt_len"], r["method"], r["concurrency"]) == (prompt_len, method, concurrency)
+        ]
 
         def median(get: Any, mine: list[dict[str, Any]] = mine) -> float | None:
             values = [v for v in map(get, mine) if v is not None]
             return statistics.median(values) if values else None
 
         rows.append({
-            "method": method, "concurrency": concurrency, "rounds": len(mine),
+            "method": method, "prompt_len": prompt_len, "concurrency": concurrency,
+            "rounds": len(mine),
             "tokens_per_s": median(lambda r: r["tokens_per_s"]),
             "ttft_p50_ms": median(lambda r: r["ttft_ms"]["p50"]),
             "itl_p50_ms": median(lambda r: r["itl_ms"]["p50"]),
@@ -271,12 +283,13 @@ def fmt(value: float | None, digits: int = 0) -> str:
 
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| method | streams | tok/s | TTFT p50 ms | ITL p50 ms | peak RSS MB | rounds |",
-        "|---|---|---|---|---|---|---|",
+        "| prompt | method | streams | tok/s | TTFT p50 ms | ITL p50 ms | peak RSS MB | rounds |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['method']} | {r['concurrency']} | {fmt(r['tokens_per_s'], 1)} "
+            f"| {r['prompt_len']} | {r['method']} | {r['concurrency']} "
+            f"| {fmt(r['tokens_per_s'], 1)} "
             f"| {fmt(r['ttft_p50_ms'])} | {fmt(r['itl_p50_ms'], 1)} | {fmt(r['peak_rss_mb'])} "
             f"| {r['rounds']} |"
         )
@@ -284,17 +297,15 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 
 def ratios(rows: list[dict[str, Any]]) -> str:
-    """llmserve int8's tokens/s over llama-server q8_0's, per concurrency."""
-    speed = {(r["method"], r["concurrency"]): r["tokens_per_s"] for r in rows}
+    """llmserve int8's tokens/s over llama-server q8_0's, per prompt length and concurrency."""
+    speed = {(r["method"], r["prompt_len"], r["concurrency"]): r["tokens_per_s"] for r in rows}
     parts = []
-    for concurrency in sorted({r["concurrency"] for r in rows}):
-        ours = speed.get(("llmserve_int8", concurrency))
-        theirs = speed.get(("llama_server_q8_0", concurrency))
-        if ours and theirs:
-            parts.append(f"{concurrency} streams: {ours / theirs:.2f}x")
-        else:
-            parts.append(f"{concurrency} streams: -")
-    return "llmserve int8 / llama-server q8_0 tokens/s: " + ", ".join(parts)
+    for prompt_len, concurrency in sorted({(r["prompt_len"], r["concurrency"]) for r in rows}):
+        ours = speed.get(("llmserve_int8", prompt_len, concurrency))
+        theirs = speed.get(("llama_server_q8_0", prompt_len, concurrency))
+        ratio = f"{ours / theirs:.2f}x" if ours and theirs else "-"
+        parts.append(f"prompt {prompt_len}, {concurrency} streams: {ratio}")
+    return "llmserve int8 / llama-server q8_0 tokens/s: " + "; ".join(parts)
 
 
 def prefix_table(results: dict[str, dict[str, Any]]) -> str:
@@ -341,15 +352,22 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for method in METHODS:
-        points = [(r["concurrency"], r["tokens_per_s"]) for r in rows if r["method"] == method]
-        if points:
-            ax.plot(*zip(*points, strict=True), marker="o", label=method)
-    ax.set(xscale="log", xlabel="concurrent streams", ylabel="generated tokens/s (median)")
-    ax.set_title("SmolLM2-135M-shaped model on this CPU: llmserve vs llama-server")
-    ax.set_xticks([1, 8, 32], labels=["1", "8", "32"])
-    ax.legend()
+    lengths = sorted({r["prompt_len"] for r in rows})
+    fig, axes = plt.subplots(1, len(lengths), figsize=(5 * len(lengths), 4), squeeze=False)
+    for ax, prompt_len in zip(axes[0], lengths, strict=True):
+        for method in METHODS:
+            points = [
+                (r["concurrency"], r["tokens_per_s"])
+                for r in rows
+                if r["method"] == method and r["prompt_len"] == prompt_len
+            ]
+            if points:
+                ax.plot(*zip(*points, strict=True), marker="o", label=method)
+        ax.set(xscale="log", xlabel="concurrent streams", ylabel="generated tokens/s (median)")
+        ax.set_title(f"{prompt_len}-token prompts")
+        ax.set_xticks([1, 8, 32], labels=["1", "8", "32"])
+        ax.legend(fontsize="small")
+    fig.suptitle("SmolLM2-135M-shaped model on this CPU: llmserve vs llama-server")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -358,7 +376,9 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--new-tokens", type=int, default=64)
-    parser.add_argument("--prompt-len", type=int, default=32)
+    parser.add_argument(
+        "--prompt-len", type=int, nargs="+", default=[32], help="prompt lengths (tokens)"
+    )
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument(
@@ -388,8 +408,9 @@ def main() -> None:
     rows = medians(runs)
     report = (
         f"CPU: {cpu.summary()}; {args.threads} threads; load average at start "
-        f"{load[0]:.1f}. {args.new_tokens} new tokens per request, prompt {args.prompt_len} "
-        f"tokens, greedy, ignore_eos; medians of {args.rounds} interleaved rounds.\n\n"
+        f"{load[0]:.1f}. {args.new_tokens} new tokens per request, prompts of "
+        f"{', '.join(map(str, args.prompt_len))} tokens, greedy, ignore_eos; "
+        f"medians of {args.rounds} interleaved rounds.\n\n"
         f"{table(rows)}\n\n{ratios(rows)}\n"
     )
     prefix = {} if args.skip_prefix else run_prefix(folder, args)

@@ -21,6 +21,8 @@ from llmserve.scale_config import VariantConfig as VariantConfig
 from llmserve.scale_config import check_unique
 
 BUILTIN_CHAT_MODEL = "llmserve/tiny-chat"
+# The tool-call formats of structured/tool_formats.py (a model's `tool_call_parser`)
+TOOL_CALL_PARSERS = ("hermes", "llama3_json", "mistral", "mistral_args")
 BUILTIN_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 BackendKind = Literal["local", "fake"]
@@ -93,6 +95,8 @@ class ModelConfig:
     variants: tuple[VariantConfig, ...] = ()
     num_cpus: float = 1.0  # CPUs each engine replica declares to Ray; also its torch threads
     fake_token_delay_s: float = 0.0  # backend "fake" only: seconds per token (demos, tests)
+    # The tool-call format (vLLM's --tool-call-parser); None: read from the template/tokenizer
+    tool_call_parser: str | None = None
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -101,6 +105,10 @@ class ModelConfig:
             raise ValueError(f"model {self.name}: give either a source or variants (not both)")
         if self.max_model_len is not None and self.max_model_len < 16:
             raise ValueError("max_model_len must be at least 16")
+        if self.tool_call_parser is not None and self.tool_call_parser not in TOOL_CALL_PARSERS:
+            raise ValueError(
+                f"model {self.name}: tool_call_parser must be one of {', '.join(TOOL_CALL_PARSERS)}"
+            )
         if self.replicas is not None and self.autoscaling is not None:
             raise ValueError(f"model {self.name}: give replicas or autoscaling, not both")
         if self.replicas is not None and self.replicas < 1:

@@ -61,6 +61,25 @@ CASES = {
             ParsedCalls("Sure.", [("ping", "{}"), ("pong", '{"a": 1}')]),
         ),
         ("No calls [TOOL", ParsedCalls("No calls [TOOL", [])),
+        (  # a SentencePiece detokenizer's space between the special token and the list
+            '[TOOL_CALLS] [{"name": "ping", "arguments": {}}]',
+            ParsedCalls(None, [("ping", "{}")]),
+        ),
+    ],
+    "mistral_args": [
+        (
+            f"[TOOL_CALLS]get_weather[ARGS]{WEATHER}",
+            ParsedCalls(None, [("get_weather", WEATHER)]),
+        ),
+        (
+            'Sure.[TOOL_CALLS]ping[ARGS]{}[TOOL_CALLS]pong[ARGS]{"a": 1}',
+            ParsedCalls("Sure.", [("ping", "{}"), ("pong", '{"a": 1}')]),
+        ),
+        (
+            '[TOOL_CALLS]ping[CALL_ID]a1b2c3d4e[ARGS]{"a": 1}',
+            ParsedCalls(None, [("ping", '{"a": 1}')]),
+        ),
+        ("No calls [TOOL", ParsedCalls("No calls [TOOL", [])),
     ],
 }
 ALL_CASES = [(name, text, want) for name, cases in CASES.items() for text, want in cases]

@@ -18,8 +18,8 @@ from llmserve.engine.warmup import verify_engine
 from llmserve.errors import OverloadedError, UnsupportedOperationError
 from llmserve.models.source import resolve_model_path
 from llmserve.models.tokenizer import ChatTokenizer
-from llmserve.structured.llguidance_compiler import LlguidanceCompiler
-from llmserve.structured.tool_formats import detect_tool_call_format
+from llmserve.structured.llguidance_compiler import LlguidanceCompiler, NoGrammars, model_grammars
+from llmserve.structured.tool_formats import FORMATS, detect_tool_call_format
 from llmserve.types import (
     BackendLoad,
     ChatMessage,
@@ -47,7 +47,7 @@ class LocalBackend:
         self._info: ModelInfo | None = None
         self._tokenizer: ChatTokenizer | None = None
         self._thread: EngineThread | None = None
-        self._grammars: LlguidanceCompiler | None = None
+        self._grammars: LlguidanceCompiler | NoGrammars | None = None
 
     @property
     def info(self) -> ModelInfo:
@@ -124,10 +124,17 @@ class LocalBackend:
             max_model_len=max_len,
             source=self._model_config.source,
             max_chars_per_token=self._tokenizer.max_chars_per_token if self._tokenizer else None,
-            tool_call_format=detect_tool_call_format(
-                self._tokenizer.chat_template if self._tokenizer else None
-            ),
+            tool_call_format=self._tool_call_format(),
         )
+
+    def _tool_call_format(self) -> str:
+        """The configured `tool_call_parser`, else the one the template and tokenizer reveal."""
+        if self._model_config.tool_call_parser:
+            return self._model_config.tool_call_parser
+        if self._tokenizer is None:
+            return detect_tool_call_format(None)
+        tokenizer = self._tokenizer
+        return detect_tool_call_format(tokenizer.chat_template, tokenizer.special_tokens)
 
     def _load(self) -> EngineThread:
         import torch
@@ -143,9 +150,10 @@ class LocalBackend:
             revision=self._model_config.revision,
         )
         self._info = self._model_info(model.config)
-        self._grammars = LlguidanceCompiler.from_hf(
-            self._tokenizer.hf, num_threads=self._engine_config.num_threads,
-            cache_mb=self._structured.cache_mb,
+        self._tokenizer.keep_special_tokens(FORMATS[self._info.tool_call_format].tokens)
+        self._grammars = model_grammars(
+            self._tokenizer.hf, self._model_config.name,
+            num_threads=self._engine_config.num_threads, cache_mb=self._structured.cache_mb,
             compile_timeout_s=self._structured.compile_timeout_s,
         )  # fmt: skip
         engine = LLMEngine(
@@ -154,7 +162,7 @@ class LocalBackend:
             self._engine_config,
             max_model_len=self._info.max_model_len,
             eos_token_ids=_eos_token_ids(model, self._tokenizer),
-            grammars=self._grammars,
+            grammars=self._grammars if isinstance(self._grammars, LlguidanceCompiler) else None,
         )
         verify_engine(engine.runner, max_model_len=self._info.max_model_len)
         return EngineThread(engine, num_threads=num_threads)

@@ -20,7 +20,7 @@ from llmserve.config import ModelConfig
 from llmserve.errors import OverloadedError, ReplicaFailedError, UnsupportedOperationError
 from llmserve.models.source import resolve_model_path
 from llmserve.models.tokenizer import ChatTokenizer
-from llmserve.structured.llguidance_compiler import LlguidanceCompiler
+from llmserve.structured.llguidance_compiler import LlguidanceCompiler, NoGrammars, model_grammars
 from llmserve.types import (
     BackendLoad,
     ChatMessage,
@@ -54,7 +54,7 @@ class RayHandleBackend:
         self._max_running_per_replica = max_running_per_replica
         self._info: ModelInfo | None = None
         self._tokenizer: ChatTokenizer | None = None
-        self._grammars: LlguidanceCompiler | None = None
+        self._grammars: LlguidanceCompiler | NoGrammars | None = None
         self._request_to_call: dict[str, Any] = {}  # request id -> its streaming call
         self._num_replicas = 0
         self._poll: asyncio.Task[None] | None = None
@@ -68,7 +68,9 @@ class RayHandleBackend:
     async def start(self) -> None:
         """Load the tokenizer here and ask a replica for the model's facts."""
         self._tokenizer = await asyncio.to_thread(self._load_tokenizer)
-        self._grammars = await asyncio.to_thread(LlguidanceCompiler.from_hf, self._tokenizer.hf)
+        self._grammars = await asyncio.to_thread(
+            model_grammars, self._tokenizer.hf, self._model.name
+        )
         self._info = await self._handle.model_info.remote()
         self._num_replicas = await asyncio.to_thread(self._count_replicas)
         self._poll = asyncio.create_task(self._poll_replicas())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from llmserve.errors import InvalidRequestError
@@ -22,6 +22,7 @@ class ChatTokenizer:
     def __init__(self, hf_tokenizer: Any, chat_template: str | None) -> None:
         self.hf = hf_tokenizer
         self.chat_template = chat_template
+        self._hidden_ids: frozenset[int] | None = None  # None: skip every special token
 
     @classmethod
     def from_pretrained(
@@ -64,9 +65,30 @@ class ChatTokenizer:
         ids = self.hf.encode(text, add_special_tokens=add_special_tokens)
         return [int(i) for i in ids]
 
+    @property
+    def special_tokens(self) -> frozenset[str]:
+        """The texts of the special tokens (skipped when decoding, unless kept)."""
+        return frozenset(str(t) for t in self.hf.convert_ids_to_tokens(sorted(self._special_ids())))
+
+    def keep_special_tokens(self, texts: Iterable[str]) -> None:
+        """Decode these special tokens as text (a tool-call format's `[TOOL_CALLS]`), still
+        skipping the others. Call once at load, before the tokenizer is shared.
+        """
+        vocab = self.hf.get_vocab()
+        special = self._special_ids()
+        kept = {vocab[text] for text in texts if text in vocab} & special
+        self._hidden_ids = frozenset(special - kept) if kept else None
+
     def decode(self, token_ids: Sequence[int], *, skip_special_tokens: bool = True) -> str:
         """Text of `token_ids`."""
+        if skip_special_tokens and self._hidden_ids is not None:
+            shown = [i for i in token_ids if i not in self._hidden_ids]
+            return str(self.hf.decode(shown, skip_special_tokens=False))
         return str(self.hf.decode(list(token_ids), skip_special_tokens=skip_special_tokens))
+
+    def _special_ids(self) -> set[int]:
+        added = self.hf.added_tokens_decoder.items()
+        return {int(i) for i, token in added if token.special} | set(self.hf.all_special_ids)
 
     def convert_ids_to_tokens(self, token_ids: Sequence[int]) -> list[str]:
         """The vocabulary strings of `token_ids`."""

@@ -15,8 +15,7 @@ from llmserve.serving.chat_tools import (
 )
 from llmserve.serving.constraints import (
     ToolPlan,
-    all_calls_grammar,
-    compile_checked,
+    compile_tools,
     output_grammar,
     tool_plan,
 )
@@ -103,8 +102,7 @@ async def chat_grammar(
 ) -> GrammarSpec | None:
     """The grammar the answer must follow, compiled (bad schemas and tools are 400s here)."""
     if plan is not None:
-        tools_grammar = plan.grammar or all_calls_grammar(plan)  # compiling checks the tools
-        await compile_checked(backend, tools_grammar, "tools", "tools")
+        await compile_tools(backend, plan)
     output = await output_grammar(backend, body.response_format, body.structured_outputs)
     if plan is not None and plan.grammar is not None:
         return plan.grammar

@@ -19,6 +19,7 @@ from llmserve.serving.schemas_tools import (
     Tool,
     ToolChoice,
 )
+from llmserve.structured.grammar import StructuredOutputUnsupportedError
 from llmserve.structured.tool_formats import FORMATS, ToolCallFormat, forced_calls_lark
 from llmserve.types import GrammarSpec
 
@@ -129,10 +130,38 @@ def all_calls_grammar(plan: ToolPlan) -> GrammarSpec:
     return GrammarSpec("lark", forced_calls_lark(call_format, functions, parallel=False))
 
 
+async def compile_tools(backend: Backend, plan: ToolPlan) -> None:
+    """Check the tools by compiling their calls' grammar; forced calls need it to be enforced.
+
+    A model without structured output (its tokenizer is one llguidance cannot read) still reads
+    calls in `auto` mode: they are parsed, not forced, and the tools' schemas go unchecked.
+    """
+    spec = plan.grammar or all_calls_grammar(plan)
+    try:
+        await compile_checked(backend, spec, "tools", "tools")
+    except StructuredOutputUnsupportedError as exc:
+        if plan.grammar is not None:
+            raise _unsupported(exc, "tool_choice") from None
+
+
+def _unsupported(exc: StructuredOutputUnsupportedError, param: str) -> InvalidRequestError:
+    return InvalidRequestError(
+        f"`{param}` needs structured output, which this model's tokenizer does not support: {exc}",
+        param=param,
+    )
+
+
 async def compile_checked(backend: Backend, spec: GrammarSpec, param: str, what: str) -> None:
-    """Compile `spec` in a worker thread (cached by the backend); a bad one is a 400 on `param`."""
+    """Compile `spec` in a worker thread (cached by the backend); a bad one is a 400 on `param`.
+
+    StructuredOutputUnsupportedError passes through when `param` is `tools` (`auto` survives it).
+    """
     try:
         await off_loop(backend.compile_grammar, spec)
+    except StructuredOutputUnsupportedError as exc:
+        if param == "tools":
+            raise
+        raise _unsupported(exc, param) from None
     except UnsupportedOperationError as exc:
         raise InvalidRequestError(str(exc), param=param) from None
     except ValueError as exc:

@@ -12,6 +12,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from llmserve.errors import UnsupportedOperationError
 from llmserve.types import GrammarSpec
 
 Bitmask = npt.NDArray[np.int32]  # (rows, ceil(vocab / 32)); bit t of a row set: token t allowed
@@ -19,6 +20,17 @@ Bitmask = npt.NDArray[np.int32]  # (rows, ceil(vocab / 32)); bit t of a row set:
 
 class InvalidGrammarError(ValueError):
     """The spec does not compile (a bad schema, regex or grammar); the message says why."""
+
+
+class StructuredOutputUnsupportedError(UnsupportedOperationError):
+    """The model's tokenizer is one the grammar library cannot read: no grammar can be enforced."""
+
+    def __init__(self, model: str, reason: str) -> None:
+        super().__init__(
+            f"model '{model}' does not support structured output: its tokenizer cannot be read by "
+            f"the grammar library (llguidance: {reason}). Send the request without it, or use a "
+            "model with a BPE or SentencePiece tokenizer."
+        )
 
 
 class GrammarMatcher(Protocol):

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import llguidance
 
 from llmserve.structured.compile_worker import shared_worker
-from llmserve.structured.grammar import Bitmask, GrammarMatcher, InvalidGrammarError
+from llmserve.structured.grammar import (
+    Bitmask,
+    GrammarMatcher,
+    InvalidGrammarError,
+    StructuredOutputUnsupportedError,
+)
 from llmserve.structured.grammar_cache import GrammarCache
 from llmserve.structured.grammar_depth import check_depth
 from llmserve.structured.malloc_meter import allocated_bytes, release_free_memory
@@ -22,6 +29,8 @@ if TYPE_CHECKING:
 JSON_OPTIONS: JsonCompileOptions = {"whitespace_flexible": False}
 CACHE_MB = 256  # compiled grammars kept, by measured size (`structured.cache_mb`)
 COMPILE_TIMEOUT_S = 10.0  # a compile taking longer is a 400 (`structured.compile_timeout_s`)
+
+logger = logging.getLogger(__name__)
 
 
 class LlguidanceMatcher:
@@ -55,9 +64,11 @@ class LlguidanceCompiler:
     def __init__(
         self, tokenizer: llguidance.LLTokenizer, *, num_threads: int | None = None,
         cache_mb: float = CACHE_MB, compile_timeout_s: float = COMPILE_TIMEOUT_S,
+        special_ids: dict[str, int] | None = None,
     ) -> None:  # fmt: skip
         self.tokenizer = tokenizer
         self.compile_timeout_s = compile_timeout_s
+        self.special_ids = special_ids or {}  # special token text -> id, for Lark literals
         self._executor = llguidance.LLExecutor(num_threads)
         self._cache: GrammarCache[llguidance.LLMatcher] = GrammarCache(int(cache_mb * 2**20))
 
@@ -74,9 +85,11 @@ class LlguidanceCompiler:
         import llguidance.hf
 
         tokenizer = llguidance.hf.from_tokenizer(hf_tokenizer, n_vocab=len(hf_tokenizer))
+        added = hf_tokenizer.added_tokens_decoder.items()
+        special_ids = {str(token): int(i) for i, token in added if token.special}
         return cls(
             tokenizer, num_threads=num_threads, cache_mb=cache_mb,
-            compile_timeout_s=compile_timeout_s,
+            compile_timeout_s=compile_timeout_s, special_ids=special_ids,
         )  # fmt: skip
 
     @property
@@ -107,6 +120,8 @@ class LlguidanceCompiler:
             return cached
         check_depth(spec)
         text = grammar_text(spec)
+        if spec.kind == "lark":
+            text = special_literals(text, self.special_ids)
         matcher, size = shared_worker().run(
             lambda: self._measured_build(text), self.compile_timeout_s
         )
@@ -125,6 +140,38 @@ class LlguidanceCompiler:
         return matcher, size
 
 
+class NoGrammars:
+    """Stands in for the compiler of a model whose tokenizer llguidance cannot read."""
+
+    def __init__(self, model: str, reason: str) -> None:
+        self.model = model
+        self.reason = reason
+
+    def compile(self, spec: GrammarSpec) -> None:
+        raise StructuredOutputUnsupportedError(self.model, self.reason)
+
+
+def model_grammars(
+    hf_tokenizer: Any, model: str, *, num_threads: int | None = None,
+    cache_mb: float = CACHE_MB, compile_timeout_s: float = COMPILE_TIMEOUT_S,
+) -> LlguidanceCompiler | NoGrammars:  # fmt: skip
+    """The model's grammar compiler; `NoGrammars` (and one warning) when llguidance refuses the
+    tokenizer (a word-level one: "can't determine decoder type"), so the model still loads.
+    """
+    try:
+        return LlguidanceCompiler.from_hf(
+            hf_tokenizer, num_threads=num_threads, cache_mb=cache_mb,
+            compile_timeout_s=compile_timeout_s,
+        )  # fmt: skip
+    except (ValueError, RuntimeError, TypeError) as exc:
+        logger.warning(
+            "model %s: structured output disabled: llguidance cannot read its tokenizer (%s)",
+            model,
+            exc,
+        )
+        return NoGrammars(model, str(exc))
+
+
 def grammar_text(spec: GrammarSpec) -> str:
     """llguidance's grammar text for `spec`; InvalidGrammarError when it is not even well-formed."""
     try:
@@ -139,6 +186,41 @@ def grammar_text(spec: GrammarSpec) -> str:
         return llguidance.LLMatcher.grammar_from_lark(spec.source)
     except ValueError as exc:
         raise InvalidGrammarError(str(exc)) from None
+
+
+_LARK_STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"')
+
+
+def special_literals(lark: str, special_ids: dict[str, int]) -> str:
+    """`lark` with each special token's text inside a string literal written as its token
+    (`"[TOOL_CALLS]["` -> `<[5]> "["`): llguidance forces the special token for such text (its
+    tokenizer splits it out) but would not accept it as text. Lines with `%json` are left alone.
+    """
+    names = [name for name in special_ids if len(name) > 1]
+    if not names:
+        return lark
+    pattern = re.compile("|".join(re.escape(n) for n in sorted(names, key=len, reverse=True)))
+
+    def split(literal: re.Match[str]) -> str:
+        try:
+            value = json.loads(literal.group(0))
+        except ValueError:  # a Lark escape JSON does not know: not ours to rewrite
+            return literal.group(0)
+        if not isinstance(value, str) or not pattern.search(value):
+            return literal.group(0)
+        parts, last = [], 0
+        for found in pattern.finditer(value):
+            if found.start() > last:
+                parts.append(json.dumps(value[last : found.start()]))
+            parts.append(f"<[{special_ids[found.group(0)]}]>")
+            last = found.end()
+        if last < len(value):
+            parts.append(json.dumps(value[last:]))
+        return " ".join(parts)
+
+    return "\n".join(
+        line if "%json" in line else _LARK_STRING.sub(split, line) for line in lark.split("\n")
+    )
 
 
 def choice_lark(choices: list[str]) -> str:

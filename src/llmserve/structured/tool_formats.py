@@ -3,7 +3,12 @@
 - `hermes` (Hermes, Qwen, and llmserve's default for templates without tool support):
   `<tool_call>\\n{"name": ..., "arguments": {...}}\\n</tool_call>`, one block per call.
 - `llama3_json` (Llama 3.1+): answers `{"name": ..., "parameters": {...}}`, calls split by `;`.
-- `mistral`: `[TOOL_CALLS][{"name": ..., "arguments": {...}}, ...]`.
+- `mistral`: `[TOOL_CALLS][{"name": ..., "arguments": {...}}, ...]` (Mistral 7B v0.3, Nemo).
+- `mistral_args`: `[TOOL_CALLS]name[ARGS]{...}`, repeated per call (the tokenizer v11+ form:
+  Mistral Small 3.2, Magistral, Devstral).
+
+`[TOOL_CALLS]` and `[ARGS]` are special tokens: `tokens` names them so the detokenizer shows them
+to the parser (other special tokens stay hidden from the content).
 """
 
 from __future__ import annotations
@@ -25,19 +30,36 @@ class ToolCallFormat:
     call_close: str  # text after each call
     separator: str  # text between two calls (after call_close)
     end: str  # text after the last call
+    head: str = "json"  # "json": a {"name", arguments} object; "name": `name[ARGS]` then the JSON
+    tokens: tuple[str, ...] = ()  # special tokens of the format: decoded, not skipped
 
 
-HERMES = ToolCallFormat("hermes", "arguments", "", "<tool_call>\n", "\n</tool_call>", "\n", "")
+HERMES = ToolCallFormat(
+    "hermes", "arguments", "", "<tool_call>\n", "\n</tool_call>", "\n", "",
+    tokens=("<tool_call>", "</tool_call>"),
+)  # fmt: skip
 LLAMA3_JSON = ToolCallFormat("llama3_json", "parameters", "", "", "", "; ", "")
-MISTRAL = ToolCallFormat("mistral", "arguments", "[TOOL_CALLS][", "", "", ", ", "]")
-FORMATS = {f.name: f for f in (HERMES, LLAMA3_JSON, MISTRAL)}
+MISTRAL = ToolCallFormat(
+    "mistral", "arguments", "[TOOL_CALLS][", "", "", ", ", "]", tokens=("[TOOL_CALLS]",)
+)
+MISTRAL_ARGS = ToolCallFormat(
+    "mistral_args", "arguments", "", "[TOOL_CALLS]", "", "", "",
+    head="name", tokens=("[TOOL_CALLS]", "[ARGS]", "[CALL_ID]"),
+)  # fmt: skip
+FORMATS = {f.name: f for f in (HERMES, LLAMA3_JSON, MISTRAL, MISTRAL_ARGS)}
 
 
-def detect_tool_call_format(chat_template: str | None) -> str:
-    """The format a chat template asks its model to write; Hermes when it says nothing."""
+def detect_tool_call_format(
+    chat_template: str | None, special_tokens: frozenset[str] = frozenset()
+) -> str:
+    """The format a chat template (or the tokenizer's special tokens) asks the model to write;
+    Hermes when they say nothing. Like vLLM's `--tool-call-parser` choice for each family.
+    """
     template = chat_template or ""
-    if "[TOOL_CALLS]" in template:
-        return MISTRAL.name
+    if "[TOOL_CALLS]" in template or "[TOOL_CALLS]" in special_tokens:
+        return (
+            MISTRAL_ARGS.name if "[ARGS]" in template or "[ARGS]" in special_tokens else "mistral"
+        )
     if "<|python_tag|>" in template or "ipython" in template:
         return LLAMA3_JSON.name
     return HERMES.name
@@ -51,6 +73,8 @@ def forced_calls_lark(
     `tools` are OpenAI function definitions ({name, parameters}); the arguments follow each one's
     JSON schema, so a forced call always parses and validates.
     """
+    if call_format.head == "name":
+        return _named_calls_lark(call_format, tools, parallel=parallel)
     call = _lark_literal(call_format.call_open) + " call " + _lark_literal(call_format.call_close)
     more = f"({_lark_literal(call_format.separator)} one_call)*" if parallel else ""
     return "\n".join(
@@ -61,6 +85,22 @@ def forced_calls_lark(
             f"call: %json {json.dumps(compact(call_schema(call_format, tools)))}",
         ]
     )
+
+
+def _named_calls_lark(
+    call_format: ToolCallFormat, tools: Sequence[Mapping[str, Any]], *, parallel: bool
+) -> str:
+    """`[TOOL_CALLS]name[ARGS]{...}` calls: the name picks the arguments' schema."""
+    rules = [f"start: one_call{'+' if parallel else ''}"]
+    rules.append(
+        f"one_call: {_lark_literal(call_format.call_open)} ("
+        + " | ".join(f"call_{i}" for i in range(len(tools)))
+        + ")"
+    )
+    for i, tool in enumerate(tools):
+        rules.append(f"call_{i}: {_lark_literal(tool['name'] + '[ARGS]')} args_{i}")
+        rules.append(f"args_{i}: %json {json.dumps(tool.get('parameters') or EMPTY_PARAMETERS)}")
+    return "\n".join(rules)
 
 
 def call_schema(call_format: ToolCallFormat, tools: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

@@ -38,6 +38,8 @@ ToolEvent = ContentDelta | CallStart | ArgumentsDelta
 _HEAD = re.compile(
     r'\s*\{\s*"name"\s*:\s*"((?:[^"\\]|\\.)*)"\s*,\s*"(?:arguments|parameters)"\s*:\s*(?=\S)'
 )
+# The start of a call written `name[ARGS]` (Mistral tokenizer v11+), maybe with a `[CALL_ID]id`.
+_NAME_HEAD = re.compile(r"\s*([^\s\[\]{}]+)\s*(?:\[CALL_ID\]\s*\w*\s*)?\[ARGS\]\s*(?=\S)")
 
 
 @dataclass
@@ -104,19 +106,21 @@ class ToolCallParser:
         marker = (self.format.start or self.format.call_open).strip()  # whitespace is loose
         if self.format.start and self.num_calls:
             marker = ""  # after a list of calls, the rest is plain content
-        found = self.buffer.find(marker, self.pos) if marker else -1
-        if found < 0:
+        found = _find_loose(self.buffer, self.pos, marker) if marker else None
+        if found is None:
             keep = 0 if final or not marker else _held_prefix(self.buffer, self.pos, marker)
             self._content(self.buffer[self.pos : len(self.buffer) - keep])
             self.pos = len(self.buffer) - keep
             return False
-        self._content(self.buffer[self.pos : found])
-        self.pos = found + len(marker)
+        self._content(self.buffer[self.pos : found[0]])
+        self.pos = found[1]
         self.pending_space = ""
         self.state = "head"
         return True
 
     def _on_head(self, final: bool) -> bool:
+        if self.format.head == "name":
+            return self._on_name_head(final)
         match = _HEAD.match(self.buffer, self.pos)
         if match:
             self._start_call(json.loads(f'"{match.group(1)}"'))
@@ -129,6 +133,21 @@ class ToolCallParser:
         if end is None:
             return False
         return self._whole_call(start, end)
+
+    def _on_name_head(self, final: bool) -> bool:
+        """`name[ARGS]`: the arguments follow; text that cannot be one is the answer's content."""
+        match = _NAME_HEAD.match(self.buffer, self.pos)
+        if match:
+            self._start_call(match.group(1))
+            self.pos = match.end()
+            self.scanner = JsonScanner()
+            self.state = "args"
+            return True
+        rest = self.buffer[self.pos :]
+        if not final and ("[ARGS]" not in rest or rest.rstrip().endswith("[ARGS]")):
+            return False  # the name or the arguments may still be arriving
+        self.state = "plain"
+        return True
 
     def _whole_call(self, start: int, end: int) -> bool:
         """A call written in another key order: parsed whole once complete."""
@@ -154,7 +173,7 @@ class ToolCallParser:
         if end is None:
             return False
         self.scanner = JsonScanner(in_object=True)
-        self.state = "tail"
+        self.state = "close" if self.format.head == "name" else "tail"
         return True
 
     def _on_tail(self, final: bool) -> bool:
@@ -202,10 +221,20 @@ class ToolCallParser:
             self.pending_space = self.pending_space[len(body) :]
 
 
+def _find_loose(buffer: str, pos: int, marker: str) -> tuple[int, int] | None:
+    """Start and end of `marker` in `buffer[pos:]`, whitespace allowed between its characters
+    (a SentencePiece detokenizer writes `[TOOL_CALLS] [` for the tokens `[TOOL_CALLS]`, `▁[`).
+    """
+    match = re.compile(r"\s*".join(map(re.escape, marker))).search(buffer, pos)
+    return None if match is None else (match.start(), match.end())
+
+
 def _held_prefix(buffer: str, pos: int, marker: str) -> int:
     """How many trailing characters of `buffer[pos:]` could be the start of `marker`."""
-    for size in range(min(len(marker) - 1, len(buffer) - pos), 0, -1):
-        if marker.startswith(buffer[len(buffer) - size :]):
+    for size in range(len(buffer) - pos, 0, -1):
+        suffix = buffer[len(buffer) - size :]
+        compact = "".join(suffix.split())
+        if not suffix[0].isspace() and len(compact) < len(marker) and marker.startswith(compact):
             return size
     return 0
 
