@@ -9,9 +9,11 @@ lowers the batch's token estimate below `jobs.max_enqueued_tokens_per_key`; a ba
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -20,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 import openai
 import pytest
 from server_process import serve, write_config
@@ -167,3 +170,74 @@ def test_negative_max_tokens_never_lowers_the_estimate_and_long_lines_fail(
     found = [(e.code, e.line) for e in batch.errors.data]
     assert found == [("line_too_large", 2)]
     assert "max_request_body_mb" in str(batch.errors.data[0].message)
+
+
+def test_job_routes_answer_503_while_draining(tmp_path: Path) -> None:
+    settings = SLOW + "shutdown_timeout_s: 120\n"
+    with serve(write_config(tmp_path, settings)) as (process, base_url):
+        drain(process)
+        first_token = threading.Event()
+
+        def stream_chat() -> None:  # a stream in flight: the server drains rather than stops
+            body = {"model": "slow-chat", "messages": [{"role": "user", "content": "hi"}],
+                    "stream": True, "max_tokens": 100}  # fmt: skip
+            with (
+                contextlib.suppress(httpx.HTTPError),  # cut when the test kills the server
+                httpx.Client(timeout=60) as client,
+                client.stream("POST", base_url + "/chat/completions", json=body) as response,
+            ):
+                for _ in response.iter_lines():
+                    first_token.set()
+
+        streaming = threading.Thread(target=stream_chat)
+        streaming.start()
+        assert first_token.wait(60)
+        answers = draining_answers(process, base_url)
+        process.kill()
+        streaming.join(60)
+    assert [answer.status_code for answer in answers] == [503] * 3
+    assert answers[0].json()["error"]["message"] == answers[1].json()["error"]["message"]
+
+
+def draining_answers(process: subprocess.Popen[str], base_url: str) -> list[httpx.Response]:
+    """SIGTERM; once chat answers 503, an upload, a batch and a background response."""
+    process.send_signal(signal.SIGTERM)
+    chat = {"model": "crawl-chat", "messages": [{"role": "user", "content": "hi"}]}
+    wait_until(
+        lambda: httpx.post(base_url + "/chat/completions", json=chat).status_code == 503,
+        "the drain to begin",
+    )
+    upload = httpx.post(
+        base_url + "/files", files={"file": ("a.jsonl", b"{}\n")}, data={"purpose": "batch"}
+    )
+    batch = httpx.post(
+        base_url + "/batches",
+        json={"input_file_id": "file-x", "endpoint": "/v1/chat/completions",
+              "completion_window": "24h"},
+    )  # fmt: skip
+    background = httpx.post(
+        base_url + "/responses", json={"model": "crawl-chat", "input": "hi", "background": True}
+    )
+    return [upload, batch, background]
+
+
+def test_list_cursors_resolve_only_the_callers_own_ids(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    mine, theirs = keys(home, "create", "--name", "mine"), keys(home, "create", "--name", "theirs")
+    fast = "models:\n  - {name: crawl-chat, source: fake, backend: fake}\n"
+    with serve(write_config(tmp_path, fast)) as (process, base_url):
+        drain(process)
+        me = openai.OpenAI(base_url=base_url, api_key=mine, max_retries=0)
+        other = openai.OpenAI(base_url=base_url, api_key=theirs, max_retries=0)
+        purpose = "user_data"
+        older = me.files.create(file=("a.txt", io.BytesIO(b"a")), purpose=purpose).id
+        foreign = other.files.create(file=("b.txt", io.BytesIO(b"b")), purpose=purpose).id
+        me.files.create(file=("c.txt", io.BytesIO(b"c")), purpose=purpose)
+        page = httpx.get(base_url + "/files", params={"after": foreign},
+                         headers={"Authorization": f"Bearer {mine}"}).json()  # fmt: skip
+        unknown = httpx.get(base_url + "/files", params={"after": "file-unknown"},
+                            headers={"Authorization": f"Bearer {mine}"}).json()  # fmt: skip
+        own = httpx.get(base_url + "/files", params={"after": older},
+                        headers={"Authorization": f"Bearer {mine}"}).json()  # fmt: skip
+    assert page == unknown
+    assert page["data"] == [] and own["data"] == []
