@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -89,3 +90,46 @@ def test_expires_after_outside_the_allowed_range_is_a_400(tmp_path: Path) -> Non
         with pytest.raises(openai.BadRequestError) as wrong_anchor:
             upload(sdk, 10, expires_after={"anchor": "last_active_at", "seconds": 5})
         assert wrong_anchor.value.body["param"] == "expires_after.anchor"  # type: ignore[index]
+
+
+EVENTS = """
+models:
+  - {name: crawl-chat, source: fake, backend: fake, fake_token_delay_s: 0.01}
+jobs:
+  response_ttl_days: 0.0001  # 8.64 s
+  sweep_interval_s: 0.2
+"""
+
+
+def event_rows(home: Path, response_id: str) -> int:
+    with sqlite3.connect(home / "jobs.db", timeout=30) as db:
+        row = db.execute(
+            "SELECT COUNT(*) FROM response_events WHERE response_id = ?", (response_id,)
+        ).fetchone()
+    return int(row[0])
+
+
+def test_background_events_are_stored_compactly_and_responses_expire(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with serve(write_config(tmp_path, EVENTS)) as (_, base_url):
+        sdk = openai.OpenAI(base_url=base_url, api_key="open", max_retries=0)
+        created = sdk.responses.create(model="crawl-chat", input="hi", background=True)
+        deadline = time.monotonic() + DEADLINE_S
+        while sdk.responses.retrieve(created.id).status in ("queued", "in_progress"):
+            assert time.monotonic() < deadline, "the background response did not finish"
+            time.sleep(0.1)
+        replayed = list(sdk.responses.retrieve(created.id, stream=True))
+        numbers = [event.sequence_number for event in replayed]
+        assert numbers == list(range(len(numbers))) and len(numbers) > 10
+        later = list(sdk.responses.retrieve(created.id, stream=True, starting_after=5))
+        assert [event.sequence_number for event in later] == numbers[6:]
+        assert event_rows(home, created.id) * 4 <= len(numbers)  # not one row per delta
+        while True:  # jobs.response_ttl_days later the sweeper deletes it, events and all
+            try:
+                sdk.responses.retrieve(created.id)
+            except openai.NotFoundError:
+                break
+            assert time.monotonic() < deadline + 30, "the old response was never deleted"
+            time.sleep(0.2)
+        assert event_rows(home, created.id) == 0
+        assert time.time() >= created.created_at + 0.0001 * 86_400
