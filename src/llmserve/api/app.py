@@ -11,7 +11,6 @@ from llmserve import __version__
 from llmserve.api.admission import ServerState
 from llmserve.api.body_limit import BodyLimitMiddleware
 from llmserve.api.errors import install_error_handlers
-from llmserve.api.host_guard import HostGuardMiddleware, host_policy
 from llmserve.api.middleware import RequestIdMiddleware
 from llmserve.api.openapi import DescribedApp
 from llmserve.api.request_log import RequestLogMiddleware
@@ -82,7 +81,6 @@ def create_app(
     )
     app.add_middleware(RequestLogMiddleware, metrics=server_metrics)  # one log line per request
     app.add_middleware(VariantHeaderMiddleware)  # x-llmserve-variant of canary models
-    app.add_middleware(HostGuardMiddleware, policy=host_policy(config))  # foreign Host / Origin
     app.add_middleware(RequestIdMiddleware)  # outermost: its id is on every answer, 413s included
     app.include_router(health.router)
     app.include_router(metrics.router)

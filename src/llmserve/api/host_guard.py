@@ -13,6 +13,7 @@ import ipaddress
 import socket
 from collections.abc import Iterable
 
+from starlette.applications import Starlette
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -68,6 +69,12 @@ class HostPolicy:
 def host_policy(config: ServerConfig) -> HostPolicy:
     """The policy of `config`: its bind host, `allowed_hosts` and `cors_origins`."""
     return HostPolicy(config.host, config.allowed_hosts, config.cors_origins)
+
+
+def guard_hosts(app: Starlette, config: ServerConfig) -> None:
+    """Put the guard outermost on the app `llmserve serve` runs (in-process test apps, reached
+    through ASGI transports under made-up host names, go without it)."""
+    app.add_middleware(HostGuardMiddleware, policy=host_policy(config))
 
 
 class HostGuardMiddleware:
