@@ -94,7 +94,7 @@ def test_expires_after_outside_the_allowed_range_is_a_400(tmp_path: Path) -> Non
 
 EVENTS = """
 models:
-  - {name: crawl-chat, source: fake, backend: fake, fake_token_delay_s: 0.01}
+  - {name: crawl-chat, source: fake, backend: fake, fake_token_delay_s: 0.001}
 jobs:
   response_ttl_days: 0.0001  # 8.64 s
   sweep_interval_s: 0.2

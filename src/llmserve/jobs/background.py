@@ -28,7 +28,10 @@ from llmserve.serving.schemas_responses import ResponseCreateRequest
 from llmserve.types import Priority
 
 logger = logging.getLogger(__name__)
-EVENTS_FLUSH_S = 0.25  # how long a delta may wait before its run of events is stored
+EVENTS_FLUSH_S = 0.25  # how long an event may wait before its run of events is stored
+FLUSH_AT = frozenset(
+    {"response.created", "response.completed", "response.failed", "response.incomplete"}
+)
 TERMINAL_STATUSES = ("completed", "incomplete", "failed", "cancelled")
 RESTARTED = "The server restarted while this background response was running; create it again."
 
@@ -114,7 +117,7 @@ class BackgroundRunner:
         self, record: ResponseRecord, events: AsyncGenerator[ResponseEvent, None]
     ) -> None:
         """Store the events in runs (one compressed row each, not one row per delta): a run is
-        written once it is `EVENTS_FLUSH_S` old, and at every event that is not a delta."""
+        written once it is `EVENTS_FLUSH_S` old, and at the response's first and last events."""
         pending: list[JsonObject] = []
         started = time.monotonic()
         async with contextlib.aclosing(events) as stream:
@@ -122,8 +125,8 @@ class BackgroundRunner:
                 if not pending:
                     started = time.monotonic()
                 pending.append(dict(event))
-                is_delta = str(event["type"]).endswith(".delta")
-                if not is_delta or time.monotonic() - started >= EVENTS_FLUSH_S:
+                at_once = event["type"] in FLUSH_AT
+                if at_once or time.monotonic() - started >= EVENTS_FLUSH_S:
                     await self.jobs.call(self.jobs.store.add_events, record.id, pending)
                     pending = []
         await self.jobs.call(self.jobs.store.add_events, record.id, pending)
