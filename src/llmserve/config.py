@@ -215,10 +215,20 @@ class JobsConfig:
     max_concurrent_lines: int = 64  # batch lines one runner keeps in the backend at once
     max_enqueued_tokens_per_key: int | None = None  # batch tokens queued per key; None: no limit
     default_line_max_tokens: int = 256  # what a line without max_tokens is estimated at
+    # Issue 18b: storage limits and expiry.
+    max_storage_mb_per_key: float = 10_240.0  # files a key may keep (keys create --max-storage-mb)
+    min_file_expiry_s: float = 3600.0  # shortest `expires_after.seconds` (OpenAI: 3600)
+    response_ttl_days: float = 30.0  # stored responses and their events are deleted after this
+    sweep_interval_s: float = 60.0  # how often expired files and responses are deleted
 
     def __post_init__(self) -> None:
         if not 0 < self.max_file_mb <= 1_000_000:
             raise ValueError("max_file_mb must be positive")
+        for name in ("max_storage_mb_per_key", "min_file_expiry_s", "response_ttl_days"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+        if self.sweep_interval_s <= 0:
+            raise ValueError("sweep_interval_s must be positive")
         for name in ("max_lines", "max_concurrent_lines", "default_line_max_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
@@ -231,6 +241,11 @@ class JobsConfig:
     def max_file_bytes(self) -> int:
         """The upload limit in bytes."""
         return int(self.max_file_mb * 2**20)
+
+    @property
+    def response_ttl_s(self) -> float:
+        """How long a stored response is kept, in seconds."""
+        return self.response_ttl_days * 86_400
 
 
 @dataclass(frozen=True)
@@ -266,6 +281,10 @@ class ServerConfig:
     ray: RayConfig = field(default_factory=RayConfig)
     jobs: JobsConfig = field(default_factory=JobsConfig)
     structured: StructuredConfig = field(default_factory=StructuredConfig)
+    # Issue 18b: whom the server answers (api/host_guard.py). The server's own host and loopback
+    # names are always allowed; an Origin other than the server's own needs to be listed.
+    allowed_hosts: tuple[str, ...] = ()  # more `Host` names; "*" allows any
+    cors_origins: tuple[str, ...] = ()  # e.g. "http://localhost:3000"; "*" allows any
 
     def __post_init__(self) -> None:
         if self.shutdown_timeout_s < 0:

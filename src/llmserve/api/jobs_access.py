@@ -41,6 +41,23 @@ async def job_owner(request: Request) -> str | None:
     return principal.key_id
 
 
+async def refuse_while_draining(request: Request) -> None:
+    """503 `draining` once the server is shutting down, as chat answers: no new jobs then."""
+    server_state(request).drain.check_admitting()
+
+
+async def storage_quota_mb(request: Request, owner: str | None) -> float | None:
+    """MB of files the caller may keep: its key's `max_storage_mb`, else the config's default;
+    None (no quota) for the admin key."""
+    if owner is None:
+        return None
+    gatekeeper = server_state(request).gatekeeper
+    principal = await gatekeeper.authenticate(request.headers.get("authorization"))
+    if principal.max_storage_mb is not None:
+        return float(principal.max_storage_mb)
+    return jobs_of(request).config.max_storage_mb_per_key
+
+
 def page_limit(request: Request, *, default: int = 20, maximum: int = MAX_PAGE) -> int:
     """The `limit` query parameter, 1 to `maximum`."""
     raw = request.query_params.get("limit")

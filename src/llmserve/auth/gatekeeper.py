@@ -215,6 +215,7 @@ class KeyGatekeeper:
             allowed_models=key.allowed_models,
             max_concurrency=key.max_concurrency,
             cache_group=key.cache_group,
+            max_storage_mb=key.max_storage_mb,
         )
 
     def _limits(self, principal: Principal) -> Limits:

@@ -44,6 +44,7 @@ class ApiKey:
     rpm: int | None = None
     tpm: int | None = None
     cache_group: str | None = None  # keys of one cache group share their prefix cache
+    max_storage_mb: int | None = None  # files the key may keep; None: jobs.max_storage_mb_per_key
 
     def is_expired(self, now: float | None = None) -> bool:
         """True once the expiry time has passed."""
@@ -71,8 +72,11 @@ class KeySpec:
     tpm: int | None = None
     expires_in_s: float | None = None
     cache_group: str | None = None  # None: the key's own prefix-cache namespace
+    max_storage_mb: int | None = None  # None: the server's jobs.max_storage_mb_per_key
 
     def __post_init__(self) -> None:
+        if self.max_storage_mb is not None:
+            check_limit("max_storage_mb", self.max_storage_mb)
         check_name("name", self.name, MAX_NAME_LENGTH)
         if self.cache_group is not None:
             check_name("cache_group", self.cache_group, MAX_NAME_LENGTH)
@@ -181,6 +185,7 @@ class KeyObject(TypedDict):
     rpm: int | None
     tpm: int | None
     cache_group: str | None
+    max_storage_mb: int | None
 
 
 def describe_key(key: ApiKey) -> KeyObject:
@@ -198,4 +203,5 @@ def describe_key(key: ApiKey) -> KeyObject:
         "rpm": key.rpm,
         "tpm": key.tpm,
         "cache_group": key.cache_group,
+        "max_storage_mb": key.max_storage_mb,
     }

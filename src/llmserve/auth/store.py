@@ -59,6 +59,8 @@ _KEY_COLUMNS = (
 )
 # Issue 19: the key's prefix-cache group (additive column, added to older files on open).
 _KEY_COLUMNS += ", cache_group"
+# Issue 18b: the key's storage quota in MB (additive column; NULL: jobs.max_storage_mb_per_key).
+_KEY_COLUMNS += ", max_storage_mb"
 
 
 _ADD_USAGE = (
@@ -116,6 +118,7 @@ class UsageRow:
 def _row_to_key(row: tuple[object, ...]) -> ApiKey:
     (key_id, name, key_hash, hint, created, expires, disabled, models, conc, rpm, tpm) = row[:11]
     cache_group = row[11]  # issue 19
+    max_storage_mb = row[12]  # issue 18b
     return ApiKey(
         key_id=str(key_id),
         name=str(name),
@@ -129,6 +132,7 @@ def _row_to_key(row: tuple[object, ...]) -> ApiKey:
         rpm=None if rpm is None else int(rpm),  # type: ignore[call-overload]
         tpm=None if tpm is None else int(tpm),  # type: ignore[call-overload]
         cache_group=None if cache_group is None else str(cache_group),
+        max_storage_mb=None if max_storage_mb is None else int(max_storage_mb),  # type: ignore[call-overload]
     )
 
 
@@ -144,6 +148,7 @@ class SqliteKeyStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         _add_column(self._db, "api_keys", "cache_group", "TEXT")  # issue 19
+        _add_column(self._db, "api_keys", "max_storage_mb", "INTEGER")  # issue 18b
         self._db.commit()
         self._add_usage_buckets()
 
@@ -166,11 +171,13 @@ class SqliteKeyStore:
             rpm=spec.rpm,
             tpm=spec.tpm,
             cache_group=spec.cache_group,
+            max_storage_mb=spec.max_storage_mb,
         )
         models = None if key.allowed_models is None else json.dumps(sorted(key.allowed_models))
         values: tuple[object, ...] = (key.key_id, key.name, key.key_hash, key.hint)
         values += (key.created_at, key.expires_at, 0, models, key.max_concurrency, key.rpm, key.tpm)
         values += (key.cache_group,)  # issue 19
+        values += (key.max_storage_mb,)  # issue 18b
         try:
             with self._lock, self._db:
                 self._db.execute(

@@ -24,6 +24,7 @@ from llmserve.auth.store import (
     describe_usage,
 )
 from llmserve.config import AuthConfig, default_home
+from llmserve.jobs.revocation import cancel_jobs_of
 
 
 def add_keys_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -47,6 +48,13 @@ def add_keys_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
         metavar="GROUP",
         help="share the prefix cache with keys of this group (default: the key's own)",
     )
+    create.add_argument(
+        "--max-storage-mb",
+        type=int,
+        default=None,
+        metavar="N",
+        help="MB of files the key may keep (default: the server's jobs.max_storage_mb_per_key)",
+    )
     for name, help_text in (("list", "list keys"), ("usage", "usage per key and model")):
         action = actions.add_parser(name, parents=[home], help=help_text)
         action.add_argument("--json", action="store_true", help="print JSON")
@@ -67,7 +75,7 @@ def run_keys(args: argparse.Namespace) -> int:
         if command == "create":
             return _create(store, args)
         if command == "revoke":
-            return _revoke(store, args.name)
+            return _revoke(store, args.name, getattr(args, "home", None) or default_home())
         if command == "list":
             return _list(store, as_json=args.json)
         return _usage(store, args.name, as_json=args.json)
@@ -92,6 +100,7 @@ def key_spec(args: argparse.Namespace) -> KeySpec:
         tpm=args.tpm,
         expires_in_s=expires_in_s,
         cache_group=args.cache_group,
+        max_storage_mb=args.max_storage_mb,
     )
 
 
@@ -113,13 +122,16 @@ def _fail(message: str) -> int:
     return 2
 
 
-def _revoke(store: SqliteKeyStore, name: str) -> int:
+def _revoke(store: SqliteKeyStore, name: str, home: Path) -> int:
     try:
         key = store.revoke(name)
     except UnknownKeyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    batches, responses = cancel_jobs_of(home, key.key_id)
     print(f"Revoked key {key.name!r} ({key.key_id}).")
+    if batches or responses:
+        print(f"Cancelled its {batches} unfinished batches and {responses} background responses.")
     return 0
 
 
@@ -129,10 +141,11 @@ def _list(store: SqliteKeyStore, *, as_json: bool) -> int:
         print(json.dumps([describe_key(key) for key in keys], indent=2))
         return 0
     header: tuple[str, ...] = ("NAME", "STATUS", "ID", "KEY", "MAX_CONC", "RPM", "TPM", "MODELS")
-    header += ("EXPIRES", "CACHE_GROUP")
+    header += ("EXPIRES", "CACHE_GROUP", "STORAGE_MB")
     rows = [
         (k.name, k.status(), k.key_id, k.hint, k.max_concurrency, k.rpm or "-", k.tpm or "-",
-         ",".join(sorted(k.allowed_models or ["*"])), _date(k.expires_at), k.cache_group or "-")
+         ",".join(sorted(k.allowed_models or ["*"])), _date(k.expires_at), k.cache_group or "-",
+         k.max_storage_mb or "default")
         for k in keys
     ]  # fmt: skip
     _print_table(header, rows)

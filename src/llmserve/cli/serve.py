@@ -139,6 +139,7 @@ def run_serve(args: argparse.Namespace) -> int:
         sock.close()  # NOTE: Ray Serve's proxy binds the port itself
         return serve_on_ray(config, lambda port: print(banner(config, port), flush=True))
     from llmserve.api.app import create_app
+    from llmserve.api.host_guard import guard_hosts
     from llmserve.auth import build_gatekeeper
     from llmserve.backends.factory import build_backends
 
@@ -149,6 +150,7 @@ def run_serve(args: argparse.Namespace) -> int:
             print(f"llmserve: {exc}", file=sys.stderr)
             return EXIT_USAGE
         app = create_app(config, backends, build_gatekeeper(config))
+        guard_hosts(app, config)  # foreign Host: 400; foreign Origin: 403
         return run_until_drained(
             app, config, sock, lambda port: print(banner(config, port), flush=True)
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncGenerator, Mapping
 
 from llmserve.auth.base import UsageRecord
@@ -27,6 +28,10 @@ from llmserve.serving.schemas_responses import ResponseCreateRequest
 from llmserve.types import Priority
 
 logger = logging.getLogger(__name__)
+EVENTS_FLUSH_S = 0.25  # how long an event may wait before its run of events is stored
+FLUSH_AT = frozenset(
+    {"response.created", "response.completed", "response.failed", "response.incomplete"}
+)
 TERMINAL_STATUSES = ("completed", "incomplete", "failed", "cancelled")
 RESTARTED = "The server restarted while this background response was running; create it again."
 
@@ -114,11 +119,20 @@ class BackgroundRunner:
     async def _store_events(
         self, record: ResponseRecord, events: AsyncGenerator[ResponseEvent, None]
     ) -> None:
+        """Store the events in runs (one compressed row each, not one row per delta): a run is
+        written once it is `EVENTS_FLUSH_S` old, and at the response's first and last events."""
+        pending: list[JsonObject] = []
+        started = time.monotonic()
         async with contextlib.aclosing(events) as stream:
             async for event in stream:
-                await self.jobs.call(
-                    self.jobs.store.add_event, record.id, event["sequence_number"], dict(event)
-                )
+                if not pending:
+                    started = time.monotonic()
+                pending.append(dict(event))
+                at_once = event["type"] in FLUSH_AT
+                if at_once or time.monotonic() - started >= EVENTS_FLUSH_S:
+                    await self.jobs.call(self.jobs.store.add_events, record.id, pending)
+                    pending = []
+        await self.jobs.call(self.jobs.store.add_events, record.id, pending)
 
     async def _hold(self, record: ResponseRecord, running: asyncio.Task[None]) -> None:
         """Renew the lease while `running` runs; cancel it once the response is cancelled."""

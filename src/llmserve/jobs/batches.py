@@ -41,7 +41,11 @@ def check_spec(spec: BatchSpec) -> None:
 
 
 def create_batch(
-    jobs: Jobs, owner: str, spec: BatchSpec, has_model: Callable[[str], bool]
+    jobs: Jobs,
+    owner: str,
+    spec: BatchSpec,
+    has_model: Callable[[str], bool],
+    max_line_bytes: int | None = None,
 ) -> BatchRecord:
     """A new `validating` batch (its problems, if any, in `errors`); 429 over the token limit.
 
@@ -54,7 +58,7 @@ def create_batch(
     config = jobs.config
     checked = validate_file(
         Path(input_file.path), spec.endpoint, config.max_lines, config.default_line_max_tokens,
-        has_model,
+        has_model, max_line_bytes,
     )  # fmt: skip
     check_enqueued_tokens(jobs, owner, checked.estimated_tokens)
     batch_id = new_id("batch_")

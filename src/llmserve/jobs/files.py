@@ -16,6 +16,7 @@ from llmserve.errors import InvalidRequestError
 from llmserve.jobs.store import FileRecord, JsonObject, new_id
 
 CHUNK_BYTES = 1 << 20
+MAX_EXPIRY_S = 2_592_000  # 30 days: OpenAI's longest `expires_after`
 FILE_PURPOSES = ("batch", "batch_output", "assistants", "fine-tune", "vision", "user_data", "evals")
 
 
@@ -34,6 +35,35 @@ def file_too_large(max_bytes: int) -> InvalidRequestError:
     )
 
 
+def over_quota(quota_mb: float, used_bytes: int) -> InvalidRequestError:
+    """The 400 for an upload that would take its key past its storage quota."""
+    return InvalidRequestError(
+        f"This upload would take the key past its storage quota of {quota_mb:g} MB "
+        f"({used_bytes / 2**20:.3g} MB already stored; the key's max_storage_mb, default "
+        "jobs.max_storage_mb_per_key). Delete files you no longer need, or ask for a larger quota.",
+        param="file",
+        code="storage_quota_exceeded",
+    )
+
+
+def expiry(anchor: str | None, seconds: str | None, min_s: float, now: int) -> int | None:
+    """`expires_at` of an upload's `expires_after` (anchor `created_at`, seconds); None without."""
+    if anchor is None and seconds is None:
+        return None
+    if anchor != "created_at":
+        raise InvalidRequestError(
+            f"`expires_after[anchor]` must be 'created_at'; got {anchor!r}.",
+            param="expires_after.anchor",
+        )
+    if seconds is None or not seconds.isdecimal() or not min_s <= int(seconds) <= MAX_EXPIRY_S:
+        raise InvalidRequestError(
+            f"`expires_after[seconds]` must be an integer from {min_s:g} to {MAX_EXPIRY_S} "
+            f"(30 days); got {seconds!r}.",
+            param="expires_after.seconds",
+        )
+    return now + int(seconds)
+
+
 def check_purpose(purpose: str | None) -> str:
     """The upload's purpose; a missing or unknown one is a 400."""
     if purpose not in FILE_PURPOSES:
@@ -45,9 +75,16 @@ def check_purpose(purpose: str | None) -> str:
 
 
 def save_upload(
-    home: Path, owner: str, purpose: str, filename: str, source: BinaryIO, max_bytes: int
+    home: Path,
+    owner: str,
+    purpose: str,
+    filename: str,
+    source: BinaryIO,
+    max_bytes: int,
+    too_large: InvalidRequestError | None = None,
 ) -> FileRecord:
-    """Copy `source` to a new file of `owner`; over `max_bytes` it is deleted and a 400 raised."""
+    """Copy `source` to a new file of `owner`; over `max_bytes` it is deleted and a 400 raised
+    (`too_large`, else the file-size one)."""
     file_id = new_id("file-")
     path = files_dir(home) / file_id
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -57,7 +94,7 @@ def save_upload(
             while chunk := source.read(CHUNK_BYTES):
                 num_bytes += len(chunk)
                 if num_bytes > max_bytes:
-                    raise file_too_large(max_bytes)
+                    raise too_large or file_too_large(max_bytes)
                 out.write(chunk)
     except BaseException:
         path.unlink(missing_ok=True)
@@ -93,7 +130,7 @@ def file_object(record: FileRecord) -> JsonObject:
         "purpose": record.purpose,
         "status": "processed",
         "status_details": None,
-        "expires_at": None,
+        "expires_at": record.expires_at,
     }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import zlib
 
 from llmserve.jobs.sqlite_connection import SqliteConnection
 from llmserve.jobs.store import JsonObject, ResponseRecord
@@ -79,12 +80,32 @@ class SqliteResponseTables(SqliteConnection):
                 (response_id, sequence_number, json.dumps(event)),
             )
 
+    def add_events(self, response_id: str, events: list[JsonObject]) -> None:
+        """Store a run of events as one compressed row, keyed by its last sequence number."""
+        if not events:
+            return
+        packed = zlib.compress(json.dumps(events, separators=(",", ":")).encode(), 6)
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO response_events (response_id, seq, event) VALUES (?, ?, ?)",
+                (response_id, events[-1]["sequence_number"], packed),
+            )
+
     def events_after(self, response_id: str, sequence_number: int) -> list[JsonObject]:
         rows = self._read(
             "SELECT event FROM response_events WHERE response_id = ? AND seq > ? ORDER BY seq",
             (response_id, sequence_number),
         )
-        return [json.loads(str(row[0])) for row in rows]
+        events = [event for row in rows for event in _unpack(row[0])]
+        return [event for event in events if event["sequence_number"] > sequence_number]
+
+
+def _unpack(stored: object) -> list[JsonObject]:
+    """The events of one row: a compressed run (`add_events`) or one JSON event (`add_event`)."""
+    if isinstance(stored, bytes):
+        events: list[JsonObject] = json.loads(zlib.decompress(stored))
+        return events
+    return [json.loads(str(stored))]
 
 
 def _response_of(row: tuple[object, ...]) -> ResponseRecord:

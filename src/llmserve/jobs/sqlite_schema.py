@@ -53,6 +53,9 @@ CREATE TABLE IF NOT EXISTS response_events (
 );
 """
 
+# Issue 18b: a file's expiry (`expires_after`), added to older files by a guarded ALTER TABLE.
+FILE_EXPIRY_COLUMN = ("files", "expires_at", "INTEGER")
+
 # Attempts at each unit of work (a batch line, part = its line number; a background response,
 # part 0), counted before the work starts: a unit during which the process died twice is failed,
 # not run a third time (jobs/quarantine.py). Own table: an additive change.

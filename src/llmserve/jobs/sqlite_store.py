@@ -14,6 +14,7 @@ import time
 from llmserve.jobs.sqlite_attempts import SqliteAttemptTables
 from llmserve.jobs.sqlite_conversations import SqliteConversationTables
 from llmserve.jobs.sqlite_responses import SqliteResponseTables
+from llmserve.jobs.sqlite_storage import SqliteStorageTables
 from llmserve.jobs.store import (
     ACTIVE_BATCH_STATUSES,
     BatchRecord,
@@ -24,11 +25,14 @@ from llmserve.jobs.store import (
     Page,
 )
 
-_FILE_COLUMNS = "id, owner, purpose, filename, bytes, created_at, path"
+_FILE_COLUMNS = "id, owner, purpose, filename, bytes, created_at, path, expires_at"
+_LIVE = "(expires_at IS NULL OR expires_at > CAST(strftime('%s', 'now') AS INTEGER))"
 _ACTIVE = ", ".join(f"'{status}'" for status in ACTIVE_BATCH_STATUSES)
 
 
-class SqliteJobStore(SqliteResponseTables, SqliteAttemptTables, SqliteConversationTables):
+class SqliteJobStore(
+    SqliteStorageTables, SqliteResponseTables, SqliteAttemptTables, SqliteConversationTables
+):
     """Implements `JobStore` on SQLite (files and batches here, responses in the base class)."""
 
     # files
@@ -36,13 +40,13 @@ class SqliteJobStore(SqliteResponseTables, SqliteAttemptTables, SqliteConversati
     def add_file(self, record: FileRecord) -> None:
         with self._write() as db:
             db.execute(
-                f"INSERT INTO files ({_FILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO files ({_FILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (record.id, record.owner, record.purpose, record.filename, record.bytes,
-                 record.created_at, record.path),
+                 record.created_at, record.path, record.expires_at),
             )  # fmt: skip
 
     def get_file(self, owner: str | None, file_id: str) -> FileRecord | None:
-        rows = self._read(f"SELECT {_FILE_COLUMNS} FROM files WHERE id = ?", (file_id,))
+        rows = self._read(f"SELECT {_FILE_COLUMNS} FROM files WHERE id = ? AND {_LIVE}", (file_id,))
         record = FileRecord(*rows[0]) if rows else None  # type: ignore[arg-type]
         return record if record is not None and owner in (None, record.owner) else None
 
@@ -50,6 +54,7 @@ class SqliteJobStore(SqliteResponseTables, SqliteAttemptTables, SqliteConversati
         self, owner: str | None, *, after: str | None, limit: int, purpose: str | None
     ) -> Page:
         where, params = _page_filter("files", owner, after)
+        where += f" AND {_LIVE}"
         if purpose is not None:
             where, params = f"{where} AND purpose = ?", (*params, purpose)
         rows = self._read(
@@ -200,8 +205,11 @@ def _page_filter(table: str, owner: str | None, after: str | None) -> tuple[str,
         clauses.append("owner = ?")
         params.append(owner)
     if after is not None:
-        clauses.append(f"seq < COALESCE((SELECT seq FROM {table} WHERE id = ?), -1)")
-        params.append(after)
+        # NOTE: the cursor is found among the caller's own rows only: another key's id reads
+        # exactly like an unknown one (an empty page), never confirming that it exists.
+        mine = "" if owner is None else " AND owner = ?"
+        clauses.append(f"seq < COALESCE((SELECT seq FROM {table} WHERE id = ?{mine}), -1)")
+        params.extend([after] if owner is None else [after, owner])
     return " AND ".join(clauses), tuple(params)
 
 

@@ -10,10 +10,14 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from llmserve.jobs.store import JsonObject
 
 MAX_ERRORS = 100  # entries of errors.data; the first ones say enough
+TOO_LONG = b""  # a line over the body limit (see input_lines)
+SKIP_CHUNK = 1 << 20
+MAX_LINE_TOKENS = 2**31 - 1  # a line asking for more is estimated at this (and gets its 400)
 MAX_TOKEN_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
 
 
@@ -40,12 +44,26 @@ class BatchLine:
     body: JsonObject
 
 
-def input_lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """Non-blank lines with their 1-based numbers, read one at a time."""
+def input_lines(path: Path, max_bytes: int | None = None) -> Iterator[tuple[int, bytes]]:
+    """Non-blank lines with their 1-based numbers, read one at a time; a line longer than
+    `max_bytes` is skipped over unread (a chunk at a time) and yielded as `TOO_LONG`."""
+    limit = -1 if max_bytes is None else max_bytes + 1
     with path.open("rb") as lines:
-        for line_no, raw in enumerate(lines, start=1):
-            if raw.strip():
+        line_no = 0
+        while raw := lines.readline(limit):
+            line_no += 1
+            if not raw.endswith(b"\n") and len(raw) == limit:
+                _skip_line(lines)
+                yield line_no, TOO_LONG
+            elif raw.strip():
                 yield line_no, raw
+
+
+def _skip_line(lines: BinaryIO) -> None:
+    """Read on to the end of the current line, keeping at most a chunk of it."""
+    while chunk := lines.readline(SKIP_CHUNK):
+        if chunk.endswith(b"\n"):
+            return
 
 
 def parse_line(raw: bytes) -> JsonObject | None:
@@ -63,11 +81,13 @@ def validate_file(
     max_lines: int,
     default_max_tokens: int,
     has_model: Callable[[str], bool],
+    max_line_bytes: int | None = None,
 ) -> Validation:
-    """Check every line: JSON, fields, url, one model that exists, unique custom_id, no stream."""
+    """Check every line: JSON, fields, url, one model that exists, unique custom_id, no stream,
+    at most `max_line_bytes` (the request body limit)."""
     result = Validation()
     custom_ids: set[str] = set()
-    for line_no, raw in input_lines(path):
+    for line_no, raw in input_lines(path, max_line_bytes):
         result.num_lines += 1
         if result.num_lines > max_lines:
             result.add_error(
@@ -76,6 +96,12 @@ def validate_file(
                 "split the file.", None,
             )  # fmt: skip
             break
+        if raw == TOO_LONG:
+            result.add_error("line_too_large", line_no,
+                             f"This line is larger than the server's request body limit of "
+                             f"{(max_line_bytes or 0) / 2**20:.3g} MB (limits.max_request_body_mb)"
+                             "; each line is one request.", None)  # fmt: skip
+            continue
         line = parse_line(raw)
         if line is None:
             result.add_error("invalid_json_line", line_no, "This line is not a JSON object.", None)
@@ -142,8 +168,14 @@ def check_body(
 
 
 def estimate_tokens(line: JsonObject, raw: bytes, default_max_tokens: int) -> int:
-    """What the line may cost: its bytes as prompt tokens (an upper bound) plus its output."""
+    """What the line may cost: its bytes as prompt tokens (an upper bound) plus its output.
+
+    The output is clamped: a missing, negative or zero limit counts as the default (never
+    lowering the batch's estimate), a huge one as `MAX_LINE_TOKENS` (so a file's sum fits
+    SQLite's integers); the endpoint answers such a line with its 400 when it runs.
+    """
     body = line.get("body")
     limits = [body.get(name) for name in MAX_TOKEN_FIELDS] if isinstance(body, dict) else []
-    max_tokens = next((v for v in limits if isinstance(v, int)), default_max_tokens)
+    asked = next((v for v in limits if isinstance(v, int) and not isinstance(v, bool)), None)
+    max_tokens = default_max_tokens if asked is None or asked < 1 else min(asked, MAX_LINE_TOKENS)
     return len(raw) // 4 + max_tokens

@@ -13,6 +13,7 @@ from llmserve.backends.base import Backend
 from llmserve.jobs.background import BackgroundRunner
 from llmserve.jobs.runner import BatchRunner, UsageSink
 from llmserve.jobs.service import Jobs
+from llmserve.jobs.sweeper import sweep_forever
 
 
 def holder_name() -> str:
@@ -37,6 +38,7 @@ class JobWorkers:
             asyncio.create_task(
                 self.jobs.slots.sweep_forever(self.jobs.store), name="background-slots"
             ),
+            asyncio.create_task(sweep_forever(self.jobs), name="expiry-sweeper"),
         ]
 
     async def stop(self) -> None:

@@ -6,6 +6,7 @@ Guarded by the admin key (`auth.admin_key` or `$LLMSERVE_ADMIN_KEY`): 401 withou
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Literal, TypedDict
 
 from fastapi import APIRouter, Request
@@ -13,6 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ConfigDict, Field
 
 from llmserve.api.admission import server_state
+from llmserve.api.jobs_access import jobs_of
 from llmserve.api.json_body import parse_json_body
 from llmserve.api.openapi import request_body
 from llmserve.api.usage_query import UsageBucketList, parse_bucket, parse_since
@@ -60,6 +62,7 @@ class CreateKeyRequest(StrictModel):
     tpm: Limit | None = None
     expires: str | None = Field(default=None, max_length=32, examples=["30d", "12h", "90m"])
     cache_group: str | None = Field(default=None, min_length=1, max_length=MAX_NAME_LENGTH)
+    max_storage_mb: Limit | None = None  # None: jobs.max_storage_mb_per_key
 
 
 class KeyInFlight(KeyObject):
@@ -106,6 +109,7 @@ async def parse_create(request: Request) -> KeySpec:
             tpm=body.tpm,
             expires_in_s=expires_in,
             cache_group=body.cache_group,
+            max_storage_mb=body.max_storage_mb,
         )
     except KeySpecError as exc:
         raise InvalidRequestError(f"Invalid '{exc.field}': {exc}.", param=exc.field) from None
@@ -144,6 +148,8 @@ async def revoke_key(name: str, request: Request) -> JSONResponse:
         key = await gatekeeper.revoke_key(name)
     except UnknownKeyError as exc:
         raise NotFoundError(str(exc)) from None
+    jobs = jobs_of(request)
+    await jobs.call(jobs.store.cancel_jobs_of, key.key_id, int(time.time()))  # its jobs end too
     return JSONResponse({**describe_key(key), "deleted": True})
 
 

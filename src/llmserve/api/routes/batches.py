@@ -35,6 +35,7 @@ async def create(request: Request) -> JsonObject:
     """A new batch over an uploaded `batch` file; it runs in the background."""
     state = server_state(request)
     principal = await state.gatekeeper.authenticate(request.headers.get("authorization"))
+    state.drain.check_admitting()  # 503 while draining, as chat
     body = await parse_json_body(request, BatchCreateRequest)
     spec = BatchSpec(body.input_file_id, body.endpoint, body.completion_window, body.metadata)
     kind: ModelKind = "embedding" if body.endpoint == "/v1/embeddings" else "chat"
@@ -47,7 +48,8 @@ async def create(request: Request) -> JsonObject:
         return True
 
     jobs = jobs_of(request)
-    record = await jobs.call(create_batch, jobs, principal.key_id, spec, has_model)
+    max_line_bytes = state.config.limits.max_request_body_bytes  # each line is one request
+    record = await jobs.call(create_batch, jobs, principal.key_id, spec, has_model, max_line_bytes)
     return batch_object(record)
 
 

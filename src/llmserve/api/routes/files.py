@@ -6,15 +6,32 @@ the body-size middleware leaves this route alone (see `api/body_limit.py`).
 
 from __future__ import annotations
 
+import dataclasses
+import time
+
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse
 from starlette.datastructures import UploadFile
 from starlette.types import Message
 
 from llmserve.api.body_limit import announced_length
-from llmserve.api.jobs_access import job_owner, jobs_of, list_body, page_limit
+from llmserve.api.jobs_access import (
+    job_owner,
+    jobs_of,
+    list_body,
+    page_limit,
+    refuse_while_draining,
+    storage_quota_mb,
+)
 from llmserve.errors import InvalidRequestError, NotFoundError
-from llmserve.jobs.files import check_purpose, delete_contents, file_object, file_too_large
+from llmserve.jobs.files import (
+    check_purpose,
+    delete_contents,
+    expiry,
+    file_object,
+    file_too_large,
+    over_quota,
+)
 from llmserve.jobs.files import save_upload as save_file
 from llmserve.jobs.store import FileRecord, JsonObject
 
@@ -33,10 +50,11 @@ async def create_file(request: Request) -> JSONResponse:
     """Upload a file (`file` and `purpose` form fields); contents go to disk, never to memory."""
     owner = await job_owner(request)
     jobs = jobs_of(request)
-    max_bytes = jobs.config.max_file_bytes
+    await refuse_while_draining(request)
+    max_bytes, too_large = await upload_limit(request, owner)
     if announced_length(request.scope) > max_bytes + MULTIPART_OVERHEAD:
-        raise file_too_large(max_bytes)
-    form = await bounded(request, max_bytes + MULTIPART_OVERHEAD).form(max_files=1)
+        raise too_large
+    form = await bounded(request, max_bytes + MULTIPART_OVERHEAD, too_large).form(max_files=1)
     try:
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
@@ -44,18 +62,38 @@ async def create_file(request: Request) -> JSONResponse:
                 "Send the file as the multipart form field `file`.", param="file"
             )
         purpose = check_purpose(_text(form.get("purpose")))
+        expires_at = expiry(
+            _text(form.get("expires_after[anchor]")), _text(form.get("expires_after[seconds]")),
+            jobs.config.min_file_expiry_s, int(time.time()),
+        )  # fmt: skip
         record = await jobs.call(
             save_file, jobs.home, owner or "", purpose, upload.filename or "upload",
-            upload.file, max_bytes,
+            upload.file, max_bytes, too_large,
         )  # fmt: skip
     finally:
         await form.close()
+    record = dataclasses.replace(record, expires_at=expires_at)
     await jobs.call(jobs.store.add_file, record)
     return JSONResponse(file_object(record))
 
 
-def bounded(request: Request, max_bytes: int) -> Request:
-    """`request` whose body raises the file-too-large 400 once it grows past `max_bytes`."""
+async def upload_limit(request: Request, owner: str | None) -> tuple[int, InvalidRequestError]:
+    """The most bytes this upload may have, and the 400 past them: the file-size limit, or what
+    is left of the key's storage quota when that is less."""
+    jobs = jobs_of(request)
+    max_bytes = jobs.config.max_file_bytes
+    quota_mb = await storage_quota_mb(request, owner)
+    if quota_mb is None or owner is None:
+        return max_bytes, file_too_large(max_bytes)
+    used = await jobs.call(jobs.store.storage_used, owner)
+    left = max(0, int(quota_mb * 2**20) - used)
+    if left >= max_bytes:
+        return max_bytes, file_too_large(max_bytes)
+    return left, over_quota(quota_mb, used)
+
+
+def bounded(request: Request, max_bytes: int, too_large: InvalidRequestError) -> Request:
+    """`request` whose body raises `too_large` once it grows past `max_bytes`."""
     num_bytes = 0
 
     async def receive() -> Message:
@@ -63,7 +101,7 @@ def bounded(request: Request, max_bytes: int) -> Request:
         message = await request.receive()
         num_bytes += len(message.get("body", b""))
         if num_bytes > max_bytes:
-            raise file_too_large(max_bytes - MULTIPART_OVERHEAD)
+            raise too_large
         return message
 
     return Request(request.scope, receive)

@@ -14,7 +14,7 @@ from collections.abc import AsyncGenerator, Mapping
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from llmserve.api.admission import Routed, acquire_slot, route_request
+from llmserve.api.admission import Routed, acquire_slot, route_request, server_state
 from llmserve.api.background_admission import acquire_background_slot
 from llmserve.api.jobs_access import job_owner, jobs_of
 from llmserve.api.openapi import request_body
@@ -41,6 +41,7 @@ async def create_response(request: Request) -> Response:
     jobs = jobs_of(request)
     generation = await prepare_response(routed.context, routed.body, stores_of(jobs))
     if routed.body.background:
+        server_state(request).drain.check_admitting()  # 503 while draining, as chat
         background_slot = await acquire_background_slot(
             request, routed, generation.estimated_tokens
         )
