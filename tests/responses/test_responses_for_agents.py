@@ -62,6 +62,8 @@ def test_every_response_object_and_event_follows_the_specification(
         check_event(event)
     assert events[0]["type"] == "response.created"
     assert events[-1]["type"] in ("response.completed", "response.incomplete")
+    created = {e["response"]["created_at"] for e in events if "response" in e}
+    assert len(created) == 1  # one response, one creation time, in every event
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
@@ -171,6 +172,7 @@ class ResponseAnswer:
         prompt: ResponsePrompt,
     ) -> None:
         self.response_id = "resp_" + context.request_id.removeprefix("req_")
+        self.created_at = int(time.time())  # the same in every event and the stored copy
         self.tenant = context.tenant
         self.request = body
         self.meter = meter
@@ -206,6 +208,7 @@ class ResponseAnswer:
                 self.meter.cache_write_tokens,
             ),
             incomplete_reason=None if is_complete else "max_output_tokens",
+            created_at=self.created_at,
         )
         turn = [*self.prompt.input_items, *items]
         conversation_id = self.request.conversation_id
@@ -226,7 +229,12 @@ class ResponseAnswer:
 
     async def _numbered(self, outputs: Outputs) -> AsyncGenerator[ResponseEvent, None]:
         pending = response_object(
-            self.response_id, self.request, status="in_progress", output=[], usage_body=None
+            self.response_id,
+            self.request,
+            status="in_progress",
+            output=[],
+            usage_body=None,
+            created_at=self.created_at,
         )
         yield {"type": "response.created", "response": pending}
         yield {"type": "response.in_progress", "response": pending}
