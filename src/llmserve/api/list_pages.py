@@ -1,4 +1,5 @@
-"""One page of a list of items, as OpenAI pages them: `limit`, `order` and `after` (an item id)."""
+"""One page of a list of items held in memory, as OpenAI pages them: `limit`, `order` and
+`after` (an item id), framed like the store's pages (`jobs_access.list_body`)."""
 
 from __future__ import annotations
 
@@ -7,32 +8,20 @@ from typing import Any
 
 from fastapi import Request
 
+from llmserve.api.jobs_access import list_body, page_limit
 from llmserve.errors import InvalidRequestError
-
-MAX_LIMIT = 100
+from llmserve.jobs.store import Page
 
 
 def list_page(items: Sequence[dict[str, Any]], request: Request) -> dict[str, Any]:
     """`{"object": "list", "data", "first_id", "last_id", "has_more"}` of `items` (oldest first)."""
-    query = request.query_params
-    order = query.get("order", "desc")
+    order = request.query_params.get("order", "desc")
     if order not in ("asc", "desc"):
         raise InvalidRequestError("`order` must be `asc` or `desc`.", param="order")
-    raw_limit = query.get("limit", "20")
-    if not raw_limit.isdecimal() or not 1 <= int(raw_limit) <= MAX_LIMIT:
-        raise InvalidRequestError(
-            f"`limit` must be an integer from 1 to {MAX_LIMIT}.", param="limit"
-        )
+    limit = page_limit(request)
     ordered = list(items) if order == "asc" else list(reversed(items))
-    after = query.get("after")
+    after = request.query_params.get("after")
     if after is not None:
         ids = [item["id"] for item in ordered]
         ordered = ordered[ids.index(after) + 1 :] if after in ids else []
-    page = ordered[: int(raw_limit)]
-    return {
-        "object": "list",
-        "data": page,
-        "first_id": page[0]["id"] if page else None,
-        "last_id": page[-1]["id"] if page else None,
-        "has_more": len(ordered) > len(page),
-    }
+    return list_body(Page(ordered[:limit], has_more=len(ordered) > limit), dict)

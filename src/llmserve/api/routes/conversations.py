@@ -10,11 +10,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from llmserve.api.admission import server_state
-from llmserve.api.jobs_access import jobs_of
+from llmserve.api.jobs_access import jobs_of, list_body
 from llmserve.api.json_body import parse_json_body
 from llmserve.api.list_pages import list_page
 from llmserve.api.openapi import request_body
 from llmserve.errors import NotFoundError
+from llmserve.jobs.store import Page
 from llmserve.serving.response_items import stored_items
 from llmserve.serving.schemas_conversations import (
     ConversationCreateRequest,
@@ -103,13 +104,7 @@ async def create_items(conversation_id: str, request: Request) -> dict[str, Any]
     jobs = jobs_of(request)
     if not await jobs.call(jobs.store.add_conversation_items, owner, conversation_id, items):
         raise not_found(conversation_id)
-    return {
-        "object": "list",
-        "data": items,
-        "first_id": items[0]["id"],
-        "last_id": items[-1]["id"],
-        "has_more": False,
-    }
+    return list_body(Page(items, has_more=False), dict)
 
 
 @router.get("/v1/conversations/{conversation_id}/items/{item_id}", response_model=None)
