@@ -16,7 +16,16 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 import openai
-from jobs_helpers import ADMIN_KEY, CRAWL, FAST, SLOW, JobsServer, LiveServer, SdkFactory
+from jobs_helpers import (
+    ADMIN_KEY,
+    CRAWL,
+    FAST,
+    MAX_LINES,
+    SLOW,
+    JobsServer,
+    LiveServer,
+    SdkFactory,
+)
 
 from llmserve.api.app import create_app
 from llmserve.auth.factory import build_gatekeeper, open_key_store
@@ -32,7 +41,6 @@ from llmserve.config import (
     ServerConfig,
 )
 
-MAX_LINES = 120
 MAX_FILE_MB = 0.05  # 52 KB: the too-large test uploads more
 MAX_ENQUEUED_TOKENS = 1_000_000
 

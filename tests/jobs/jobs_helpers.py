@@ -16,6 +16,7 @@ FAST = "fake-chat"
 SLOW = "slow-chat"
 CRAWL = "crawl-chat"  # a second per token: still running whenever a test looks
 ADMIN_KEY = "admin-secret-for-jobs-tests"
+MAX_LINES = 120  # the jobs server's batch line limit (conftest.jobs_config)
 REPLY = "Hello! I am a fake model."
 DEADLINE_S = 60.0
 T = TypeVar("T")

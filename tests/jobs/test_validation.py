@@ -6,8 +6,16 @@ from typing import Any
 
 import openai
 import pytest
-from conftest import MAX_LINES
-from jobs_helpers import FAST, JobsServer, SdkFactory, as_upload, chat_line, jsonl, wait_until
+from jobs_helpers import (
+    FAST,
+    MAX_LINES,
+    JobsServer,
+    SdkFactory,
+    as_upload,
+    chat_line,
+    jsonl,
+    wait_until,
+)
 
 
 def failed_batch(sdk: openai.OpenAI, lines: list[Any]) -> dict[str, Any]:
