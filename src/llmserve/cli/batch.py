@@ -26,8 +26,9 @@ from llmserve.remote import (
     describe_error,
     server_root,
 )
+from llmserve.statuses import ENDED_BATCH_STATUSES
 
-TERMINAL = ("completed", "failed", "expired", "cancelled")
+TERMINAL = ENDED_BATCH_STATUSES
 POLL_S = 0.5
 
 

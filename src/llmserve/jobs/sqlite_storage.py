@@ -10,12 +10,15 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from llmserve.jobs.sqlite_connection import SqliteConnection
+from llmserve.jobs.sqlite_connection import SqliteConnection, sql_words
 from llmserve.jobs.sqlite_schema import FILE_EXPIRY_COLUMN
 from llmserve.jobs.store import FileRecord
+from llmserve.jobs.transitions import CANCELLABLE_BATCH_STATUSES
+from llmserve.statuses import ACTIVE_RESPONSE_STATUSES
 
 _COLUMNS = "id, owner, purpose, filename, bytes, created_at, path, expires_at"
-_RUNNING = "('queued', 'in_progress')"
+_RUNNING = sql_words(ACTIVE_RESPONSE_STATUSES)
+_CANCELLABLE = sql_words(CANCELLABLE_BATCH_STATUSES)
 
 
 class SqliteStorageTables(SqliteConnection):
@@ -54,8 +57,7 @@ class SqliteStorageTables(SqliteConnection):
         with self._write() as db:
             batches = db.execute(
                 "UPDATE batches SET status = 'cancelling', doc = json_set(doc, '$.status', "
-                "'cancelling', '$.cancelling_at', ?) WHERE owner = ? AND status IN "
-                "('validating', 'in_progress')",
+                f"'cancelling', '$.cancelling_at', ?) WHERE owner = ? AND status IN {_CANCELLABLE}",
                 (now, owner),
             ).rowcount
             responses = db.execute(

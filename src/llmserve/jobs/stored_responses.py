@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from llmserve.jobs.store import JobStore, ResponseRecord
+from llmserve.jobs.wire import StoredRequest
 from llmserve.serving.response_items import Item, message_item, new_item_id
 from llmserve.serving.response_objects import ResponseObject
 
@@ -27,12 +28,14 @@ class StoredResponses:
         input_items: Sequence[Item],
     ) -> None:
         found = self.store.get_response(key_id, response["id"])
-        request = dict(found.request) if found is not None else {}
-        request["items"] = list(conversation)
-        request["input_items"] = list(input_items)
+        request: StoredRequest = {
+            **(found.request if found is not None else {}),
+            "items": list(conversation),
+            "input_items": list(input_items),
+        }
         is_background = found is not None and found.is_background
         record = ResponseRecord(
-            response["id"], key_id, response["status"], dict(response), request, is_background
+            response["id"], key_id, response["status"], response, request, is_background
         )
         self.store.put_response(record)
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, Self, TypeVar
 
 from llmserve.backends.base import Backend
+from llmserve.ids import derived_id
 from llmserve.serving.context import ServingContext
 from llmserve.serving.outputs import Choice, Outputs, collect, merge_outputs
 from llmserve.serving.usage import UsageMeter
@@ -98,7 +99,7 @@ async def counting_cached_tokens(outputs: Outputs, generation: Generation[Any, A
 
 def response_id(prefix: str, request_id: str) -> str:
     """The public id of a response made for `request_id` (`chatcmpl-…`, `cmpl-…`)."""
-    return f"{prefix}-{request_id.removeprefix('req_')}"
+    return derived_id(f"{prefix}-", request_id)
 
 
 def created_now() -> int:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from llmserve.backends.base import Backend
 from llmserve.errors import NotFoundError
+from llmserve.ids import response_id_of
 from llmserve.sampling import SamplingParams
 from llmserve.serving.constraints import (
     ToolPlan,
@@ -171,7 +172,7 @@ class ResponseAnswer:
         stores: ResponseStores,
         prompt: ResponsePrompt,
     ) -> None:
-        self.response_id = "resp_" + context.request_id.removeprefix("req_")
+        self.response_id = response_id_of(context.request_id)
         self.created_at = int(time.time())  # the same in every event and the stored copy
         self.tenant = context.tenant
         self.request = body
