@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Self, TypeVar
 
@@ -42,6 +42,8 @@ class Generation(Generic[BodyT, ChunkT]):
     to_chunks: Callable[[Outputs], AsyncGenerator[ChunkT, None]]
     # Sees every output on its way to the body or the chunks (the API layer's metrics).
     watch: Callable[[Outputs], Outputs] | None = None
+    # Called with the finished body before `result()` returns it (the Responses API stores it).
+    keep: Callable[[BodyT], Awaitable[None]] | None = None
 
     @property
     def estimated_tokens(self) -> int:
@@ -53,7 +55,10 @@ class Generation(Generic[BodyT, ChunkT]):
         """Run every choice to the end and build the response body."""
         choices = await collect(self._outputs(), self.num_choices)
         self.meter.completion_tokens = sum(choice.num_output_tokens for choice in choices)
-        return self.to_body(choices)
+        body = self.to_body(choices)
+        if self.keep is not None:
+            await self.keep(body)
+        return body
 
     def chunks(self) -> AsyncGenerator[ChunkT, None]:
         """The response as stream chunks, in order."""
