@@ -23,6 +23,7 @@ FORBIDDEN = {
 }
 # Modules at the package root are the shared vocabulary: they import no folder at all.
 ROOT_MODULES = ("types.py", "sampling.py", "errors.py", "config.py", "scale_config.py")
+ROOT_MODULES += ("ids.py", "statuses.py")
 
 
 def imported_names(path: Path) -> set[str]:

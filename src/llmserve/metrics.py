@@ -22,6 +22,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from llmserve.config import MetricsConfig
+from llmserve.statuses import BATCH_STATUSES, LINE_OUTCOMES, BatchStatus, LineOutcome
 from llmserve.types import BackendLoad
 
 PREFIX = "llmserve:"
@@ -39,12 +40,6 @@ REQUEST_LATENCY_BUCKETS = (
     480.0, 960.0, 1920.0, 7680.0,
 )  # fmt: skip
 FINISHED_REASONS = ("stop", "length", "abort")
-# OpenAI's Batch statuses.
-BATCH_STATUSES = (
-    "validating", "in_progress", "finalizing", "completed", "failed", "expired", "cancelling",
-    "cancelled",
-)  # fmt: skip
-BATCH_LINE_STATUSES = ("completed", "failed")
 ALL_KEYS = "all"  # the key_id label when per-key labels are off
 MODEL = ["model_name"]
 PER_KEY = ["key_id", "model_name"]
@@ -215,15 +210,17 @@ class ServerMetrics:
         )  # fmt: skip
         for status in BATCH_STATUSES:
             self.batches.labels(status).set(0)
-        for status in BATCH_LINE_STATUSES:
+        for status in LINE_OUTCOMES:
             self.batch_lines.labels(status)
-        self._num_lines_seen = dict.fromkeys(BATCH_LINE_STATUSES, 0)
+        self._num_lines_seen = dict.fromkeys(LINE_OUTCOMES, 0)
 
-    def observe_jobs(self, batches_by_status: Mapping[str, int], lines: Mapping[str, int]) -> None:
+    def observe_jobs(
+        self, batches_by_status: Mapping[BatchStatus, int], lines: Mapping[LineOutcome, int]
+    ) -> None:
         """Set the job families from the job store's totals (read when /metrics is scraped)."""
         for status in BATCH_STATUSES:
             self.batches.labels(status).set(batches_by_status.get(status, 0))
-        for status in BATCH_LINE_STATUSES:
+        for status in LINE_OUTCOMES:
             # NOTE: the store holds the running total; the counter only ever moves forward.
             total = lines.get(status, 0)
             self.batch_lines.labels(status).inc(max(0, total - self._num_lines_seen[status]))

@@ -60,7 +60,7 @@ def create_app(
             yield
         finally:
             await workers.stop()
-            jobs.store.close()
+            await jobs.call(jobs.store.close)  # waits for store calls in flight, off the loop
             for backend in backends.values():
                 await backend.shutdown()
             await gatekeeper.close()

@@ -5,8 +5,8 @@ Jobs belong to the API key that made them; another key gets 404, the admin key s
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, Literal, TypedDict, TypeVar
 
 from fastapi import Request
 from starlette.requests import HTTPConnection
@@ -14,10 +14,22 @@ from starlette.requests import HTTPConnection
 from llmserve.api.admission import server_state
 from llmserve.errors import AuthenticationError, InvalidRequestError, LlmserveError
 from llmserve.jobs.service import Jobs
-from llmserve.jobs.store import JsonObject, Page
+from llmserve.jobs.store import Page
 
 MAX_PAGE = 100
 T = TypeVar("T")
+ObjectT = TypeVar("ObjectT", bound=Mapping[str, Any])
+JsonBody = Mapping[str, Any]  # a route's JSON object, sent as it is (FastAPI's response model)
+
+
+class ListObject(TypedDict, Generic[ObjectT]):
+    """OpenAI's cursor-paginated list."""
+
+    object: Literal["list"]
+    data: list[ObjectT]
+    first_id: str | None
+    last_id: str | None
+    has_more: bool
 
 
 def jobs_of(request: HTTPConnection) -> Jobs:
@@ -70,7 +82,7 @@ def page_limit(request: Request, *, default: int = 20, maximum: int = MAX_PAGE) 
     return int(raw)
 
 
-def list_body(page: Page, to_object: Callable[[Any], JsonObject]) -> JsonObject:
+def list_body(page: Page[T], to_object: Callable[[T], ObjectT]) -> ListObject[ObjectT]:
     """OpenAI's cursor-paginated list: data, first_id, last_id, has_more."""
     data = [to_object(item) for item in page.items]
     return {

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import TypeVar
 
 from fastapi import Request
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from llmserve.api.errors import from_pydantic
 from llmserve.errors import InvalidRequestError
+from llmserve.serving.request_body import parse_body
 
 B = TypeVar("B", bound=BaseModel)
 
@@ -40,7 +40,4 @@ async def parse_json_body(request: Request, schema: type[B]) -> B:
     raw = await request.body()
     if not raw:
         raise InvalidRequestError("The request body must be a JSON object.")
-    try:
-        return schema.model_validate_json(raw)
-    except ValidationError as exc:
-        raise from_pydantic(exc) from None
+    return parse_body(schema, raw)

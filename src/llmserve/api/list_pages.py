@@ -4,16 +4,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from fastapi import Request
 
-from llmserve.api.jobs_access import list_body, page_limit
+from llmserve.api.jobs_access import ListObject, list_body, page_limit
 from llmserve.errors import InvalidRequestError
 from llmserve.jobs.store import Page
+from llmserve.serving.response_items import Item
 
 
-def list_page(items: Sequence[dict[str, Any]], request: Request) -> dict[str, Any]:
+def list_page(items: Sequence[Item], request: Request) -> ListObject[Item]:
     """`{"object": "list", "data", "first_id", "last_id", "has_more"}` of `items` (oldest first)."""
     order = request.query_params.get("order", "desc")
     if order not in ("asc", "desc"):
@@ -24,4 +24,8 @@ def list_page(items: Sequence[dict[str, Any]], request: Request) -> dict[str, An
     if after is not None:
         ids = [item["id"] for item in ordered]
         ordered = ordered[ids.index(after) + 1 :] if after in ids else []
-    return list_body(Page(ordered[:limit], has_more=len(ordered) > limit), dict)
+    return list_body(Page(ordered[:limit], has_more=len(ordered) > limit), _same)
+
+
+def _same(item: Item) -> Item:
+    return item

@@ -9,21 +9,16 @@ from __future__ import annotations
 
 import logging
 import re
-import uuid
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llmserve.api.errors import error_response, server_error
+from llmserve.ids import new_request_id as new_request_id  # the id a route may make itself
 
 logger = logging.getLogger(__name__)
 
 _CLIENT_REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")  # printable ASCII, no spaces
-
-
-def new_request_id() -> str:
-    """A fresh request id."""
-    return f"req_{uuid.uuid4().hex}"
 
 
 class RequestIdMiddleware:

@@ -26,8 +26,8 @@ from llmserve.remote import (
     describe_error,
     server_root,
 )
+from llmserve.statuses import ENDED_BATCH_STATUSES
 
-TERMINAL = ("completed", "failed", "expired", "cancelled")
 POLL_S = 0.5
 
 
@@ -145,7 +145,7 @@ def follow(client: BatchClient, batch_id: str) -> dict[str, Any]:
                 total=counts["total"] or None,
                 completed=counts["completed"] + counts["failed"],
             )
-            if batch["status"] in TERMINAL:
+            if batch["status"] in ENDED_BATCH_STATUSES:
                 return batch
             time.sleep(POLL_S)
 
@@ -191,7 +191,7 @@ def run_cancel(args: argparse.Namespace) -> int:
 def run_download(args: argparse.Namespace) -> int:
     def action(client: BatchClient, args: argparse.Namespace) -> int:
         batch = client.json("GET", f"/batches/{args.batch_id}")
-        if batch["status"] not in TERMINAL:
+        if batch["status"] not in ENDED_BATCH_STATUSES:
             raise RemoteError(f"batch {args.batch_id} is still {batch['status']}")
         return save_results(client, batch, args.output)
 

@@ -16,13 +16,14 @@ from collections.abc import AsyncGenerator, Mapping
 from llmserve.auth.base import UsageRecord
 from llmserve.backends.base import Backend
 from llmserve.errors import LlmserveError
+from llmserve.ids import request_id_of_response
 from llmserve.jobs.quarantine import DIED_MESSAGE, QUARANTINED_CODE, is_quarantined
 from llmserve.jobs.runner import IDLE_POLL_S, UsageSink
 from llmserve.jobs.service import Jobs
-from llmserve.jobs.store import JsonObject, ResponseRecord
+from llmserve.jobs.store import ResponseRecord
 from llmserve.jobs.stored_responses import StoredConversations, StoredResponses
 from llmserve.serving.context import ServingContext
-from llmserve.serving.response_objects import ResponseEvent
+from llmserve.serving.response_objects import ResponseEvent, ResponseObject
 from llmserve.serving.responses import ResponseStores, prepare_response
 from llmserve.serving.schemas_responses import ResponseCreateRequest
 from llmserve.types import Priority
@@ -32,13 +33,7 @@ EVENTS_FLUSH_S = 0.25  # how long an event may wait before its run of events is 
 FLUSH_AT = frozenset(
     {"response.created", "response.completed", "response.failed", "response.incomplete"}
 )
-TERMINAL_STATUSES = ("completed", "incomplete", "failed", "cancelled")
 RESTARTED = "The server restarted while this background response was running; create it again."
-
-
-def request_id_of_response(response_id: str) -> str:
-    """The internal request id a background response runs under (its id's suffix)."""
-    return "req_" + response_id.removeprefix("resp_")
 
 
 class BackgroundRunner:
@@ -121,13 +116,13 @@ class BackgroundRunner:
     ) -> None:
         """Store the events in runs (one compressed row each, not one row per delta): a run is
         written once it is `EVENTS_FLUSH_S` old, and at the response's first and last events."""
-        pending: list[JsonObject] = []
+        pending: list[ResponseEvent] = []
         started = time.monotonic()
         async with contextlib.aclosing(events) as stream:
             async for event in stream:
                 if not pending:
                     started = time.monotonic()
-                pending.append(dict(event))
+                pending.append(event.copy())
                 at_once = event["type"] in FLUSH_AT
                 if at_once or time.monotonic() - started >= EVENTS_FLUSH_S:
                     await self.jobs.call(self.jobs.store.add_events, record.id, pending)
@@ -150,13 +145,20 @@ class BackgroundRunner:
 
     async def fail(self, record: ResponseRecord, code: str, message: str) -> None:
         """End the response `failed` with `error`, and store a `response.failed` event."""
-        response: JsonObject = {**record.response, "status": "failed"}
-        response["error"] = {"code": code, "message": message}
+        response: ResponseObject = {
+            **record.response,
+            "status": "failed",
+            "error": {"code": code, "message": message},
+        }
         record.status, record.response = "failed", response
         await self.jobs.call(self.jobs.store.put_response, record)
         events = await self.jobs.call(self.jobs.store.events_after, record.id, -1)
         number = events[-1]["sequence_number"] + 1 if events else 0
-        event = {"type": "response.failed", "sequence_number": number, "response": response}
+        event: ResponseEvent = {
+            "type": "response.failed",
+            "sequence_number": number,
+            "response": response,
+        }
         await self.jobs.call(self.jobs.store.add_event, record.id, number, event)
         model = str(record.request.get("body", {}).get("model", ""))
         await self.jobs.slots.release(record.id, UsageRecord(model, is_error=True))

@@ -14,10 +14,10 @@ import logging
 
 from llmserve.auth.base import Slot, UsageRecord
 from llmserve.jobs.store import JobStore
+from llmserve.statuses import ENDED_RESPONSE_STATUSES
 
 logger = logging.getLogger(__name__)
 SWEEP_INTERVAL_S = 0.5
-ENDED = ("completed", "incomplete", "failed", "cancelled")
 
 
 class BackgroundSlots:
@@ -44,7 +44,7 @@ class BackgroundSlots:
         """Release the slots of responses the store shows ended (or gone)."""
         for response_id, (_, model) in list(self._slots.items()):
             record = await asyncio.to_thread(store.get_response, None, response_id)
-            if record is None or record.status in ENDED:
+            if record is None or record.status in ENDED_RESPONSE_STATUSES:
                 is_error = record is None or record.status == "failed"
                 await self.release(response_id, UsageRecord(model, is_error=is_error))
 

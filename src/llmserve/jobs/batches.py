@@ -8,10 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llmserve.errors import InvalidRequestError, NotFoundError, RateLimitError
+from llmserve.ids import new_batch_id
 from llmserve.jobs.objects import BATCH_ENDPOINTS, COMPLETION_WINDOW_S, new_batch_doc
 from llmserve.jobs.service import Jobs
-from llmserve.jobs.store import BatchRecord, new_id
+from llmserve.jobs.store import BatchRecord
+from llmserve.jobs.transitions import StatusTransitionError, can_cancel_batch
 from llmserve.jobs.validation import validate_file
+from llmserve.statuses import BatchStatus
 
 RETRY_AFTER_S = 60.0
 
@@ -61,7 +64,7 @@ def create_batch(
         has_model, max_line_bytes,
     )  # fmt: skip
     check_enqueued_tokens(jobs, owner, checked.estimated_tokens)
-    batch_id = new_id("batch_")
+    batch_id = new_batch_id()
     doc = new_batch_doc(
         batch_id, spec.endpoint, spec.input_file_id, spec.completion_window, spec.metadata,
         checked.model, 0 if checked.errors else checked.num_lines,
@@ -93,8 +96,14 @@ def cancel_batch(jobs: Jobs, owner: str | None, batch_id: str) -> BatchRecord:
     record = jobs.store.get_batch(owner, batch_id)
     if record is None:
         raise NotFoundError(f"No batch found with id '{batch_id}'.", param="batch_id")
-    if record.status not in ("validating", "in_progress"):
-        raise InvalidRequestError(
-            f"Cannot cancel a batch with status '{record.status}'.", param="batch_id"
-        )
-    return jobs.store.update_batch(batch_id, "cancelling", {"cancelling_at": int(time.time())})
+    if not can_cancel_batch(record.status):
+        raise _cannot_cancel(record.status)
+    try:
+        return jobs.store.update_batch(batch_id, "cancelling", {"cancelling_at": int(time.time())})
+    except StatusTransitionError:  # it moved on since it was read (a runner finished it)
+        current = jobs.store.get_batch(owner, batch_id)
+        raise _cannot_cancel(record.status if current is None else current.status) from None
+
+
+def _cannot_cancel(status: BatchStatus) -> InvalidRequestError:
+    return InvalidRequestError(f"Cannot cancel a batch with status '{status}'.", param="batch_id")

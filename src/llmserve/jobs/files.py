@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 from llmserve.errors import InvalidRequestError
-from llmserve.jobs.store import FileRecord, JsonObject, new_id
+from llmserve.ids import new_file_id
+from llmserve.jobs.store import FileRecord
+from llmserve.jobs.wire import FileObject
 
 CHUNK_BYTES = 1 << 20
 MAX_EXPIRY_S = 2_592_000  # 30 days: OpenAI's longest `expires_after`
@@ -85,7 +87,7 @@ def save_upload(
 ) -> FileRecord:
     """Copy `source` to a new file of `owner`; over `max_bytes` it is deleted and a 400 raised
     (`too_large`, else the file-size one)."""
-    file_id = new_id("file-")
+    file_id = new_file_id()
     path = files_dir(home) / file_id
     path.parent.mkdir(parents=True, exist_ok=True)
     num_bytes = 0
@@ -104,7 +106,7 @@ def save_upload(
 
 def write_lines(home: Path, owner: str, filename: str, lines: Iterable[bytes]) -> FileRecord:
     """A new `batch_output` file made of `lines` (each ends with a newline), synced to disk."""
-    file_id = new_id("file-")
+    file_id = new_file_id()
     path = files_dir(home) / file_id
     path.parent.mkdir(parents=True, exist_ok=True)
     num_bytes = 0
@@ -119,7 +121,7 @@ def write_lines(home: Path, owner: str, filename: str, lines: Iterable[bytes]) -
     )
 
 
-def file_object(record: FileRecord) -> JsonObject:
+def file_object(record: FileRecord) -> FileObject:
     """OpenAI's File object."""
     return {
         "id": record.id,

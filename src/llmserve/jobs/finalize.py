@@ -8,31 +8,42 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Final, Literal
 
 from llmserve.jobs.files import write_lines
 from llmserve.jobs.objects import error_line
 from llmserve.jobs.service import Jobs
-from llmserve.jobs.store import BatchRecord, FileRecord, JsonObject
+from llmserve.jobs.store import BatchRecord, FileRecord
+from llmserve.jobs.transitions import RUNNING_BATCH_STATUSES
 from llmserve.jobs.validation import input_lines, parse_line
+from llmserve.jobs.wire import BatchUpdate, ResultLine
 
-_UNRUN = {
-    "cancelling": ("cancelled", "batch_cancelled", "The batch was cancelled before this ran."),
-    "expired": ("expired", "batch_expired",
+Ending = Literal["finalizing", "expired", "cancelling"]  # the status a batch ends from
+FinalStatus = Literal["completed", "expired", "cancelled"]
+_FINAL: Final[
+    Mapping[Ending, tuple[FinalStatus, Literal["completed_at", "expired_at", "cancelled_at"]]]
+] = {
+    "finalizing": ("completed", "completed_at"),
+    "expired": ("expired", "expired_at"),
+    "cancelling": ("cancelled", "cancelled_at"),
+}
+_UNRUN: Final[Mapping[Ending, tuple[str, str]]] = {
+    "cancelling": ("batch_cancelled", "The batch was cancelled before this ran."),
+    "expired": ("batch_expired",
                 "This request could not be executed before the completion window expired."),
 }  # fmt: skip
 
 
-def ending_of(record: BatchRecord) -> str | None:
-    """The status the batch ends with, or None when it has already ended (failed)."""
+def ending_of(record: BatchRecord) -> Ending | None:
+    """The status the batch ends from, or None when it has already ended (failed)."""
     if record.status == "cancelling":
         return "cancelling"
-    if record.status in ("in_progress", "finalizing"):
-        is_expired = time.time() >= int(record.doc["expires_at"])
-        num_done = (
-            record.doc["request_counts"]["completed"] + record.doc["request_counts"]["failed"]
-        )
-        if is_expired and num_done < record.doc["request_counts"]["total"]:
+    if record.status in RUNNING_BATCH_STATUSES:
+        is_expired = time.time() >= record.doc["expires_at"]
+        counts = record.doc["request_counts"]
+        if is_expired and counts["completed"] + counts["failed"] < counts["total"]:
             return "expired"
         return "finalizing"
     return None
@@ -49,17 +60,17 @@ async def finalize_batch(jobs: Jobs, record: BatchRecord) -> None:
             store.update_batch, record.id, "finalizing", {"finalizing_at": now}
         )
     output_file, error_file = await jobs.call(write_result_files, jobs, record, ending)
-    final, _, _ = _UNRUN.get(ending, ("completed", "", ""))
-    fields: JsonObject = {
-        f"{final}_at": int(time.time()),
+    final, final_at = _FINAL[ending]
+    fields: BatchUpdate = {
         "output_file_id": output_file.id if output_file else None,
         "error_file_id": error_file.id if error_file else None,
     }
+    fields[final_at] = int(time.time())
     await jobs.call(store.update_batch, record.id, final, fields)
 
 
 def write_result_files(
-    jobs: Jobs, record: BatchRecord, ending: str
+    jobs: Jobs, record: BatchRecord, ending: Ending
 ) -> tuple[FileRecord | None, FileRecord | None]:
     """The output file (lines that answered 200) and the error file (all others)."""
     results = jobs.store.result_lines(record.id)
@@ -79,9 +90,11 @@ def write_result_files(
     return files[0], files[1]
 
 
-def unrun_lines(jobs: Jobs, record: BatchRecord, done: set[int], ending: str) -> list[JsonObject]:
+def unrun_lines(
+    jobs: Jobs, record: BatchRecord, done: set[int], ending: Ending
+) -> list[ResultLine]:
     """An error line for each input line without a result."""
-    _, code, message = _UNRUN[ending]
+    code, message = _UNRUN[ending]
     found = jobs.store.get_file(None, record.doc["input_file_id"])
     if found is None:
         return []

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import time
 
-from llmserve.jobs.store import BatchRecord, JsonObject
+from llmserve.ids import batch_request_id, line_request_id
+from llmserve.jobs.store import BatchRecord
+from llmserve.jobs.wire import BatchObject, EndpointBody, ResultLine
 
 BATCH_ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses")
 COMPLETION_WINDOW_S = {"24h": 24 * 3600}
-TIMESTAMP_FIELDS = (
-    "in_progress_at", "finalizing_at", "completed_at", "failed_at", "expired_at",
-    "cancelling_at", "cancelled_at",
-)  # fmt: skip
 
 
 def new_batch_doc(
@@ -22,7 +20,7 @@ def new_batch_doc(
     metadata: dict[str, str] | None,
     model: str | None,
     num_lines: int,
-) -> JsonObject:
+) -> BatchObject:
     """The Batch object as created: `validating`, nothing run yet."""
     now = int(time.time())
     return {
@@ -38,7 +36,13 @@ def new_batch_doc(
         "error_file_id": None,
         "created_at": now,
         "expires_at": now + COMPLETION_WINDOW_S[completion_window],
-        **dict.fromkeys(TIMESTAMP_FIELDS),
+        "in_progress_at": None,
+        "finalizing_at": None,
+        "completed_at": None,
+        "failed_at": None,
+        "expired_at": None,
+        "cancelling_at": None,
+        "cancelled_at": None,
         "request_counts": {"total": num_lines, "completed": 0, "failed": 0},
         "usage": {
             "input_tokens": 0,
@@ -51,34 +55,28 @@ def new_batch_doc(
     }
 
 
-def batch_object(record: BatchRecord) -> JsonObject:
+def batch_object(record: BatchRecord) -> BatchObject:
     """The Batch object a client sees."""
     return {**record.doc, "id": record.id, "status": record.status}
 
 
-def line_request_id(batch_id: str, line_no: int) -> str:
-    """The internal request id of one line: from the batch and line number, never `custom_id`."""
-    return f"req_{batch_id.removeprefix('batch_')}_{line_no}"
-
-
 def response_line(
-    batch_id: str, line_no: int, custom_id: str, status_code: int, body: JsonObject
-) -> JsonObject:
+    batch_id: str, line_no: int, custom_id: str, status_code: int, body: EndpointBody
+) -> ResultLine:
     """A line that ran: the endpoint's status and body (a 4xx goes to the error file)."""
     request_id = line_request_id(batch_id, line_no)
     return {
-        "id": f"batch_req_{request_id.removeprefix('req_')}",
+        "id": batch_request_id(request_id),
         "custom_id": custom_id,
         "response": {"status_code": status_code, "request_id": request_id, "body": body},
         "error": None,
     }
 
 
-def error_line(batch_id: str, line_no: int, custom_id: str, code: str, message: str) -> JsonObject:
+def error_line(batch_id: str, line_no: int, custom_id: str, code: str, message: str) -> ResultLine:
     """A line that did not run (the batch expired or was cancelled first)."""
-    request_id = line_request_id(batch_id, line_no)
     return {
-        "id": f"batch_req_{request_id.removeprefix('req_')}",
+        "id": batch_request_id(line_request_id(batch_id, line_no)),
         "custom_id": custom_id,
         "response": None,
         "error": {"code": code, "message": message},

@@ -17,6 +17,7 @@ from typing import BinaryIO
 
 from llmserve.backends.base import Backend
 from llmserve.errors import InvalidRequestError
+from llmserve.ids import line_request_id
 from llmserve.jobs.lines import run_line
 from llmserve.jobs.objects import response_line
 from llmserve.jobs.validation import BatchLine, input_lines, parse_line
@@ -32,8 +33,9 @@ def done_custom_ids(output: Path) -> set[str]:
     done = set()
     for _, raw in input_lines(output):
         parsed = parse_line(raw)
-        if parsed is not None and isinstance(parsed.get("custom_id"), str):
-            done.add(parsed["custom_id"])
+        custom_id = None if parsed is None else parsed.get("custom_id")
+        if isinstance(custom_id, str):
+            done.add(custom_id)
     return done
 
 
@@ -42,12 +44,13 @@ def pending_lines(source: Path, done: set[str]) -> list[BatchLine]:
     lines = []
     for line_no, raw in input_lines(source):
         parsed = parse_line(raw)
-        if parsed is None or not isinstance(parsed.get("body"), dict):
+        body = None if parsed is None else parsed.get("body")
+        if parsed is None or not isinstance(body, dict):
             raise InvalidRequestError(f"line {line_no} of {source} is not a batch request")
         custom_id = str(parsed.get("custom_id", f"line-{line_no}"))
         if custom_id not in done:
-            body = {**parsed["body"], "url": parsed.get("url", "/v1/chat/completions")}
-            lines.append(BatchLine(line_no, custom_id, body))
+            url = parsed.get("url", "/v1/chat/completions")
+            lines.append(BatchLine(line_no, custom_id, {**body, "url": url}))
     return lines
 
 
@@ -75,7 +78,8 @@ async def _run(
     body = dict(line.body)
     endpoint = str(body.pop("url"))
     async with limit:
-        context = ServingContext(f"req_offline_{line.line_no}", "", backend.info.name, backend)
+        request_id = line_request_id(OFFLINE_BATCH_ID, line.line_no)
+        context = ServingContext(request_id, "", backend.info.name, backend)
         outcome = await run_line(context, endpoint, {**body, "model": backend.info.name})
     result = response_line(
         OFFLINE_BATCH_ID, line.line_no, line.custom_id, outcome.status_code, outcome.body

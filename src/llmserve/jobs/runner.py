@@ -20,13 +20,15 @@ from typing import Protocol
 from llmserve.auth.base import UsageRecord
 from llmserve.backends.base import Backend
 from llmserve.errors import ModelNotFoundError
+from llmserve.ids import line_request_id
 from llmserve.jobs.finalize import finalize_batch
 from llmserve.jobs.lines import LineOutcome, run_line
-from llmserve.jobs.objects import error_line, line_request_id, response_line
+from llmserve.jobs.objects import error_line, response_line
 from llmserve.jobs.quarantine import DIED_MESSAGE, QUARANTINED_CODE, is_quarantined
 from llmserve.jobs.service import Jobs
 from llmserve.jobs.store import BatchRecord, LineResult
 from llmserve.jobs.validation import BatchLine, input_lines, parse_line
+from llmserve.jobs.wire import BatchError, BatchUpdate
 from llmserve.serving.context import ServingContext
 from llmserve.serving.usage import UsageMeter
 from llmserve.types import Priority
@@ -73,9 +75,12 @@ class BatchRunner:
 
     async def _fail(self, record: BatchRecord, exc: Exception) -> None:
         """End a batch the runner could not run, saying why in its `errors`."""
-        error = {"code": "server_error", "line": None, "param": None,
-                 "message": f"The batch could not run: {exc}"}  # fmt: skip
-        fields = {"failed_at": int(time.time()), "errors": {"object": "list", "data": [error]}}
+        error: BatchError = {"code": "server_error", "line": None, "param": None,
+                             "message": f"The batch could not run: {exc}"}  # fmt: skip
+        fields: BatchUpdate = {
+            "failed_at": int(time.time()),
+            "errors": {"object": "list", "data": [error]},
+        }
         with contextlib.suppress(Exception):
             await self.jobs.call(self.jobs.store.update_batch, record.id, "failed", fields)
 
@@ -83,7 +88,7 @@ class BatchRunner:
         """Take the batch one step further: validate, run the lines, finalize."""
         if record.status == "validating":
             record = await self._start(record)
-        is_expired = time.time() >= int(record.doc["expires_at"])
+        is_expired = time.time() >= record.doc["expires_at"]
         if record.status == "in_progress" and not is_expired and not await self._run_lines(record):
             return  # the lease was lost: another runner has the batch now
         refreshed = await self.jobs.call(self.jobs.store.get_batch, None, record.id)
@@ -122,7 +127,7 @@ class BatchRunner:
             current = await self.jobs.call(store.get_batch, None, record.id)
             if current is None or current.status != "in_progress":
                 return True
-            if time.time() >= int(current.doc["expires_at"]):
+            if time.time() >= current.doc["expires_at"]:
                 return True
 
     async def _run_pending(self, record: BatchRecord, done: set[int]) -> None:
@@ -140,8 +145,9 @@ class BatchRunner:
         while chunk := await asyncio.to_thread(list, itertools.islice(reader, LINES_PER_READ)):
             for line_no, raw in chunk:
                 parsed = parse_line(raw)
-                if line_no not in done and parsed is not None:
-                    yield BatchLine(line_no, str(parsed["custom_id"]), parsed["body"])
+                body = None if parsed is None else parsed.get("body")
+                if line_no not in done and parsed is not None and isinstance(body, dict):
+                    yield BatchLine(line_no, str(parsed["custom_id"]), body)
 
     async def _input_path(self, record: BatchRecord) -> str:
         found = await self.jobs.call(self.jobs.store.get_file, None, record.doc["input_file_id"])

@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from llmserve.jobs.sqlite_schema import SCHEMA
 
 BUSY_TIMEOUT_S = 30.0
+
+
+def sql_words(words: Iterable[str]) -> str:
+    """A parenthesized SQL list of fixed words (statuses): `('queued', 'in_progress')`."""
+    return "(" + ", ".join(f"'{word}'" for word in words) + ")"
 
 
 class SqliteConnection:

@@ -7,14 +7,14 @@ conversation reads exactly like one that does not exist.
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from llmserve.jobs.sqlite_connection import SqliteConnection
-
-Item = dict[str, Any]
+from llmserve.jobs.wire import ConversationObject
+from llmserve.serving.response_items import Item
 
 CONVERSATIONS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (
@@ -46,7 +46,7 @@ class SqliteConversationTables(SqliteConnection):
 
     def create_conversation(
         self, owner: str, conversation_id: str, metadata: dict[str, str], items: Sequence[Item]
-    ) -> Item:
+    ) -> ConversationObject:
         now = int(time.time())
         with self._write() as db:
             db.execute(
@@ -56,7 +56,7 @@ class SqliteConversationTables(SqliteConnection):
             _insert_items(db, conversation_id, items)
         return _conversation(conversation_id, now, metadata)
 
-    def get_conversation(self, owner: str, conversation_id: str) -> Item | None:
+    def get_conversation(self, owner: str, conversation_id: str) -> ConversationObject | None:
         rows = self._read(
             "SELECT created_at, metadata FROM conversations WHERE id = ? AND owner = ?",
             (conversation_id, owner),
@@ -68,7 +68,7 @@ class SqliteConversationTables(SqliteConnection):
 
     def update_conversation(
         self, owner: str, conversation_id: str, metadata: dict[str, str]
-    ) -> Item | None:
+    ) -> ConversationObject | None:
         with self._write() as db:
             db.execute(
                 "UPDATE conversations SET metadata = ? WHERE id = ? AND owner = ?",
@@ -123,14 +123,16 @@ class SqliteConversationTables(SqliteConnection):
         return bool(deleted)
 
 
-def _insert_items(db: Any, conversation_id: str, items: Sequence[Item]) -> None:
+def _insert_items(db: sqlite3.Connection, conversation_id: str, items: Sequence[Item]) -> None:
     db.executemany(
         "INSERT INTO conversation_items (conversation_id, item_id, item) VALUES (?, ?, ?)",
         [(conversation_id, str(item["id"]), json.dumps(item)) for item in items],
     )
 
 
-def _conversation(conversation_id: str, created_at: int, metadata: dict[str, str]) -> Item:
+def _conversation(
+    conversation_id: str, created_at: int, metadata: dict[str, str]
+) -> ConversationObject:
     return {
         "id": conversation_id,
         "object": "conversation",

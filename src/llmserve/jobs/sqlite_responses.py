@@ -6,10 +6,13 @@ import json
 import time
 import zlib
 
-from llmserve.jobs.sqlite_connection import SqliteConnection
-from llmserve.jobs.store import JsonObject, ResponseRecord
+from llmserve.jobs.sqlite_connection import SqliteConnection, sql_words
+from llmserve.jobs.store import ResponseRecord
+from llmserve.serving.response_objects import ResponseEvent
+from llmserve.statuses import ACTIVE_RESPONSE_STATUSES, response_status
 
 _RESPONSE_COLUMNS = "id, owner, status, response, request, background"
+_RUNNING = sql_words(ACTIVE_RESPONSE_STATUSES)
 
 
 class SqliteResponseTables(SqliteConnection):
@@ -48,8 +51,8 @@ class SqliteResponseTables(SqliteConnection):
         now = time.time()
         with self._write() as db:
             row = db.execute(
-                "SELECT id FROM responses WHERE background = 1 AND status IN "
-                "('queued', 'in_progress') AND lease_until < ? ORDER BY seq LIMIT 1",
+                f"SELECT id FROM responses WHERE background = 1 AND status IN {_RUNNING} "
+                "AND lease_until < ? ORDER BY seq LIMIT 1",
                 (now,),
             ).fetchone()
             if row is None:
@@ -73,14 +76,14 @@ class SqliteResponseTables(SqliteConnection):
             )
             return cursor.rowcount == 1
 
-    def add_event(self, response_id: str, sequence_number: int, event: JsonObject) -> None:
+    def add_event(self, response_id: str, sequence_number: int, event: ResponseEvent) -> None:
         with self._write() as db:
             db.execute(
                 "INSERT OR REPLACE INTO response_events (response_id, seq, event) VALUES (?, ?, ?)",
                 (response_id, sequence_number, json.dumps(event)),
             )
 
-    def add_events(self, response_id: str, events: list[JsonObject]) -> None:
+    def add_events(self, response_id: str, events: list[ResponseEvent]) -> None:
         """Store a run of events as one compressed row, keyed by its last sequence number."""
         if not events:
             return
@@ -91,7 +94,7 @@ class SqliteResponseTables(SqliteConnection):
                 (response_id, events[-1]["sequence_number"], packed),
             )
 
-    def events_after(self, response_id: str, sequence_number: int) -> list[JsonObject]:
+    def events_after(self, response_id: str, sequence_number: int) -> list[ResponseEvent]:
         rows = self._read(
             "SELECT event FROM response_events WHERE response_id = ? AND seq > ? ORDER BY seq",
             (response_id, sequence_number),
@@ -100,10 +103,10 @@ class SqliteResponseTables(SqliteConnection):
         return [event for event in events if event["sequence_number"] > sequence_number]
 
 
-def _unpack(stored: object) -> list[JsonObject]:
+def _unpack(stored: object) -> list[ResponseEvent]:
     """The events of one row: a compressed run (`add_events`) or one JSON event (`add_event`)."""
     if isinstance(stored, bytes):
-        events: list[JsonObject] = json.loads(zlib.decompress(stored))
+        events: list[ResponseEvent] = json.loads(zlib.decompress(stored))
         return events
     return [json.loads(str(stored))]
 
@@ -111,6 +114,6 @@ def _unpack(stored: object) -> list[JsonObject]:
 def _response_of(row: tuple[object, ...]) -> ResponseRecord:
     response_id, owner, status, response, request, background = row
     return ResponseRecord(
-        str(response_id), str(owner), str(status), json.loads(str(response)),
+        str(response_id), str(owner), response_status(str(status)), json.loads(str(response)),
         json.loads(str(request)), bool(background),
     )  # fmt: skip

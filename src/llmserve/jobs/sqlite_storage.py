@@ -10,12 +10,17 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from llmserve.jobs.sqlite_connection import SqliteConnection
+from llmserve.jobs.sqlite_connection import SqliteConnection, sql_words
 from llmserve.jobs.sqlite_schema import FILE_EXPIRY_COLUMN
 from llmserve.jobs.store import FileRecord
+from llmserve.jobs.transitions import CANCELLABLE_BATCH_STATUSES
+from llmserve.statuses import ACTIVE_RESPONSE_STATUSES, BatchStatus, ResponseStatus
 
 _COLUMNS = "id, owner, purpose, filename, bytes, created_at, path, expires_at"
-_RUNNING = "('queued', 'in_progress')"
+_RUNNING = sql_words(ACTIVE_RESPONSE_STATUSES)
+_CANCELLABLE = sql_words(CANCELLABLE_BATCH_STATUSES)
+_BATCH_CANCELLING: BatchStatus = "cancelling"
+_RESPONSE_CANCELLED: ResponseStatus = "cancelled"
 
 
 class SqliteStorageTables(SqliteConnection):
@@ -53,16 +58,14 @@ class SqliteStorageTables(SqliteConnection):
         them `cancelled`), its background responses `cancelled`; (batches, responses) stopped."""
         with self._write() as db:
             batches = db.execute(
-                "UPDATE batches SET status = 'cancelling', doc = json_set(doc, '$.status', "
-                "'cancelling', '$.cancelling_at', ?) WHERE owner = ? AND status IN "
-                "('validating', 'in_progress')",
-                (now, owner),
+                "UPDATE batches SET status = ?, doc = json_set(doc, '$.status', ?, "
+                f"'$.cancelling_at', ?) WHERE owner = ? AND status IN {_CANCELLABLE}",
+                (_BATCH_CANCELLING, _BATCH_CANCELLING, now, owner),
             ).rowcount
             responses = db.execute(
-                "UPDATE responses SET status = 'cancelled', response = json_set(response, "
-                "'$.status', 'cancelled') WHERE owner = ? AND background = 1 AND status IN "
-                + _RUNNING,
-                (owner,),
+                "UPDATE responses SET status = ?, response = json_set(response, '$.status', ?) "
+                f"WHERE owner = ? AND background = 1 AND status IN {_RUNNING}",
+                (_RESPONSE_CANCELLED, _RESPONSE_CANCELLED, owner),
             ).rowcount
         return batches, responses
 

@@ -12,22 +12,18 @@ import sqlite3
 import time
 
 from llmserve.jobs.sqlite_attempts import SqliteAttemptTables
+from llmserve.jobs.sqlite_connection import sql_words
 from llmserve.jobs.sqlite_conversations import SqliteConversationTables
 from llmserve.jobs.sqlite_responses import SqliteResponseTables
 from llmserve.jobs.sqlite_storage import SqliteStorageTables
-from llmserve.jobs.store import (
-    ACTIVE_BATCH_STATUSES,
-    BatchRecord,
-    FileRecord,
-    JobCounts,
-    JsonObject,
-    LineResult,
-    Page,
-)
+from llmserve.jobs.store import BatchRecord, FileRecord, JobCounts, LineResult, Page
+from llmserve.jobs.transitions import check_batch_transition
+from llmserve.jobs.wire import BatchObject, BatchUpdate
+from llmserve.statuses import ACTIVE_BATCH_STATUSES, BatchStatus, LineOutcome, batch_status
 
 _FILE_COLUMNS = "id, owner, purpose, filename, bytes, created_at, path, expires_at"
 _LIVE = "(expires_at IS NULL OR expires_at > CAST(strftime('%s', 'now') AS INTEGER))"
-_ACTIVE = ", ".join(f"'{status}'" for status in ACTIVE_BATCH_STATUSES)
+_ACTIVE = sql_words(ACTIVE_BATCH_STATUSES)
 
 
 class SqliteJobStore(
@@ -52,7 +48,7 @@ class SqliteJobStore(
 
     def list_files(
         self, owner: str | None, *, after: str | None, limit: int, purpose: str | None
-    ) -> Page:
+    ) -> Page[FileRecord]:
         where, params = _page_filter("files", owner, after)
         where += f" AND {_LIVE}"
         if purpose is not None:
@@ -91,12 +87,16 @@ class SqliteJobStore(
         """Batches by status and lines done by outcome, across every owner."""
         batches = self._read("SELECT status, COUNT(*) FROM batches GROUP BY status", ())
         lines = self._read("SELECT is_error, COUNT(*) FROM batch_lines GROUP BY is_error", ())
+        by_outcome: dict[LineOutcome, int] = {
+            ("failed" if is_error else "completed"): int(str(count)) for is_error, count in lines
+        }
         return JobCounts(
-            {str(status): int(str(count)) for status, count in batches},
-            {("failed" if is_error else "completed"): int(str(count)) for is_error, count in lines},
+            {batch_status(str(status)): int(str(count)) for status, count in batches}, by_outcome
         )
 
-    def list_batches(self, owner: str | None, *, after: str | None, limit: int) -> Page:
+    def list_batches(
+        self, owner: str | None, *, after: str | None, limit: int
+    ) -> Page[BatchRecord]:
         where, params = _page_filter("batches", owner, after)
         rows = self._read(
             f"SELECT id, owner, status, estimated_tokens, doc FROM batches WHERE {where} "
@@ -105,14 +105,15 @@ class SqliteJobStore(
         )
         return Page([_batch_of(row) for row in rows[:limit]], has_more=len(rows) > limit)
 
-    def update_batch(self, batch_id: str, status: str, fields: JsonObject) -> BatchRecord:
+    def update_batch(self, batch_id: str, status: BatchStatus, fields: BatchUpdate) -> BatchRecord:
         """Set the status and merge `fields` into the batch's document."""
         with self._write() as db:
             record = _batch(db, batch_id)
             if record is None:
                 raise KeyError(batch_id)
+            check_batch_transition(batch_id, record.status, status)
             record.status = status
-            record.doc.update(fields, status=status)
+            record.doc = {**record.doc, **fields, "status": status}
             db.execute(
                 "UPDATE batches SET status = ?, doc = ? WHERE id = ?",
                 (status, json.dumps(record.doc), batch_id),
@@ -123,7 +124,7 @@ class SqliteJobStore(
         """The estimated tokens of the owner's batches that have not ended."""
         rows = self._read(
             f"SELECT COALESCE(SUM(estimated_tokens), 0) FROM batches "
-            f"WHERE owner = ? AND status IN ({_ACTIVE})",
+            f"WHERE owner = ? AND status IN {_ACTIVE}",
             (owner,),
         )
         total: int = rows[0][0]  # type: ignore[assignment]
@@ -134,7 +135,7 @@ class SqliteJobStore(
         now = time.time()
         with self._write() as db:
             row = db.execute(
-                f"SELECT id FROM batches WHERE status IN ({_ACTIVE}) "
+                f"SELECT id FROM batches WHERE status IN {_ACTIVE} "
                 "AND (lease_until < ? OR lease_holder = ?) ORDER BY seq LIMIT 1",
                 (now, holder),
             ).fetchone()
@@ -222,13 +223,19 @@ def _batch(db: sqlite3.Connection, batch_id: str) -> BatchRecord | None:
 
 def _batch_of(row: tuple[object, ...]) -> BatchRecord:
     batch_id, owner, status, tokens, doc = row
-    return BatchRecord(str(batch_id), str(owner), str(status), int(tokens), json.loads(str(doc)))  # type: ignore[call-overload]
+    document: BatchObject = json.loads(str(doc))
+    return BatchRecord(
+        str(batch_id), str(owner), batch_status(str(status)), int(str(tokens)), document
+    )
 
 
-def _count_line(doc: JsonObject, result: LineResult) -> None:
+def _count_line(doc: BatchObject, result: LineResult) -> None:
     """Add one finished line to the batch's `request_counts` and `usage`."""
     counts = doc["request_counts"]
-    counts["failed" if result.is_error else "completed"] += 1
+    if result.is_error:
+        counts["failed"] += 1
+    else:
+        counts["completed"] += 1
     usage = doc["usage"]
     usage["input_tokens"] += result.prompt_tokens
     usage["output_tokens"] += result.completion_tokens

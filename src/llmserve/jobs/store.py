@@ -5,18 +5,22 @@ Owners are API key ids. A read with `owner=None` is the admin's: it sees every o
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
 
-JsonObject = dict[str, Any]
-ACTIVE_BATCH_STATUSES = ("validating", "in_progress", "finalizing", "cancelling")
+from llmserve.jobs.wire import (
+    BatchObject,
+    BatchUpdate,
+    ConversationObject,
+    ResultLine,
+    StoredRequest,
+)
+from llmserve.serving.response_items import Item
+from llmserve.serving.response_objects import ResponseEvent, ResponseObject
+from llmserve.statuses import BatchStatus, LineOutcome, ResponseStatus
 
-
-def new_id(prefix: str) -> str:
-    """A server-made public id: `file-…`, `batch_…`, `resp_…`."""
-    return f"{prefix}{secrets.token_hex(12)}"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -35,13 +39,13 @@ class FileRecord:
 
 @dataclass
 class BatchRecord:
-    """A batch as stored: `doc` holds OpenAI's Batch fields that only the runner changes."""
+    """A batch as stored: `doc` is OpenAI's Batch object (its status kept equal to `status`)."""
 
     id: str
     owner: str
-    status: str
+    status: BatchStatus
     estimated_tokens: int
-    doc: JsonObject = field(default_factory=dict)
+    doc: BatchObject
 
 
 @dataclass(frozen=True)
@@ -51,7 +55,7 @@ class LineResult:
     line_no: int
     custom_id: str
     is_error: bool
-    line: JsonObject
+    line: ResultLine
     prompt_tokens: int = 0
     completion_tokens: int = 0
 
@@ -62,17 +66,17 @@ class ResponseRecord:
 
     id: str
     owner: str
-    status: str
-    response: JsonObject
-    request: JsonObject
+    status: ResponseStatus
+    response: ResponseObject
+    request: StoredRequest
     is_background: bool = False
 
 
 @dataclass(frozen=True)
-class Page:
+class Page(Generic[T]):
     """One page of a cursor-paginated list."""
 
-    items: list[Any]
+    items: list[T]
     has_more: bool
 
 
@@ -80,8 +84,8 @@ class Page:
 class JobCounts:
     """Every batch by status, and every batch line done, by outcome (for /metrics)."""
 
-    batches_by_status: dict[str, int]
-    lines_by_outcome: dict[str, int]  # "completed" (an output line) or "failed" (an error line)
+    batches_by_status: Mapping[BatchStatus, int]
+    lines_by_outcome: Mapping[LineOutcome, int]  # an output line or an error line
 
 
 class JobStore(Protocol):
@@ -99,7 +103,7 @@ class JobStore(Protocol):
 
     def list_files(
         self, owner: str | None, *, after: str | None, limit: int, purpose: str | None
-    ) -> Page: ...
+    ) -> Page[FileRecord]: ...
 
     def delete_file(self, owner: str | None, file_id: str) -> FileRecord | None: ...
 
@@ -107,9 +111,14 @@ class JobStore(Protocol):
 
     def get_batch(self, owner: str | None, batch_id: str) -> BatchRecord | None: ...
 
-    def list_batches(self, owner: str | None, *, after: str | None, limit: int) -> Page: ...
+    def list_batches(
+        self, owner: str | None, *, after: str | None, limit: int
+    ) -> Page[BatchRecord]: ...
 
-    def update_batch(self, batch_id: str, status: str, fields: JsonObject) -> BatchRecord: ...
+    def update_batch(self, batch_id: str, status: BatchStatus, fields: BatchUpdate) -> BatchRecord:
+        """Set the status and merge `fields` into the Batch object; `StatusTransitionError`
+        when the batch's current status cannot change to `status` (`jobs/transitions.py`)."""
+        ...
 
     def enqueued_tokens(self, owner: str) -> int: ...
 
@@ -135,11 +144,11 @@ class JobStore(Protocol):
 
     def renew_response(self, response_id: str, holder: str, lease_s: float) -> bool: ...
 
-    def add_event(self, response_id: str, sequence_number: int, event: JsonObject) -> None: ...
+    def add_event(self, response_id: str, sequence_number: int, event: ResponseEvent) -> None: ...
 
-    def add_events(self, response_id: str, events: list[JsonObject]) -> None: ...
+    def add_events(self, response_id: str, events: list[ResponseEvent]) -> None: ...
 
-    def events_after(self, response_id: str, sequence_number: int) -> list[JsonObject]: ...
+    def events_after(self, response_id: str, sequence_number: int) -> list[ResponseEvent]: ...
 
     def job_counts(self) -> JobCounts: ...
 
@@ -151,21 +160,21 @@ class JobStore(Protocol):
         owner: str,
         conversation_id: str,
         metadata: dict[str, str],
-        items: Sequence[JsonObject],
-    ) -> JsonObject: ...
+        items: Sequence[Item],
+    ) -> ConversationObject: ...
 
-    def get_conversation(self, owner: str, conversation_id: str) -> JsonObject | None: ...
+    def get_conversation(self, owner: str, conversation_id: str) -> ConversationObject | None: ...
 
     def update_conversation(
         self, owner: str, conversation_id: str, metadata: dict[str, str]
-    ) -> JsonObject | None: ...
+    ) -> ConversationObject | None: ...
 
     def delete_conversation(self, owner: str, conversation_id: str) -> bool: ...
 
-    def conversation_items(self, owner: str, conversation_id: str) -> list[JsonObject] | None: ...
+    def conversation_items(self, owner: str, conversation_id: str) -> list[Item] | None: ...
 
     def add_conversation_items(
-        self, owner: str, conversation_id: str, items: Sequence[JsonObject]
+        self, owner: str, conversation_id: str, items: Sequence[Item]
     ) -> bool: ...
 
     def delete_conversation_item(self, owner: str, conversation_id: str, item_id: str) -> bool: ...

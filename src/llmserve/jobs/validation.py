@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from llmserve.jobs.store import JsonObject
+from llmserve.jobs.wire import BatchError, RequestBody
 
 MAX_ERRORS = 100  # entries of errors.data; the first ones say enough
 TOO_LONG = b""  # a line over the body limit (see input_lines)
@@ -28,7 +28,7 @@ class Validation:
     num_lines: int = 0
     model: str | None = None
     estimated_tokens: int = 0
-    errors: list[JsonObject] = field(default_factory=list)
+    errors: list[BatchError] = field(default_factory=list)
 
     def add_error(self, code: str, line: int | None, message: str, param: str | None) -> None:
         if len(self.errors) < MAX_ERRORS:
@@ -41,7 +41,7 @@ class BatchLine:
 
     line_no: int
     custom_id: str
-    body: JsonObject
+    body: RequestBody
 
 
 def input_lines(path: Path, max_bytes: int | None = None) -> Iterator[tuple[int, bytes]]:
@@ -66,7 +66,7 @@ def _skip_line(lines: BinaryIO) -> None:
             return
 
 
-def parse_line(raw: bytes) -> JsonObject | None:
+def parse_line(raw: bytes) -> RequestBody | None:
     """The line's JSON object, or None when it is not one."""
     try:
         value = json.loads(raw)
@@ -114,7 +114,7 @@ def validate_file(
 
 
 def check_line(
-    line: JsonObject,
+    line: RequestBody,
     line_no: int,
     endpoint: str,
     result: Validation,
@@ -145,7 +145,7 @@ def check_line(
 
 
 def check_body(
-    body: JsonObject, line_no: int, result: Validation, has_model: Callable[[str], bool]
+    body: RequestBody, line_no: int, result: Validation, has_model: Callable[[str], bool]
 ) -> None:
     """The body's model (one per batch, served here) and no streaming."""
     model = body.get("model")
@@ -167,7 +167,7 @@ def check_body(
         result.model = model
 
 
-def estimate_tokens(line: JsonObject, raw: bytes, default_max_tokens: int) -> int:
+def estimate_tokens(line: RequestBody, raw: bytes, default_max_tokens: int) -> int:
     """What the line may cost: its bytes as prompt tokens (an upper bound) plus its output.
 
     The output is clamped: a missing, negative or zero limit counts as the default (never

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Self, TypeVar
 
 from llmserve.backends.base import Backend
+from llmserve.ids import derived_id
 from llmserve.serving.context import ServingContext
 from llmserve.serving.outputs import Choice, Outputs, collect, merge_outputs
 from llmserve.serving.usage import UsageMeter
@@ -41,6 +42,8 @@ class Generation(Generic[BodyT, ChunkT]):
     to_chunks: Callable[[Outputs], AsyncGenerator[ChunkT, None]]
     # Sees every output on its way to the body or the chunks (the API layer's metrics).
     watch: Callable[[Outputs], Outputs] | None = None
+    # Called with the finished body before `result()` returns it (the Responses API stores it).
+    keep: Callable[[BodyT], Awaitable[None]] | None = None
 
     @property
     def estimated_tokens(self) -> int:
@@ -52,7 +55,10 @@ class Generation(Generic[BodyT, ChunkT]):
         """Run every choice to the end and build the response body."""
         choices = await collect(self._outputs(), self.num_choices)
         self.meter.completion_tokens = sum(choice.num_output_tokens for choice in choices)
-        return self.to_body(choices)
+        body = self.to_body(choices)
+        if self.keep is not None:
+            await self.keep(body)
+        return body
 
     def chunks(self) -> AsyncGenerator[ChunkT, None]:
         """The response as stream chunks, in order."""
@@ -98,7 +104,7 @@ async def counting_cached_tokens(outputs: Outputs, generation: Generation[Any, A
 
 def response_id(prefix: str, request_id: str) -> str:
     """The public id of a response made for `request_id` (`chatcmpl-…`, `cmpl-…`)."""
-    return f"{prefix}-{request_id.removeprefix('req_')}"
+    return derived_id(f"{prefix}-", request_id)
 
 
 def created_now() -> int:

@@ -42,7 +42,7 @@ async def prepare_compact(
 ) -> CompactGeneration:
     """Validate and tokenize the summary request (400s here, before admission)."""
     body.reject_unsupported()
-    items = [*earlier_items(context, body, stores), *request_items(body)]
+    items = [*await earlier_items(context, body, stores), *request_items(body)]
     messages = chat_messages(items)
     if body.instructions:
         messages.insert(0, ChatMessage("system", body.instructions))

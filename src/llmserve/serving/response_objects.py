@@ -7,6 +7,7 @@ import time
 from typing import Any, Literal, TypedDict
 
 from llmserve.serving.schemas_responses import ResponseCreateRequest
+from llmserve.statuses import ENDED_RESPONSE_STATUSES, ResponseStatus
 
 Item = dict[str, Any]
 
@@ -33,7 +34,7 @@ class ResponseObject(TypedDict):
     object: Literal["response"]
     created_at: int
     completed_at: int | None
-    status: str
+    status: ResponseStatus
     error: dict[str, str] | None
     incomplete_details: dict[str, str] | None
     instructions: str | None
@@ -118,7 +119,7 @@ def response_object(
     response_id: str,
     request: ResponseCreateRequest,
     *,
-    status: str,
+    status: ResponseStatus,
     output: list[Item],
     usage_body: ResponseUsage | None,
     incomplete_reason: str | None = None,
@@ -126,7 +127,7 @@ def response_object(
 ) -> ResponseObject:
     """The `response` object, as returned by create and GET and carried by stream events."""
     now = int(time.time())
-    is_done = status in ("completed", "incomplete", "failed", "cancelled")
+    is_done = status in ENDED_RESPONSE_STATUSES
     conversation = request.conversation_id
     return {
         "id": response_id,

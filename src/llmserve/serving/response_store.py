@@ -3,6 +3,7 @@ protocols (the job store implements both).
 
 A stored response keeps its conversation as items (every input and output item, instructions
 left out) so that a later request with `previous_response_id` continues it without resending it.
+Every method is a coroutine: a durable store does its I/O off the event loop.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from llmserve.serving.response_objects import ResponseObject
 class ResponseStore(Protocol):
     """Durable responses, each readable only by the key that made it."""
 
-    def put(
+    async def put(
         self,
         key_id: str,
         response: ResponseObject,
@@ -27,7 +28,7 @@ class ResponseStore(Protocol):
         """Store (or update) `response`; a response of another key is never replaced."""
         ...
 
-    def conversation(self, key_id: str, response_id: str) -> list[Item] | None:
+    async def conversation(self, key_id: str, response_id: str) -> list[Item] | None:
         """The items of a stored response of `key_id` (its output last), or None."""
         ...
 
@@ -35,10 +36,10 @@ class ResponseStore(Protocol):
 class ConversationStore(Protocol):
     """Durable conversations (`/v1/conversations`), each readable only by the key that made it."""
 
-    def items(self, key_id: str, conversation_id: str) -> list[Item] | None:
+    async def items(self, key_id: str, conversation_id: str) -> list[Item] | None:
         """Every item of the conversation, oldest first; None if `key_id` has no such one."""
         ...
 
-    def append(self, key_id: str, conversation_id: str, items: Sequence[Item]) -> None:
+    async def append(self, key_id: str, conversation_id: str, items: Sequence[Item]) -> None:
         """Add items at the end of the conversation."""
         ...

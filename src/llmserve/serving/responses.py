@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from llmserve.backends.base import Backend
 from llmserve.errors import NotFoundError
+from llmserve.ids import response_id_of
 from llmserve.sampling import SamplingParams
 from llmserve.serving.constraints import (
     ToolPlan,
@@ -77,7 +78,9 @@ async def prepare_response(
     )
     meter = UsageMeter(context.model, prompt_tokens=len(prompt.ids))
     answer = ResponseAnswer(context, body, meter, stores, prompt)
-    return Generation(context.backend, [request], 1, meter, answer.body, answer.events)
+    return Generation(
+        context.backend, [request], 1, meter, answer.body, answer.events, keep=answer.keep
+    )
 
 
 async def response_prompt(
@@ -90,7 +93,7 @@ async def response_prompt(
         body.parallel_tool_calls,
         context.backend.info.tool_call_format,
     )
-    history = earlier_items(context, body, stores)
+    history = await earlier_items(context, body, stores)
     input_items = request_items(body)
     messages = chat_messages([*history, *input_items])
     if body.instructions:
@@ -101,14 +104,16 @@ async def response_prompt(
     return ResponsePrompt(ids, history, input_items, plan)
 
 
-def earlier_items(
+async def earlier_items(
     context: ServingContext, body: ResponseInputFields, stores: ResponseStores
 ) -> list[Item]:
     """The items `previous_response_id` or `conversation` continues (of the same key only)."""
     if body.previous_response_id is not None:
         store = stores.responses
         found = (
-            None if store is None else store.conversation(context.tenant, body.previous_response_id)
+            None
+            if store is None
+            else await store.conversation(context.tenant, body.previous_response_id)
         )
         if found is None:
             raise NotFoundError(
@@ -121,7 +126,11 @@ def earlier_items(
     if conversation_id is None:
         return []
     conversations = stores.conversations
-    items = None if conversations is None else conversations.items(context.tenant, conversation_id)
+    items = (
+        None
+        if conversations is None
+        else await conversations.items(context.tenant, conversation_id)
+    )
     if items is None:
         raise NotFoundError(
             f"Conversation with id '{conversation_id}' not found.", param="conversation"
@@ -171,7 +180,7 @@ class ResponseAnswer:
         stores: ResponseStores,
         prompt: ResponsePrompt,
     ) -> None:
-        self.response_id = "resp_" + context.request_id.removeprefix("req_")
+        self.response_id = response_id_of(context.request_id)
         self.created_at = int(time.time())  # the same in every event and the stored copy
         self.tenant = context.tenant
         self.request = body
@@ -194,7 +203,7 @@ class ResponseAnswer:
         return self._finished(choice, output.items)
 
     def _finished(self, choice: Choice, items: list[Item]) -> ResponseObject:
-        """The final response; stored (and added to its conversation) as the request asked."""
+        """The final response (`keep` stores it)."""
         is_complete = choice.finish_reason != "length"
         response = response_object(
             self.response_id,
@@ -210,14 +219,19 @@ class ResponseAnswer:
             incomplete_reason=None if is_complete else "max_output_tokens",
             created_at=self.created_at,
         )
-        turn = [*self.prompt.input_items, *items]
+        return response
+
+    async def keep(self, response: ResponseObject) -> None:
+        """Store the final response and add it to its conversation, as the request asked."""
+        turn = [*self.prompt.input_items, *response["output"]]
         conversation_id = self.request.conversation_id
         if self.stores.conversations is not None and conversation_id is not None:
-            self.stores.conversations.append(self.tenant, conversation_id, turn)
+            await self.stores.conversations.append(self.tenant, conversation_id, turn)
         if self.request.store and self.stores.responses is not None:
             conversation = [*self.prompt.history, *turn]
-            self.stores.responses.put(self.tenant, response, conversation, self.prompt.input_items)
-        return response
+            await self.stores.responses.put(
+                self.tenant, response, conversation, self.prompt.input_items
+            )
 
     async def events(self, outputs: Outputs) -> AsyncGenerator[ResponseEvent, None]:
         """The event sequence, each event numbered by `sequence_number` from 0."""
@@ -250,5 +264,6 @@ class ResponseAnswer:
         for event in output.finish():
             yield event
         final = self._finished(choice, output.items)
+        await self.keep(final)
         last = "response.completed" if final["status"] == "completed" else "response.incomplete"
         yield {"type": last, "response": final}

@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import ConfigDict, Field
 
 from llmserve.api.admission import ServerState, server_state
-from llmserve.api.jobs_access import jobs_of, page_limit
+from llmserve.api.jobs_access import JsonBody, jobs_of, page_limit
 from llmserve.api.json_body import parse_json_body
 from llmserve.api.openapi import request_body
 from llmserve.api.routes.admin import KeyInFlight, Limit, require_admin
@@ -29,7 +29,6 @@ from llmserve.backends.variants import VariantBackend
 from llmserve.errors import NotFoundError
 from llmserve.jobs.batches import cancel_batch
 from llmserve.jobs.objects import batch_object
-from llmserve.jobs.store import JsonObject
 from llmserve.metrics import PREFIX
 from llmserve.serving.schemas import StrictModel
 
@@ -164,7 +163,7 @@ async def live_load(request: Request) -> LoadObject:
 
 
 @router.get("/batches")
-async def all_batches(request: Request) -> JsonObject:
+async def all_batches(request: Request) -> JsonBody:
     """Every key's batches, newest first (`after`, `limit` up to 100), each with its `owner`."""
     gatekeeper = await require_admin(request)
     jobs = jobs_of(request)
@@ -185,7 +184,7 @@ async def all_batches(request: Request) -> JsonObject:
 
 
 @router.post("/batches/{batch_id}/cancel")
-async def cancel(batch_id: str, request: Request) -> JsonObject:
+async def cancel(batch_id: str, request: Request) -> JsonBody:
     """Cancel any key's batch (as `POST /v1/batches/{id}/cancel` does for its owner)."""
     await require_admin(request)
     jobs = jobs_of(request)

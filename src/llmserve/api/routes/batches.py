@@ -6,13 +6,12 @@ from fastapi import APIRouter, Request
 from pydantic import Field
 
 from llmserve.api.admission import lookup_backend, server_state
-from llmserve.api.jobs_access import job_owner, jobs_of, list_body, page_limit
+from llmserve.api.jobs_access import JsonBody, job_owner, jobs_of, list_body, page_limit
 from llmserve.api.json_body import parse_json_body
 from llmserve.api.openapi import request_body
 from llmserve.errors import LlmserveError, NotFoundError
 from llmserve.jobs.batches import BatchSpec, cancel_batch, create_batch
 from llmserve.jobs.objects import batch_object
-from llmserve.jobs.store import JsonObject
 from llmserve.serving.schemas import StrictModel
 from llmserve.types import ModelKind
 
@@ -31,7 +30,7 @@ class BatchCreateRequest(StrictModel):
 
 
 @router.post(BATCHES_PATH, openapi_extra=request_body(BatchCreateRequest))
-async def create(request: Request) -> JsonObject:
+async def create(request: Request) -> JsonBody:
     """A new batch over an uploaded `batch` file; it runs in the background."""
     state = server_state(request)
     principal = await state.gatekeeper.authenticate(request.headers.get("authorization"))
@@ -54,7 +53,7 @@ async def create(request: Request) -> JsonObject:
 
 
 @router.get(BATCHES_PATH)
-async def list_batches(request: Request) -> JsonObject:
+async def list_batches(request: Request) -> JsonBody:
     """The caller's batches, newest first (`after`, `limit`)."""
     owner = await job_owner(request)
     jobs = jobs_of(request)
@@ -68,7 +67,7 @@ async def list_batches(request: Request) -> JsonObject:
 
 
 @router.get(BATCHES_PATH + "/{batch_id}")
-async def retrieve(batch_id: str, request: Request) -> JsonObject:
+async def retrieve(batch_id: str, request: Request) -> JsonBody:
     """One batch, with its live `request_counts`."""
     owner = await job_owner(request)
     jobs = jobs_of(request)
@@ -79,7 +78,7 @@ async def retrieve(batch_id: str, request: Request) -> JsonObject:
 
 
 @router.post(BATCHES_PATH + "/{batch_id}/cancel")
-async def cancel(batch_id: str, request: Request) -> JsonObject:
+async def cancel(batch_id: str, request: Request) -> JsonBody:
     """Stop the batch; lines already done stay in its output."""
     owner = await job_owner(request)
     jobs = jobs_of(request)

@@ -4,17 +4,15 @@
 
 from __future__ import annotations
 
-import secrets
-from typing import Any
-
 from fastapi import APIRouter, Request
 
 from llmserve.api.admission import server_state
-from llmserve.api.jobs_access import jobs_of, list_body
+from llmserve.api.jobs_access import JsonBody, jobs_of, list_body
 from llmserve.api.json_body import parse_json_body
 from llmserve.api.list_pages import list_page
 from llmserve.api.openapi import request_body
 from llmserve.errors import NotFoundError
+from llmserve.ids import new_conversation_id
 from llmserve.jobs.store import Page
 from llmserve.serving.response_items import stored_items
 from llmserve.serving.schemas_conversations import (
@@ -40,19 +38,19 @@ def not_found(conversation_id: str) -> NotFoundError:
 
 
 @router.post("/v1/conversations", openapi_extra=request_body(ConversationCreateRequest))
-async def create_conversation(request: Request) -> dict[str, Any]:
+async def create_conversation(request: Request) -> JsonBody:
     owner = await owner_of(request)
     body = await parse_json_body(request, ConversationCreateRequest)
     items = stored_items(body.items or [], "items")
     jobs = jobs_of(request)
-    conversation_id = f"conv_{secrets.token_hex(24)}"
+    conversation_id = new_conversation_id()
     return await jobs.call(
         jobs.store.create_conversation, owner, conversation_id, body.metadata or {}, items
     )
 
 
 @router.get("/v1/conversations/{conversation_id}", response_model=None)
-async def retrieve_conversation(conversation_id: str, request: Request) -> dict[str, Any]:
+async def retrieve_conversation(conversation_id: str, request: Request) -> JsonBody:
     owner = await owner_of(request)
     jobs = jobs_of(request)
     found = await jobs.call(jobs.store.get_conversation, owner, conversation_id)
@@ -64,7 +62,7 @@ async def retrieve_conversation(conversation_id: str, request: Request) -> dict[
 @router.post(
     "/v1/conversations/{conversation_id}", openapi_extra=request_body(ConversationUpdateRequest)
 )
-async def update_conversation(conversation_id: str, request: Request) -> dict[str, Any]:
+async def update_conversation(conversation_id: str, request: Request) -> JsonBody:
     owner = await owner_of(request)
     body = await parse_json_body(request, ConversationUpdateRequest)
     jobs = jobs_of(request)
@@ -75,7 +73,7 @@ async def update_conversation(conversation_id: str, request: Request) -> dict[st
 
 
 @router.delete("/v1/conversations/{conversation_id}", response_model=None)
-async def delete_conversation(conversation_id: str, request: Request) -> dict[str, Any]:
+async def delete_conversation(conversation_id: str, request: Request) -> JsonBody:
     owner = await owner_of(request)
     jobs = jobs_of(request)
     if not await jobs.call(jobs.store.delete_conversation, owner, conversation_id):
@@ -84,7 +82,7 @@ async def delete_conversation(conversation_id: str, request: Request) -> dict[st
 
 
 @router.get("/v1/conversations/{conversation_id}/items", response_model=None)
-async def list_items(conversation_id: str, request: Request) -> dict[str, Any]:
+async def list_items(conversation_id: str, request: Request) -> JsonBody:
     owner = await owner_of(request)
     jobs = jobs_of(request)
     items = await jobs.call(jobs.store.conversation_items, owner, conversation_id)
@@ -97,7 +95,7 @@ async def list_items(conversation_id: str, request: Request) -> dict[str, Any]:
     "/v1/conversations/{conversation_id}/items",
     openapi_extra=request_body(ConversationItemsRequest),
 )
-async def create_items(conversation_id: str, request: Request) -> dict[str, Any]:
+async def create_items(conversation_id: str, request: Request) -> JsonBody:
     owner = await owner_of(request)
     body = await parse_json_body(request, ConversationItemsRequest)
     items = stored_items(body.items, "items")
@@ -108,7 +106,7 @@ async def create_items(conversation_id: str, request: Request) -> dict[str, Any]
 
 
 @router.get("/v1/conversations/{conversation_id}/items/{item_id}", response_model=None)
-async def retrieve_item(conversation_id: str, item_id: str, request: Request) -> dict[str, Any]:
+async def retrieve_item(conversation_id: str, item_id: str, request: Request) -> JsonBody:
     owner = await owner_of(request)
     jobs = jobs_of(request)
     items = await jobs.call(jobs.store.conversation_items, owner, conversation_id)
@@ -121,7 +119,7 @@ async def retrieve_item(conversation_id: str, item_id: str, request: Request) ->
 
 
 @router.delete("/v1/conversations/{conversation_id}/items/{item_id}", response_model=None)
-async def delete_item(conversation_id: str, item_id: str, request: Request) -> dict[str, Any]:
+async def delete_item(conversation_id: str, item_id: str, request: Request) -> JsonBody:
     owner = await owner_of(request)
     jobs = jobs_of(request)
     store = jobs.store

@@ -16,6 +16,7 @@ from starlette.types import Message
 
 from llmserve.api.body_limit import announced_length
 from llmserve.api.jobs_access import (
+    JsonBody,
     job_owner,
     jobs_of,
     list_body,
@@ -33,7 +34,7 @@ from llmserve.jobs.files import (
     over_quota,
 )
 from llmserve.jobs.files import save_upload as save_file
-from llmserve.jobs.store import FileRecord, JsonObject
+from llmserve.jobs.store import FileRecord
 
 router = APIRouter()
 FILES_PATH = "/v1/files"
@@ -112,7 +113,7 @@ def _text(value: object) -> str | None:
 
 
 @router.get(FILES_PATH)
-async def list_files(request: Request) -> JsonObject:
+async def list_files(request: Request) -> JsonBody:
     """The caller's files, newest first, a page at a time (`after`, `limit`, `purpose`)."""
     owner = await job_owner(request)
     jobs = jobs_of(request)
@@ -137,7 +138,7 @@ async def owned_file(request: Request, file_id: str) -> FileRecord:
 
 
 @router.get(FILES_PATH + "/{file_id}")
-async def retrieve_file(file_id: str, request: Request) -> JsonObject:
+async def retrieve_file(file_id: str, request: Request) -> JsonBody:
     """One File object."""
     return file_object(await owned_file(request, file_id))
 
@@ -150,7 +151,7 @@ async def file_content(file_id: str, request: Request) -> FileResponse:
 
 
 @router.delete(FILES_PATH + "/{file_id}")
-async def delete_file(file_id: str, request: Request) -> JsonObject:
+async def delete_file(file_id: str, request: Request) -> JsonBody:
     """Delete the file and its contents."""
     owner = await job_owner(request)
     jobs = jobs_of(request)

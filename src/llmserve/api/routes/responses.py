@@ -23,12 +23,15 @@ from llmserve.api.response_access import owned_response, stores_of
 from llmserve.api.sse import RESPONSES_SSE
 from llmserve.auth.base import Slot, UsageRecord
 from llmserve.errors import InvalidRequestError
-from llmserve.jobs.background import TERMINAL_STATUSES
+from llmserve.ids import response_id_of
 from llmserve.jobs.service import Jobs
-from llmserve.jobs.store import JsonObject, ResponseRecord
-from llmserve.serving.response_objects import response_object
+from llmserve.jobs.store import ResponseRecord
+from llmserve.jobs.transitions import can_cancel_response
+from llmserve.jobs.wire import StoredRequest
+from llmserve.serving.response_objects import ResponseObject, response_object
 from llmserve.serving.responses import prepare_response
 from llmserve.serving.schemas_responses import ResponseCreateRequest
+from llmserve.statuses import ENDED_RESPONSE_STATUSES
 
 router = APIRouter()
 REPLAY_POLL_S = 0.05  # how often a replayed stream looks for new events in the store
@@ -62,9 +65,9 @@ async def queue_background(
     """Store the response `queued` for the job runner, holding `slot` until it ends; answer at
     once (or replay its stream)."""
     body, owner = routed.body, routed.principal.key_id
-    response_id = "resp_" + str(request.state.request_id).removeprefix("req_")
-    queued = dict(response_object(response_id, body, status="queued", output=[], usage_body=None))
-    request_json = {"body": body.model_dump(mode="json", exclude_unset=True)}
+    response_id = response_id_of(str(request.state.request_id))
+    queued = response_object(response_id, body, status="queued", output=[], usage_body=None)
+    request_json: StoredRequest = {"body": body.model_dump(mode="json", exclude_unset=True)}
     record = ResponseRecord(response_id, owner, "queued", queued, request_json, True)
     await jobs.call(jobs.store.put_response, record)
     jobs.slots.hold(response_id, slot, routed.model)
@@ -103,7 +106,7 @@ async def replay_events(jobs: Jobs, response_id: str, after: int) -> AsyncGenera
         for event in await jobs.call(jobs.store.events_after, response_id, after):
             after = int(event["sequence_number"])
             yield RESPONSES_SSE.encode(event)
-        if record is None or record.status in TERMINAL_STATUSES:
+        if record is None or record.status in ENDED_RESPONSE_STATUSES:
             if not await jobs.call(jobs.store.events_after, response_id, after):
                 return
             continue
@@ -111,7 +114,7 @@ async def replay_events(jobs: Jobs, response_id: str, after: int) -> AsyncGenera
 
 
 @router.post("/v1/responses/{response_id}/cancel", response_model=None)
-async def cancel_response(response_id: str, request: Request) -> JsonObject:
+async def cancel_response(response_id: str, request: Request) -> ResponseObject:
     """Stop a background response; it ends `cancelled`."""
     jobs, record = await owned_response(request, response_id)
     if not record.is_background:
@@ -119,7 +122,7 @@ async def cancel_response(response_id: str, request: Request) -> JsonObject:
             "Only responses created with `background: true` can be cancelled.",
             param="response_id",
         )
-    if record.status in ("queued", "in_progress"):
+    if can_cancel_response(record.status):
         record.status = "cancelled"
         record.response = {**record.response, "status": "cancelled"}
         await jobs.call(jobs.store.put_response, record)
@@ -127,7 +130,7 @@ async def cancel_response(response_id: str, request: Request) -> JsonObject:
 
 
 @router.delete("/v1/responses/{response_id}", response_model=None)
-async def delete_response(response_id: str, request: Request) -> JsonObject:
+async def delete_response(response_id: str, request: Request) -> dict[str, object]:
     """Delete a stored response (a running background response is cancelled with it)."""
     jobs, _ = await owned_response(request, response_id)
     owner = await job_owner(request)

@@ -7,13 +7,11 @@ read as response ids.
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from llmserve.api.admission import acquire_slot, route_request
-from llmserve.api.jobs_access import jobs_of
+from llmserve.api.jobs_access import JsonBody, jobs_of
 from llmserve.api.list_pages import list_page
 from llmserve.api.openapi import request_body
 from llmserve.api.respond import respond
@@ -43,7 +41,7 @@ async def count_input_tokens(request: Request) -> JSONResponse:
 
 
 @router.get("/v1/responses/{response_id}/input_items", response_model=None)
-async def list_input_items(response_id: str, request: Request) -> dict[str, Any]:
+async def list_input_items(response_id: str, request: Request) -> JsonBody:
     """The input items of a stored response (newest first by default, as OpenAI lists them)."""
     _, record = await owned_response(request, response_id)
     items = list(record.request.get("input_items", []))
