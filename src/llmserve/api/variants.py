@@ -8,7 +8,6 @@ marks the request with it; this middleware then puts the header on every answer 
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,19 +15,14 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llmserve.auth.base import Slot, UsageRecord
+from llmserve.serving.routing import VARIANT_HEADER, variant_usage
 
-VARIANT_HEADER = "x-llmserve-variant"
 STATE_KEY = "llmserve_variant"
 
 
 def mark_variant(request: Request, variant: str) -> None:
     """Remember that `request` runs on `variant` (read by the middleware)."""
     setattr(request.state, STATE_KEY, variant)
-
-
-def usage_model(model: str, variant: str) -> str:
-    """The model name a variant's usage is recorded under."""
-    return f"{model}@{variant}"
 
 
 class VariantSlot:
@@ -49,7 +43,7 @@ class VariantSlot:
         await self._slot.release(self._named(usage))
 
     def _named(self, usage: UsageRecord) -> UsageRecord:
-        return dataclasses.replace(usage, model=usage_model(usage.model, self._variant))
+        return variant_usage(usage, self._variant)
 
 
 class VariantHeaderMiddleware:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from llmserve.backends.base import Canary
 from llmserve.config import EngineConfig, ModelConfig, StructuredConfig
 from llmserve.engine.cpu import CpuInfo, default_num_threads, detect_cpu, dtype_warning
 from llmserve.engine.engine_thread import EngineThread
@@ -35,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 class LocalBackend:
     """A transformers causal LM on this machine, stepped by a background engine thread."""
+
+    canary: Canary | None = None  # a plain model: no variants
 
     def __init__(
         self, model_config: ModelConfig, engine_config: EngineConfig, home: Path,

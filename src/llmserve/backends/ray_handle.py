@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from llmserve.backends.base import Canary
 from llmserve.config import ModelConfig
 from llmserve.errors import OverloadedError, ReplicaFailedError, UnsupportedOperationError
 from llmserve.models.source import resolve_model_path
@@ -38,6 +39,8 @@ ReplicaCounter = Callable[[], int]  # the running replicas of the deployment (bl
 
 class RayHandleBackend:
     """Serves one model (or one variant) through a deployment handle of engine replicas."""
+
+    canary: Canary | None = None  # a plain model: no variants
 
     def __init__(
         self,

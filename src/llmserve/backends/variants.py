@@ -15,7 +15,7 @@ import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
-from llmserve.backends.base import Backend
+from llmserve.backends.base import Backend, Canary
 from llmserve.backends.canary import (
     CanaryBoard,
     LocalBoard,
@@ -54,6 +54,11 @@ class VariantBackend:
         self._is_shared = board is not None
         self._key_to_point: dict[str, float] = {}  # NOTE: a key's point never changes: cache it
         self._sync: asyncio.Task[None] | None = None
+
+    @property
+    def canary(self) -> Canary:
+        """This backend: its variants, weights and chooser."""
+        return self
 
     @property
     def weights(self) -> dict[str, float]:

@@ -24,6 +24,7 @@ from llmserve.jobs.stored_responses import StoredConversations, StoredResponses
 from llmserve.serving.context import ServingContext
 from llmserve.serving.response_objects import ResponseEvent
 from llmserve.serving.responses import ResponseStores, prepare_response
+from llmserve.serving.routing import job_principal, resolve_backend
 from llmserve.serving.schemas_responses import ResponseCreateRequest
 from llmserve.types import Priority
 
@@ -87,12 +88,16 @@ class BackgroundRunner:
             await self.fail(record, QUARANTINED_CODE, DIED_MESSAGE)
             return
         body = ResponseCreateRequest.model_validate(record.request["body"])
-        backend = self.backends.get(body.model)
-        if backend is None:
+        try:  # NOTE: the variant its route chose (and named) tokenizes and generates it
+            resolved = await resolve_backend(
+                self.backends, job_principal(record.owner), body.model,
+                variant=record.request.get("variant"),
+            )  # fmt: skip
+        except LlmserveError:
             await self.fail(record, "model_not_found", f"The model `{body.model}` is gone.")
             return
         context = ServingContext(
-            request_id_of_response(record.id), record.owner, body.model, backend,
+            request_id_of_response(record.id), record.owner, body.model, resolved.backend,
             priority=Priority.BACKGROUND,
         )  # fmt: skip
         try:
