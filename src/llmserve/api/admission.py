@@ -24,12 +24,13 @@ from typing import Generic, TypeVar
 from fastapi import Request
 from starlette.requests import HTTPConnection
 
+from llmserve.api.admitted import AdmittedSlot
 from llmserve.api.drain import Drain
 from llmserve.api.json_body import parse_json_body
 from llmserve.api.queue_gauge import QueueGauge
 from llmserve.api.request_log import note_caller
-from llmserve.api.request_metrics import ObservedSlot, counting_rejections
-from llmserve.api.variants import VariantSlot, mark_variant
+from llmserve.api.request_metrics import counting_rejections
+from llmserve.api.variants import mark_variant
 from llmserve.auth.base import Gatekeeper, Principal, Slot
 from llmserve.backends.base import Backend
 from llmserve.config import ServerConfig
@@ -106,7 +107,8 @@ async def route_request(request: Request, schema: type[M], *, kind: ModelKind | 
 
 
 async def acquire_slot(request: HTTPConnection, routed: Routed[M], estimated_tokens: int) -> Slot:
-    """Admit the request within the backend's queue and the caller's limits (503 / 429).
+    """Admit the request within the backend's queue and the caller's limits (503 / 429): one
+    `AdmittedSlot` holding the key's slot, the queue ticket, the key's metrics and the drain count.
 
     The request counts in `state.queue` from its queue check until its slot is released.
     """
@@ -118,13 +120,10 @@ async def acquire_slot(request: HTTPConnection, routed: Routed[M], estimated_tok
         ticket = state.queue.admit(routed.model, routed.backend.load(), max_queue)
         try:
             slot = await state.gatekeeper.acquire(routed.principal, routed.model, estimated_tokens)
-            if routed.variant is not None:
-                slot = VariantSlot(slot, routed.variant)
         except BaseException:
             ticket.leave()
             raise
-    held = ticket.hold(slot)
-    observed = ObservedSlot(
-        held, state.metrics, key_id=key_id, model=routed.model, notes=request.state
-    )
-    return state.drain.track(observed)
+    return AdmittedSlot(
+        slot, ticket, state.metrics, state.drain,
+        key_id=key_id, model=routed.model, variant=routed.variant, notes=request.state,
+    )  # fmt: skip
