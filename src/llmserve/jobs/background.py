@@ -24,7 +24,7 @@ from llmserve.jobs.stored_responses import StoredConversations, StoredResponses
 from llmserve.serving.context import ServingContext
 from llmserve.serving.response_objects import ResponseEvent
 from llmserve.serving.responses import ResponseStores, prepare_response
-from llmserve.serving.routing import job_principal, resolve_backend
+from llmserve.serving.routing import job_principal, resolve_backend, variant_usage
 from llmserve.serving.schemas_responses import ResponseCreateRequest
 from llmserve.types import Priority
 
@@ -117,7 +117,7 @@ class BackgroundRunner:
             logger.exception("background response %s failed", record.id)
             await self.fail(record, "server_error", "The response failed on the server.")
             return
-        usage = generation.meter.record()
+        usage = variant_usage(generation.meter.record(), resolved.variant)  # MODEL@VARIANT
         if not await self.jobs.slots.release(record.id, usage):  # created by another process
             self.usage.record_usage(record.owner, usage)
 
