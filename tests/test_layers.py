@@ -1,79 +1,155 @@
-"""The import directions of docs/architecture.md: a lower floor never imports a higher one."""
+"""The import directions of docs/architecture.md: every row of its map, checked on the code.
+
+`ALLOWED` is the map's last column: what each folder or root module may import of llmserve. A
+row of the map without a rule here, or a folder or module of the package without a row, fails.
+"""
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "src" / "llmserve"
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "src" / "llmserve"
+MAP = ROOT / "docs" / "architecture.md"
 
-# For each folder, the llmserve folders it must never import (directly, at any depth of the file).
-FORBIDDEN = {
-    "engine": {"api", "serving", "backends", "auth", "jobs", "cli", "cluster", "web", "bench"},
-    "models": {"api", "serving", "backends", "auth", "engine", "jobs", "cli", "cluster"},
-    "auth": {"api", "serving", "backends", "engine", "models", "jobs", "cli", "cluster"},
-    "structured": {"api", "serving", "backends", "auth", "jobs", "cli", "cluster"},
-    "backends": {"api", "serving", "auth", "jobs", "cli", "cluster"},
-    "serving": {"api", "cli", "cluster"},
-    "jobs": {"api", "cli", "cluster"},
-    "api": {"cli", "cluster", "engine"},
-    "cluster": {"cli"},
+VOCABULARY = frozenset({"types", "sampling", "errors", "config", "scale_config", "ids", "statuses"})
+ROOT_MODULES = VOCABULARY | {"metrics", "logs", "remote"}
+SERVED = ROOT_MODULES | {"models", "structured", "engine", "auth", "backends", "serving", "jobs"}
+# What each folder or root module may import of llmserve (besides itself), as the map says.
+ALLOWED: dict[str, frozenset[str]] = {
+    "types": frozenset({"sampling"}),
+    "sampling": frozenset(),
+    "errors": frozenset(),
+    "config": frozenset({"scale_config"}),
+    "scale_config": frozenset(),
+    "ids": frozenset(),
+    "statuses": frozenset(),
+    "metrics": ROOT_MODULES,
+    "logs": ROOT_MODULES,
+    "models": VOCABULARY,
+    "structured": VOCABULARY,
+    "engine": VOCABULARY | {"models", "structured"},
+    "auth": VOCABULARY,
+    "backends": VOCABULARY | {"models", "engine", "structured"},
+    "serving": VOCABULARY | {"models", "auth", "backends", "structured"},
+    "jobs": VOCABULARY | {"models", "auth", "backends", "serving"},
+    "api": SERVED - {"engine"},
+    "web": frozenset(),  # static files: no Python
+    "chat": ROOT_MODULES,
+    "bench": ROOT_MODULES,
+    "remote": ROOT_MODULES,
+    "cluster": SERVED | {"api"},
+    "cli": SERVED | {"api", "cluster", "chat", "bench"},
 }
-# Modules at the package root are the shared vocabulary: they import no folder at all.
-ROOT_MODULES = ("types.py", "sampling.py", "errors.py", "config.py", "scale_config.py")
-ROOT_MODULES += ("ids.py", "statuses.py")
+ALLOWED["__main__"] = ALLOWED["cli"] | {"cli"}  # `python -m llmserve`: the CLI
+# Floors that may see only the `Backend` protocol of backends/, never an implementation.
+PROTOCOL_ONLY = ("serving", "jobs")
 
 
 def imported_names(path: Path) -> set[str]:
-    """Every absolute module name `path` imports."""
+    """Every absolute module name `path` imports (a relative import is named with its dots)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     names: set[str] = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
+        if isinstance(node, ast.ImportFrom):
+            names.add("." * node.level + (node.module or ""))
         elif isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
     return names
 
 
-def imported_folders(path: Path) -> set[str]:
-    """The llmserve sub-packages or modules `path` imports."""
+def imported_units(path: Path) -> set[str]:
+    """The llmserve folders and root modules `path` imports (`llmserve` alone: its version)."""
     return {name.split(".")[1] for name in imported_names(path) if name.startswith("llmserve.")}
 
 
-def python_files(folder: str) -> list[Path]:
-    return sorted((PACKAGE / folder).rglob("*.py"))
+def unit_files(unit: str) -> list[Path]:
+    """The Python files of a folder, or the one file of a root module."""
+    folder = PACKAGE / unit
+    return sorted(folder.rglob("*.py")) if folder.is_dir() else [PACKAGE / f"{unit}.py"]
 
 
-@pytest.mark.parametrize("folder", sorted(FORBIDDEN))
-def test_folder_never_imports_a_higher_floor(folder: str) -> None:
+def package_units() -> set[str]:
+    """Every folder and root module of the package (not `__init__`)."""
+    folders = {p.name for p in PACKAGE.iterdir() if p.is_dir() and not p.name.startswith("_")}
+    modules = {p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
+    return folders | modules
+
+
+def map_units() -> set[str]:
+    """The folders and modules named in the first column of the map's table of floors."""
+    floors = MAP.read_text(encoding="utf-8").split("## The floors")[1].split("\n## ")[0]
+    rows = [line.split("|")[1] for line in floors.splitlines() if line.startswith("| `")]
+    return {name.removesuffix("/").removesuffix(".py") for row in rows
+            for name in re.findall(r"`([^`]+)`", row)}  # fmt: skip
+
+
+def test_every_row_of_the_map_has_a_rule() -> None:
+    assert map_units() - set(ALLOWED) == set()
+
+
+def test_every_folder_and_root_module_is_on_the_map() -> None:
+    assert package_units() - map_units() == set()
+
+
+@pytest.mark.parametrize("unit", sorted(ALLOWED))
+def test_imports_follow_the_map(unit: str) -> None:
     violations = [
         f"{path.relative_to(PACKAGE)} imports llmserve.{name}"
-        for path in python_files(folder)
-        for name in sorted(imported_folders(path) & FORBIDDEN[folder])
+        for path in unit_files(unit)
+        if path.exists()
+        for name in sorted(imported_units(path) - ALLOWED[unit] - {unit})
     ]
     assert violations == []
 
 
-@pytest.mark.parametrize("module", ROOT_MODULES)
-def test_root_vocabulary_imports_no_folder(module: str) -> None:
-    folders = {p.name for p in PACKAGE.iterdir() if p.is_dir() and not p.name.startswith("_")}
-    assert imported_folders(PACKAGE / module) & folders == set()
+@pytest.mark.parametrize("unit", PROTOCOL_ONLY)
+def test_floor_sees_only_the_backend_protocol(unit: str) -> None:
+    reaches = [
+        f"{path.relative_to(PACKAGE)} imports {name}"
+        for path in unit_files(unit)
+        for name in sorted(imported_names(path))
+        if name.startswith("llmserve.backends") and name != "llmserve.backends.base"
+    ]
+    assert reaches == []
+
+
+def test_no_relative_imports() -> None:
+    relative = [
+        f"{path.relative_to(PACKAGE)}: {name}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for name in imported_names(path)
+        if name.startswith(".")
+    ]
+    assert relative == []
 
 
 def test_serving_knows_no_http_framework() -> None:
     web_imports = [
         f"{path.relative_to(PACKAGE)}: {name}"
-        for path in python_files("serving")
+        for path in unit_files("serving")
         for name in imported_names(path)
         if name.split(".")[0] in {"fastapi", "starlette", "uvicorn"}
     ]
     assert web_imports == []
 
 
+def test_no_route_imports_another_route() -> None:
+    route_imports = [
+        f"{path.relative_to(PACKAGE)}: {name}"
+        for path in sorted((PACKAGE / "api" / "routes").glob("*.py"))
+        for name in imported_names(path)
+        if name.startswith("llmserve.api.routes")
+    ]
+    assert route_imports == []
+
+
 def test_checker_sees_a_forbidden_import(tmp_path: Path) -> None:
     module = tmp_path / "bad.py"
     module.write_text("from llmserve.api.app import create_app\nimport llmserve.backends.base\n")
-    assert imported_folders(module) == {"api", "backends"}
+    assert imported_units(module) == {"api", "backends"}
+    assert imported_units(module) - ALLOWED["serving"] == {"api"}

@@ -6,6 +6,7 @@ Built in one place (the CLI, or `load_config_file` from YAML), passed down, neve
 from __future__ import annotations
 
 import dataclasses
+import enum
 import os
 import types
 import typing
@@ -25,7 +26,14 @@ BUILTIN_CHAT_MODEL = "llmserve/tiny-chat"
 TOOL_CALL_PARSERS = ("hermes", "llama3_json", "mistral", "mistral_args")
 BUILTIN_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
-BackendKind = Literal["local", "fake"]
+
+class BackendKind(enum.StrEnum):
+    """What runs a model: llmserve's engine (or the encoder, for embeddings), or the fake."""
+
+    LOCAL = "local"
+    FAKE = "fake"  # canned text at a set pace (demos, tests)
+
+
 IN_PROCESS = "in-process"  # auth.limit_store: per-key limits counted by this process alone
 
 # Fields that moved: their old spelling is refused with the new one named.
@@ -85,7 +93,7 @@ class ModelConfig:
     name: str
     source: str = ""  # hub id, local folder, or a built-in name (BUILTIN_CHAT_MODEL)
     kind: ModelKindSetting = "auto"
-    backend: BackendKind = "local"
+    backend: BackendKind = BackendKind.LOCAL
     chat_template: str | None = None  # a built-in name ("llama-2", "chatml"), or Jinja text
     max_model_len: int | None = None
     revision: str | None = None
@@ -101,6 +109,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if not self.name:
             raise ValueError("name must not be empty")
+        # NOTE: "fake" given as text (YAML, code) becomes the member, so the field is typed true
+        object.__setattr__(self, "backend", BackendKind(self.backend))
         if bool(self.source) == bool(self.variants):
             raise ValueError(f"model {self.name}: give either a source or variants (not both)")
         if self.max_model_len is not None and self.max_model_len < 16:
@@ -372,6 +382,8 @@ def _convert(hint: object, value: object, path: str, problems: list[str]) -> obj
             return None
         (hint,) = [a for a in args if a is not type(None)]
         origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if isinstance(hint, type) and issubclass(hint, enum.StrEnum):  # allowed as its values
+        origin, args = Literal, tuple(member.value for member in hint)
     if origin is Literal:
         if value in args:
             return value

@@ -14,7 +14,7 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
-from llmserve.backends.base import Backend
+from llmserve.backends.base import Backend, Canary
 from llmserve.backends.fake import FakeBackend
 from llmserve.config import AuthConfig, LimitsConfig, ModelConfig, ServerConfig
 from llmserve.types import (
@@ -146,6 +146,8 @@ def http_client(base_url: str) -> httpx.AsyncClient:
 class FirstOutputRecorder:
     """Wraps any backend; records, server side, when each request was sent to it and when its
     first output came back (for the real engine, the step that admitted it)."""
+
+    canary: Canary | None = None  # a plain model: no variants
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend

@@ -24,19 +24,19 @@ from typing import Generic, TypeVar
 from fastapi import Request
 from starlette.requests import HTTPConnection
 
+from llmserve.api.admitted import AdmittedSlot
 from llmserve.api.drain import Drain
 from llmserve.api.json_body import parse_json_body
 from llmserve.api.queue_gauge import QueueGauge
 from llmserve.api.request_log import note_caller
-from llmserve.api.request_metrics import ObservedSlot, counting_rejections
-from llmserve.api.variants import VariantSlot, mark_variant
+from llmserve.api.request_metrics import counting_rejections
+from llmserve.api.variants import mark_variant
 from llmserve.auth.base import Gatekeeper, Principal, Slot
 from llmserve.backends.base import Backend
-from llmserve.backends.variants import VariantBackend
 from llmserve.config import ServerConfig
-from llmserve.errors import InvalidRequestError, ModelNotFoundError
 from llmserve.metrics import ServerMetrics
 from llmserve.serving.context import ServingContext
+from llmserve.serving.routing import resolve_backend
 from llmserve.serving.schemas import ModelRequest
 from llmserve.types import ModelKind
 
@@ -94,42 +94,21 @@ def request_id_of(request: Request) -> str:
     return str(request.state.request_id)
 
 
-def lookup_backend(
-    state: ServerState, principal: Principal, model: str, kind: ModelKind | None
-) -> Backend:
-    """The backend serving `model`; 404 when unknown or not allowed, 400 when the kind differs.
-
-    `kind` None accepts a model of any kind (the tokenizer routes).
-    """
-    backend = state.backends.get(model)
-    if backend is None or not principal.can_use_model(model):
-        raise ModelNotFoundError(model)
-    if kind is not None and backend.info.kind != kind:
-        raise InvalidRequestError(
-            f"The model `{model}` is a {backend.info.kind} model and cannot serve this endpoint.",
-            param="model",
-        )
-    return backend
-
-
 async def route_request(request: Request, schema: type[M], *, kind: ModelKind | None) -> Routed[M]:
-    """Authenticate the caller, parse the body and find the model's backend."""
+    """Authenticate the caller, parse the body and resolve the backend (a canary's variant once)."""
     state = server_state(request)
     principal = await state.gatekeeper.authenticate(request.headers.get("authorization"))
     body = await parse_json_body(request, schema)  # 400: content type, JSON, schema
     note_caller(request, principal.key_id, body.model)  # for the request log
-    backend = lookup_backend(state, principal, body.model, kind)
-    variant: str | None = None
-    if isinstance(backend, VariantBackend):  # sticky per key; anonymous callers drawn by weight
-        variant, backend = await backend.choose(
-            None if principal.is_anonymous else principal.key_id
-        )
-        mark_variant(request, variant)
-    return Routed(principal, body, backend, request_id_of(request), variant)
+    resolved = await resolve_backend(state.backends, principal, body.model, kind=kind)
+    if resolved.variant is not None:
+        mark_variant(request, resolved.variant)
+    return Routed(principal, body, resolved.backend, request_id_of(request), resolved.variant)
 
 
 async def acquire_slot(request: HTTPConnection, routed: Routed[M], estimated_tokens: int) -> Slot:
-    """Admit the request within the backend's queue and the caller's limits (503 / 429).
+    """Admit the request within the backend's queue and the caller's limits (503 / 429): one
+    `AdmittedSlot` holding the key's slot, the queue ticket, the key's metrics and the drain count.
 
     The request counts in `state.queue` from its queue check until its slot is released.
     """
@@ -141,13 +120,10 @@ async def acquire_slot(request: HTTPConnection, routed: Routed[M], estimated_tok
         ticket = state.queue.admit(routed.model, routed.backend.load(), max_queue)
         try:
             slot = await state.gatekeeper.acquire(routed.principal, routed.model, estimated_tokens)
-            if routed.variant is not None:
-                slot = VariantSlot(slot, routed.variant)
         except BaseException:
             ticket.leave()
             raise
-    held = ticket.hold(slot)
-    observed = ObservedSlot(
-        held, state.metrics, key_id=key_id, model=routed.model, notes=request.state
-    )
-    return state.drain.track(observed)
+    return AdmittedSlot(
+        slot, ticket, state.metrics, state.drain,
+        key_id=key_id, model=routed.model, variant=routed.variant, notes=request.state,
+    )  # fmt: skip

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import TypeVar
 
-from llmserve.auth.base import Slot, UsageRecord
 from llmserve.errors import DrainingError, ShutdownCutoffError
 from llmserve.serving.outputs import close_iterator
 
@@ -49,10 +48,13 @@ class Drain:
         if self.is_draining:
             raise DrainingError()
 
-    def track(self, slot: Slot) -> Slot:
-        """`slot`, counted in `num_in_flight` until its release (usage recorded) has returned."""
+    def enter(self) -> None:
+        """Count one admitted request in flight (api/admitted.py)."""
         self.num_in_flight += 1
-        return DrainSlot(slot, self)
+
+    def leave(self) -> None:
+        """The request counted by `enter` has released its slot (usage recorded)."""
+        self.num_in_flight -= 1
 
     def begin(self, timeout_s: float) -> None:
         """Stop admitting; requests in flight are cut off `timeout_s` from now (or earlier)."""
@@ -102,30 +104,3 @@ class Drain:
         if self._began_at is None or self._cutoff_at is None:
             return 0.0
         return round(max(0.0, self._cutoff_at - self._began_at), 1)
-
-
-class DrainSlot:
-    """A slot that leaves the drain's in-flight count once its release has completed."""
-
-    def __init__(self, slot: Slot, drain: Drain) -> None:
-        self._slot = slot
-        self._drain = drain
-        self._has_left = False
-
-    @property
-    def headers(self) -> Mapping[str, str]:
-        """The gatekeeper's rate-limit headers."""
-        return self._slot.headers
-
-    def report(self, usage: UsageRecord) -> None:
-        """Pass the usage so far on to the gatekeeper's slot (stored incrementally)."""
-        self._slot.report(usage)
-
-    async def release(self, usage: UsageRecord) -> None:
-        """Release the slot (recording usage), then leave the count, even if cancelled."""
-        try:
-            await self._slot.release(usage)
-        finally:
-            if not self._has_left:
-                self._has_left = True
-                self._drain.num_in_flight -= 1

@@ -10,9 +10,7 @@ drops exactly once, when the request's slot is released (end, error, disconnect 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 
-from llmserve.auth.base import Slot, UsageRecord
 from llmserve.errors import OverloadedError
 from llmserve.types import BackendLoad
 
@@ -82,29 +80,3 @@ class QueueTicket:
         if not self._has_left:
             self._has_left = True
             self._gauge._leave(self._model)
-
-    def hold(self, slot: Slot) -> Slot:
-        """`slot`, whose release also takes this request out of the gauge."""
-        return TicketSlot(slot, self)
-
-
-class TicketSlot:
-    """A gatekeeper's slot that leaves the queue gauge when it is released."""
-
-    def __init__(self, slot: Slot, ticket: QueueTicket) -> None:
-        self._slot = slot
-        self._ticket = ticket
-
-    @property
-    def headers(self) -> Mapping[str, str]:
-        """The gatekeeper's rate-limit headers."""
-        return self._slot.headers
-
-    def report(self, usage: UsageRecord) -> None:
-        """The gatekeeper's slot records the usage so far."""
-        self._slot.report(usage)
-
-    async def release(self, usage: UsageRecord) -> None:
-        """Leave the gauge at once (even if cancelled later), then release the gatekeeper's slot."""
-        self._ticket.leave()
-        await self._slot.release(usage)

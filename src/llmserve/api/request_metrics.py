@@ -5,19 +5,18 @@ admission and slot release.
   first token and end-to-end latency from the request's arrival, inter-token latency per choice,
   the backend's queue time, prompt and generation tokens, and each choice's finish reason (a
   choice that never finished, cut off by a disconnect, timeout or drain, counts as "abort").
-- `counting_rejections` counts 429s and 503s per key; `ObservedSlot` keeps the per-key in-flight
-  gauge and token counters, and notes the usage for the request log (api/request_log.py).
+- `counting_rejections` counts 429s and 503s per key (the per-key in-flight gauge and token
+  counters are kept by the admitted request, api/admitted.py).
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncGenerator, Iterator, Mapping
+from collections.abc import AsyncGenerator, Iterator
 
 from starlette.datastructures import State
 
-from llmserve.auth.base import Slot, UsageRecord
 from llmserve.errors import DrainingError, OverloadedError, RateLimitError
 from llmserve.metrics import ServerMetrics
 from llmserve.types import GenerateOutput
@@ -132,37 +131,3 @@ def counting_rejections(metrics: ServerMetrics, key_id: str, model: str) -> Iter
         if reason is not None:
             metrics.key_rejections.labels(metrics.key_label(key_id), model, reason).inc()
         raise
-
-
-class ObservedSlot:
-    """A slot that keeps the per-key in-flight gauge and token counters, and notes its usage."""
-
-    def __init__(
-        self, slot: Slot, metrics: ServerMetrics, *, key_id: str, model: str, notes: State
-    ) -> None:
-        self._slot = slot
-        self._in_flight = metrics.key_in_flight.labels(metrics.key_label(key_id), model)
-        self._tokens = metrics.key_tokens
-        self._labels = (metrics.key_label(key_id), model)
-        self._notes = notes
-        self._is_released = False
-        self._in_flight.inc()
-
-    @property
-    def headers(self) -> Mapping[str, str]:
-        """The gatekeeper's rate-limit headers."""
-        return self._slot.headers
-
-    def report(self, usage: UsageRecord) -> None:
-        """Pass the usage so far on to the gatekeeper's slot (stored incrementally)."""
-        self._slot.report(usage)
-
-    async def release(self, usage: UsageRecord) -> None:
-        """Count the usage once, then release the gatekeeper's slot (which records it)."""
-        if not self._is_released:
-            self._is_released = True
-            self._in_flight.dec()
-            self._tokens.labels(*self._labels, "prompt").inc(usage.prompt_tokens)
-            self._tokens.labels(*self._labels, "completion").inc(usage.completion_tokens)
-            self._notes.usage = usage
-        await self._slot.release(usage)

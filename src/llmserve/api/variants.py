@@ -1,55 +1,25 @@
-"""What a canary model adds to a request: the `x-llmserve-variant` header, usage per variant.
+"""What a canary model adds to an HTTP answer: the `x-llmserve-variant` header.
 
-The route picks the variant (`VariantBackend.choose`) when it finds the model's backend and
-marks the request with it; this middleware then puts the header on every answer to that request
-(errors and streams included), and `VariantSlot` records the request's usage under
-`MODEL@VARIANT` so that `/admin/usage` keeps each variant apart.
+The route resolves the variant (`serving/routing.resolve_backend`) and marks the request with
+it; this middleware then puts the header on every answer to that request (errors and streams
+included). The admitted request records its usage under `MODEL@VARIANT` (api/admitted.py).
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping
 from typing import Any
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from llmserve.auth.base import Slot, UsageRecord
+from llmserve.serving.routing import VARIANT_HEADER
 
-VARIANT_HEADER = "x-llmserve-variant"
 STATE_KEY = "llmserve_variant"
 
 
 def mark_variant(request: Request, variant: str) -> None:
     """Remember that `request` runs on `variant` (read by the middleware)."""
     setattr(request.state, STATE_KEY, variant)
-
-
-def usage_model(model: str, variant: str) -> str:
-    """The model name a variant's usage is recorded under."""
-    return f"{model}@{variant}"
-
-
-class VariantSlot:
-    """A slot whose usage records name the variant; everything else is the wrapped slot's."""
-
-    def __init__(self, slot: Slot, variant: str) -> None:
-        self._slot = slot
-        self._variant = variant
-
-    @property
-    def headers(self) -> Mapping[str, str]:
-        return self._slot.headers
-
-    def report(self, usage: UsageRecord) -> None:
-        self._slot.report(self._named(usage))
-
-    async def release(self, usage: UsageRecord) -> None:
-        await self._slot.release(self._named(usage))
-
-    def _named(self, usage: UsageRecord) -> UsageRecord:
-        return dataclasses.replace(usage, model=usage_model(usage.model, self._variant))
 
 
 class VariantHeaderMiddleware:

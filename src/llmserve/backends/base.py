@@ -38,7 +38,12 @@ class Backend(Protocol):
       it in a worker thread. `generate()` of a request whose grammar compiled starts at once.
     - `embed()` raises `UnsupportedOperationError` on chat models; `generate()` and `render_chat`
       raise it on embedding models.
+    - `canary` is None, except on a model served through weighted variants: then callers resolve
+      the variant first (serving/routing.py) and tokenize and generate on its backend alone.
     """
+
+    @property
+    def canary(self) -> Canary | None: ...
 
     @property
     def info(self) -> ModelInfo: ...
@@ -66,3 +71,30 @@ class Backend(Protocol):
     async def embed(self, texts: Sequence[str]) -> EmbeddingResult: ...
 
     def load(self) -> BackendLoad: ...
+
+
+class Canary(Protocol):
+    """A model served through weighted variants, each its own backend (backends/variants.py)."""
+
+    @property
+    def name(self) -> str:
+        """The served model name."""
+        ...
+
+    @property
+    def weights(self) -> dict[str, float]:
+        """The current weight of each variant, in config order."""
+        ...
+
+    @property
+    def variants(self) -> Mapping[str, Backend]:
+        """Each variant's own backend, by variant name."""
+        ...
+
+    async def choose(self, key: str | None) -> tuple[str, Backend]:
+        """The variant for caller `key` (sticky; None: anonymous, drawn by weight)."""
+        ...
+
+    async def set_weights(self, weights: Mapping[str, float]) -> dict[str, float]:
+        """Change the weights live (ValueError when they do not name each variant once)."""
+        ...

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from llmserve.backends.base import Canary
 from llmserve.backends.encoder_config import PoolingConfig, read_pooling_config
 from llmserve.config import ModelConfig
 from llmserve.errors import ContextLengthExceededError, UnsupportedOperationError
@@ -62,6 +63,8 @@ def pool(hidden: Any, mask: Any, config: PoolingConfig) -> Any:
 
 class EncoderBackend:
     """Serves one embedding model; `generate` and `render_chat` are unsupported."""
+
+    canary: Canary | None = None  # a plain model: no variants
 
     def __init__(
         self,

@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any
 
+from llmserve.backends.base import Canary
 from llmserve.engine.fair_queue import FairQueue
 from llmserve.errors import UnsupportedOperationError
 from llmserve.structured.llguidance_compiler import check_grammar
@@ -38,6 +39,8 @@ DEFAULT_REPLY = "Hello! I am a fake model."
 
 class FakeBackend:
     """Implements the `Backend` protocol with byte tokens and a fixed reply."""
+
+    canary: Canary | None = None  # a plain model: no variants
 
     def __init__(
         self,

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from llmserve.backends.base import Canary
+from llmserve.backends.chat_text import ChatText, load_grammars, load_tokenizer
 from llmserve.config import EngineConfig, ModelConfig, StructuredConfig
 from llmserve.engine.cpu import CpuInfo, default_num_threads, detect_cpu, dtype_warning
 from llmserve.engine.engine_thread import EngineThread
@@ -18,23 +20,23 @@ from llmserve.engine.warmup import verify_engine
 from llmserve.errors import OverloadedError, UnsupportedOperationError
 from llmserve.models.source import resolve_model_path
 from llmserve.models.tokenizer import ChatTokenizer
-from llmserve.structured.llguidance_compiler import LlguidanceCompiler, NoGrammars, model_grammars
+from llmserve.structured.llguidance_compiler import LlguidanceCompiler
 from llmserve.structured.tool_formats import FORMATS, detect_tool_call_format
 from llmserve.types import (
     BackendLoad,
-    ChatMessage,
     EmbeddingResult,
     GenerateOutput,
     GenerateRequest,
-    GrammarSpec,
     ModelInfo,
 )
 
 logger = logging.getLogger(__name__)
 
 
-class LocalBackend:
+class LocalBackend(ChatText):
     """A transformers causal LM on this machine, stepped by a background engine thread."""
+
+    canary: Canary | None = None  # a plain model: no variants
 
     def __init__(
         self, model_config: ModelConfig, engine_config: EngineConfig, home: Path,
@@ -45,9 +47,7 @@ class LocalBackend:
         self._engine_config = engine_config
         self._home = home
         self._info: ModelInfo | None = None
-        self._tokenizer: ChatTokenizer | None = None
         self._thread: EngineThread | None = None
-        self._grammars: LlguidanceCompiler | NoGrammars | None = None
 
     @property
     def info(self) -> ModelInfo:
@@ -72,22 +72,6 @@ class LocalBackend:
         if thread is not None:
             await asyncio.to_thread(thread.stop)
 
-    def encode(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
-        return self._chat_tokenizer().encode(text, add_special_tokens=add_special_tokens)
-
-    def decode(self, token_ids: Sequence[int]) -> str:
-        return self._chat_tokenizer().decode(token_ids)
-
-    def render_chat(
-        self, messages: Sequence[ChatMessage], tools: Sequence[Mapping[str, Any]] | None = None
-    ) -> str:
-        return self._chat_tokenizer().render_chat(messages, tools)
-
-    def compile_grammar(self, spec: GrammarSpec) -> None:
-        if self._grammars is None:
-            raise RuntimeError("LocalBackend.start() was not called")
-        self._grammars.compile(spec)
-
     async def generate(self, request: GenerateRequest) -> AsyncIterator[GenerateOutput]:
         """Stream outputs of `request`; closing early aborts it and frees its KV blocks."""
         if self._thread is None:
@@ -110,11 +94,6 @@ class LocalBackend:
 
     def load(self) -> BackendLoad:
         return self._thread.load() if self._thread is not None else BackendLoad(0, 0)
-
-    def _chat_tokenizer(self) -> ChatTokenizer:
-        if self._tokenizer is None:
-            raise RuntimeError("LocalBackend.start() was not called")
-        return self._tokenizer
 
     def _model_info(self, config: Any) -> ModelInfo:
         max_len = self._model_config.max_model_len or context_length(config.get_text_config())
@@ -144,18 +123,12 @@ class LocalBackend:
         torch.set_num_threads(num_threads)
         path = resolve_model_path(self._model_config, self._home)
         model = self._load_model(path, cpu)
-        self._tokenizer = ChatTokenizer.from_pretrained(
-            path,
-            chat_template=self._model_config.chat_template,
-            revision=self._model_config.revision,
-        )
+        self._tokenizer = load_tokenizer(self._model_config, path)
         self._info = self._model_info(model.config)
         self._tokenizer.keep_special_tokens(FORMATS[self._info.tool_call_format].tokens)
-        self._grammars = model_grammars(
-            self._tokenizer.hf, self._model_config.name,
-            num_threads=self._engine_config.num_threads, cache_mb=self._structured.cache_mb,
-            compile_timeout_s=self._structured.compile_timeout_s,
-        )  # fmt: skip
+        self._grammars = load_grammars(
+            self._tokenizer, self._model_config, self._structured, self._engine_config.num_threads
+        )
         engine = LLMEngine(
             model,
             self._tokenizer,

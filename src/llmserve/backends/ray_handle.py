@@ -12,22 +12,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from llmserve.config import ModelConfig
+from llmserve.backends.base import Canary
+from llmserve.backends.chat_text import ChatText, load_grammars, load_tokenizer
+from llmserve.config import ModelConfig, StructuredConfig
 from llmserve.errors import OverloadedError, ReplicaFailedError, UnsupportedOperationError
 from llmserve.models.source import resolve_model_path
-from llmserve.models.tokenizer import ChatTokenizer
-from llmserve.structured.llguidance_compiler import LlguidanceCompiler, NoGrammars, model_grammars
 from llmserve.types import (
     BackendLoad,
-    ChatMessage,
     EmbeddingResult,
     GenerateOutput,
     GenerateRequest,
-    GrammarSpec,
     ModelInfo,
 )
 
@@ -36,8 +34,10 @@ logger = logging.getLogger(__name__)
 ReplicaCounter = Callable[[], int]  # the running replicas of the deployment (blocking call)
 
 
-class RayHandleBackend:
+class RayHandleBackend(ChatText):
     """Serves one model (or one variant) through a deployment handle of engine replicas."""
+
+    canary: Canary | None = None  # a plain model: no variants
 
     def __init__(
         self,
@@ -46,15 +46,15 @@ class RayHandleBackend:
         handle: Any,  # ray.serve.handle.DeploymentHandle of cluster.engine.EngineReplica
         count_replicas: ReplicaCounter,
         max_running_per_replica: int,
+        structured: StructuredConfig | None = None,
     ) -> None:
         self._model = model
         self._home = home
         self._handle = handle
         self._count_replicas = count_replicas
         self._max_running_per_replica = max_running_per_replica
+        self._structured = structured or StructuredConfig()
         self._info: ModelInfo | None = None
-        self._tokenizer: ChatTokenizer | None = None
-        self._grammars: LlguidanceCompiler | NoGrammars | None = None
         self._request_to_call: dict[str, Any] = {}  # request id -> its streaming call
         self._num_replicas = 0
         self._poll: asyncio.Task[None] | None = None
@@ -67,9 +67,10 @@ class RayHandleBackend:
 
     async def start(self) -> None:
         """Load the tokenizer here and ask a replica for the model's facts."""
-        self._tokenizer = await asyncio.to_thread(self._load_tokenizer)
+        path = resolve_model_path(self._model, self._home)
+        self._tokenizer = await asyncio.to_thread(load_tokenizer, self._model, path)
         self._grammars = await asyncio.to_thread(
-            model_grammars, self._tokenizer.hf, self._model.name
+            load_grammars, self._tokenizer, self._model, self._structured
         )
         self._info = await self._handle.model_info.remote()
         self._num_replicas = await asyncio.to_thread(self._count_replicas)
@@ -83,24 +84,6 @@ class RayHandleBackend:
                 await poll
         for call in list(self._request_to_call.values()):
             call.cancel()
-
-    def encode(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
-        return self._chat_tokenizer().encode(text, add_special_tokens=add_special_tokens)
-
-    def decode(self, token_ids: Sequence[int]) -> str:
-        return self._chat_tokenizer().decode(token_ids)
-
-    def render_chat(
-        self, messages: Sequence[ChatMessage], tools: Sequence[Mapping[str, Any]] | None = None
-    ) -> str:
-        return self._chat_tokenizer().render_chat(messages, tools)
-
-    def compile_grammar(self, spec: GrammarSpec) -> None:
-        # NOTE: compiled here to refuse a bad schema before admission; the replica compiles the
-        # same spec again for its matcher (each side caches it).
-        if self._grammars is None:
-            raise RuntimeError("RayHandleBackend.start() was not called")
-        self._grammars.compile(spec)
 
     async def generate(self, request: GenerateRequest) -> AsyncIterator[GenerateOutput]:
         """Stream `request` from a replica; closing early cancels it there."""
@@ -133,18 +116,6 @@ class RayHandleBackend:
             num_waiting=0,
             max_running=max(1, self._num_replicas) * self._max_running_per_replica,
             num_replicas=self._num_replicas,
-        )
-
-    def _chat_tokenizer(self) -> ChatTokenizer:
-        if self._tokenizer is None:
-            raise RuntimeError("RayHandleBackend.start() was not called")
-        return self._tokenizer
-
-    def _load_tokenizer(self) -> ChatTokenizer:
-        return ChatTokenizer.from_pretrained(
-            resolve_model_path(self._model, self._home),
-            chat_template=self._model.chat_template,
-            revision=self._model.revision,
         )
 
     async def _poll_replicas(self) -> None:

@@ -1,8 +1,9 @@
 """`VariantBackend`: one served model name, several variants, each its own backend and weight.
 
-The API layer calls `choose(key)` when it routes a request, and then talks to the chosen
-variant's backend alone (its tokenizer, its engine), so usage and context checks are exact for
-the variant that runs the request. Weights change live with `set_weights`; with a shared
+HTTP routes and job runners resolve a request's variant once (`serving/routing.resolve_backend`
+calls `choose(key)`) and then talk to that variant's backend alone (its tokenizer, its engine),
+so usage and context checks are exact for the variant that runs the request; this backend's own
+text and generation members refuse to guess. Weights change live with `set_weights`; with a shared
 `CanaryBoard` (several ingress processes on Ray) each process picks up a change within
 `SYNC_INTERVAL_S`, and a key meets the same variant whichever process serves it.
 """
@@ -15,7 +16,7 @@ import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
-from llmserve.backends.base import Backend
+from llmserve.backends.base import Backend, Canary
 from llmserve.backends.canary import (
     CanaryBoard,
     LocalBoard,
@@ -54,6 +55,11 @@ class VariantBackend:
         self._is_shared = board is not None
         self._key_to_point: dict[str, float] = {}  # NOTE: a key's point never changes: cache it
         self._sync: asyncio.Task[None] | None = None
+
+    @property
+    def canary(self) -> Canary:
+        """This backend: its variants, weights and chooser."""
+        return self
 
     @property
     def weights(self) -> dict[str, float]:
@@ -99,37 +105,31 @@ class VariantBackend:
         for backend in self.variants.values():
             await backend.shutdown()
 
+    # NOTE: text and generation belong to one variant: callers resolve it first
+    # (serving/routing.resolve_backend) and use its backend, never this one.
     def encode(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
-        return self._first.encode(text, add_special_tokens=add_special_tokens)
+        raise self._unresolved("encode")
 
     def decode(self, token_ids: Sequence[int]) -> str:
-        return self._first.decode(token_ids)
+        raise self._unresolved("decode")
 
     def render_chat(
         self, messages: Sequence[ChatMessage], tools: Sequence[Mapping[str, Any]] | None = None
     ) -> str:
-        return self._first.render_chat(messages, tools)
+        raise self._unresolved("render_chat")
 
     def compile_grammar(self, spec: GrammarSpec) -> None:
-        for backend in self.variants.values():  # NOTE: variants may differ in tokenizer
-            backend.compile_grammar(spec)
+        raise self._unresolved("compile_grammar")
 
-    async def generate(self, request: GenerateRequest) -> AsyncIterator[GenerateOutput]:
-        """Runs on the tenant's variant (callers that tokenize should `choose` first)."""
-        _, backend = await self.choose(request.tenant or None)
-        stream = backend.generate(request)
-        try:
-            async for output in stream:
-                yield output
-        finally:
-            await stream.aclose()  # type: ignore[attr-defined]
+    def generate(self, request: GenerateRequest) -> AsyncIterator[GenerateOutput]:
+        raise self._unresolved("generate")
 
     async def abort(self, request_id: str) -> None:
         for backend in self.variants.values():
             await backend.abort(request_id)
 
     async def embed(self, texts: Sequence[str]) -> EmbeddingResult:
-        return await self._first.embed(texts)
+        raise self._unresolved("embed")
 
     def load(self) -> BackendLoad:
         loads = [backend.load() for backend in self.variants.values()]
@@ -138,6 +138,12 @@ class VariantBackend:
             num_running=sum(load.num_running for load in loads),
             num_waiting=sum(load.num_waiting for load in loads),
             num_replicas=None if None in replicas else sum(r or 0 for r in replicas),
+        )
+
+    def _unresolved(self, member: str) -> RuntimeError:
+        return RuntimeError(
+            f"{member} on canary model {self.name}: resolve its variant first "
+            "(serving/routing.resolve_backend)"
         )
 
     @property

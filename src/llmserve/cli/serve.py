@@ -18,6 +18,7 @@ from llmserve.cli.operations import (
 from llmserve.config import (
     BUILTIN_EMBEDDING_MODEL,
     IN_PROCESS,
+    BackendKind,
     ConfigError,
     ModelConfig,
     ServerConfig,
@@ -178,7 +179,7 @@ def engine_lines(config: ServerConfig) -> list[str]:
     """The CPU found and the engine settings used, when a model runs in this process."""
     from llmserve.engine.cpu import default_num_threads, detect_cpu, dtype_warning
 
-    if not any(m.backend == "local" for m in config.models):
+    if not any(m.backend == BackendKind.LOCAL for m in config.models):
         return []
     cpu, engine = detect_cpu(), config.engine
     threads = engine.num_threads or default_num_threads(cpu)

@@ -15,7 +15,7 @@ import socket
 from llmserve.auth.factory import open_key_store
 from llmserve.auth.policy import check_bind_policy
 from llmserve.auth.redis_limits import check_redis
-from llmserve.config import ServerConfig
+from llmserve.config import BackendKind, ServerConfig
 from llmserve.models.source import ModelLoadError, check_model_source
 
 
@@ -43,7 +43,7 @@ def check_serve(config: ServerConfig) -> socket.socket:
 def check_models(config: ServerConfig) -> None:
     """Every model served by the local engine has files that can load (each variant's too)."""
     for model in config.models:
-        if model.backend != "local":
+        if model.backend != BackendKind.LOCAL:
             continue
         for loaded in model.variant_models or (model,):
             try:

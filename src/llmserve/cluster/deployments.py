@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llmserve.backends.encoder_config import is_embedding_config
-from llmserve.config import ModelConfig, ServerConfig
+from llmserve.config import BackendKind, ModelConfig, ServerConfig
 
 APP_NAME = "llmserve"
 BOARD_DEPLOYMENT = "canary-board"
@@ -35,7 +35,9 @@ class EngineDeployment:
 def runs_on_engines(model: ModelConfig) -> bool:
     """Whether `model` gets engine deployments (chat models on our engine); others run in the
     ingress replicas (fake models, embedding models: small and fast)."""
-    return model.backend == "local" and (bool(model.variants) or not is_embedding_config(model))
+    return model.backend == BackendKind.LOCAL and (
+        bool(model.variants) or not is_embedding_config(model)
+    )
 
 
 def engine_deployments(config: ServerConfig) -> list[EngineDeployment]:

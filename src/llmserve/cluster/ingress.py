@@ -1,12 +1,13 @@
 """`IngressReplica`: one replica of the HTTP app on Ray Serve (the same `create_app` as local).
 
 Auth, limits, admission and every route run here; chat models are `RayHandleBackend`s on their
-engine deployments (a canary model: a `VariantBackend` over one per variant, sharing the board);
-fake and embedding models run in the replica itself.
+engine deployments (a canary model: one per variant, sharing the board), built by
+`backends/factory.py` like every backend; fake and embedding models run in the replica itself.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from ray import serve
@@ -14,18 +15,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llmserve.api.app import create_app
 from llmserve.auth.factory import build_gatekeeper
-from llmserve.backends.base import Backend
-from llmserve.backends.factory import build_backend
-from llmserve.backends.ray_handle import RayHandleBackend
-from llmserve.backends.variants import VariantBackend
+from llmserve.backends.factory import RemoteEngine, RemoteEngines, build_backends
 from llmserve.cluster.board import RayCanaryBoard
-from llmserve.cluster.deployments import (
-    APP_NAME,
-    EngineDeployment,
-    engine_deployments,
-    runs_on_engines,
-)
-from llmserve.config import ModelConfig, ServerConfig
+from llmserve.cluster.deployments import APP_NAME, engine_deployments
+from llmserve.config import ServerConfig
 
 
 @serve.ingress()
@@ -39,29 +32,20 @@ class IngressReplica:
 
     def __serve_build_asgi_app__(self) -> Any:
         """Called by Serve after the constructor; Serve then runs the app's lifespan."""
-        backends = {model.name: self._backend(model) for model in self._config.models}
+        backends = build_backends(self._config, self._remote_engines())
         app = create_app(self._config, backends, build_gatekeeper(self._config))
         app.add_middleware(DropRequestIdHeader)
         return app
 
-    def _backend(self, model: ModelConfig) -> Backend:
-        if not runs_on_engines(model):
-            return build_backend(model, self._config)
-        mine = [d for d in engine_deployments(self._config) if d.model.name == model.name]
-        if not model.variants:
-            return self._handle_backend(mine[0])
-        variants = {d.variant or "": self._handle_backend(d) for d in mine}
-        weights = {v.name: v.weight for v in model.variants}
-        return VariantBackend(model.name, variants, weights, self._board)
-
-    def _handle_backend(self, deployment: EngineDeployment) -> RayHandleBackend:
-        return RayHandleBackend(
-            deployment.model,
-            self._config.home,
-            self._engines[deployment.name],
-            lambda: running_replicas(deployment.name),
-            self._config.engine.max_num_seqs,
-        )
+    def _remote_engines(self) -> RemoteEngines:
+        """The engine deployments' handles by (model, variant), for `build_backends`."""
+        model_to_engine = {
+            (d.model.name, d.variant): RemoteEngine(
+                self._engines[d.name], functools.partial(running_replicas, d.name)
+            )
+            for d in engine_deployments(self._config)
+        }
+        return RemoteEngines(model_to_engine, self._board)
 
 
 def running_replicas(deployment: str) -> int:

@@ -25,6 +25,7 @@ from llmserve.jobs.stored_responses import StoredConversations, StoredResponses
 from llmserve.serving.context import ServingContext
 from llmserve.serving.response_objects import ResponseEvent, ResponseObject
 from llmserve.serving.responses import ResponseStores, prepare_response
+from llmserve.serving.routing import job_principal, resolve_backend, variant_usage
 from llmserve.serving.schemas_responses import ResponseCreateRequest
 from llmserve.types import Priority
 
@@ -82,12 +83,16 @@ class BackgroundRunner:
             await self.fail(record, QUARANTINED_CODE, DIED_MESSAGE)
             return
         body = ResponseCreateRequest.model_validate(record.request["body"])
-        backend = self.backends.get(body.model)
-        if backend is None:
+        try:  # NOTE: the variant its route chose (and named) tokenizes and generates it
+            resolved = await resolve_backend(
+                self.backends, job_principal(record.owner), body.model,
+                variant=record.request.get("variant"),
+            )  # fmt: skip
+        except LlmserveError:
             await self.fail(record, "model_not_found", f"The model `{body.model}` is gone.")
             return
         context = ServingContext(
-            request_id_of_response(record.id), record.owner, body.model, backend,
+            request_id_of_response(record.id), record.owner, body.model, resolved.backend,
             priority=Priority.BACKGROUND,
         )  # fmt: skip
         try:
@@ -107,7 +112,7 @@ class BackgroundRunner:
             logger.exception("background response %s failed", record.id)
             await self.fail(record, "server_error", "The response failed on the server.")
             return
-        usage = generation.meter.record()
+        usage = variant_usage(generation.meter.record(), resolved.variant)  # MODEL@VARIANT
         if not await self.jobs.slots.release(record.id, usage):  # created by another process
             self.usage.record_usage(record.owner, usage)
 

@@ -6,7 +6,7 @@ import time
 
 from llmserve.ids import batch_request_id, line_request_id
 from llmserve.jobs.store import BatchRecord
-from llmserve.jobs.wire import BatchObject, EndpointBody, ResultLine
+from llmserve.jobs.wire import BatchObject, EndpointBody, LineResponse, ResultLine
 
 BATCH_ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses")
 COMPLETION_WINDOW_S = {"24h": 24 * 3600}
@@ -61,14 +61,23 @@ def batch_object(record: BatchRecord) -> BatchObject:
 
 
 def response_line(
-    batch_id: str, line_no: int, custom_id: str, status_code: int, body: EndpointBody
+    batch_id: str,
+    line_no: int,
+    custom_id: str,
+    status_code: int,
+    body: EndpointBody,
+    headers: dict[str, str] | None = None,
 ) -> ResultLine:
-    """A line that ran: the endpoint's status and body (a 4xx goes to the error file)."""
+    """A line that ran: the endpoint's status and body (a 4xx goes to the error file), and the
+    headers HTTP would have added (a canary's variant)."""
     request_id = line_request_id(batch_id, line_no)
+    response: LineResponse = {"status_code": status_code, "request_id": request_id, "body": body}
+    if headers:
+        response["headers"] = headers
     return {
         "id": batch_request_id(request_id),
         "custom_id": custom_id,
-        "response": {"status_code": status_code, "request_id": request_id, "body": body},
+        "response": response,
         "error": None,
     }
 

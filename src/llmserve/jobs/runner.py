@@ -19,7 +19,7 @@ from typing import Protocol
 
 from llmserve.auth.base import UsageRecord
 from llmserve.backends.base import Backend
-from llmserve.errors import ModelNotFoundError
+from llmserve.errors import LlmserveError
 from llmserve.ids import line_request_id
 from llmserve.jobs.finalize import finalize_batch
 from llmserve.jobs.lines import LineOutcome, run_line
@@ -30,6 +30,12 @@ from llmserve.jobs.store import BatchRecord, LineResult
 from llmserve.jobs.validation import BatchLine, input_lines, parse_line
 from llmserve.jobs.wire import BatchError, BatchUpdate
 from llmserve.serving.context import ServingContext
+from llmserve.serving.routing import (
+    VARIANT_HEADER,
+    job_principal,
+    resolve_backend,
+    variant_usage,
+)
 from llmserve.serving.usage import UsageMeter
 from llmserve.types import Priority
 
@@ -159,26 +165,32 @@ class BatchRunner:
         if await is_quarantined(self.jobs, record.id, line.line_no):
             await self._quarantine(record, line)
             return
-        model = str(line.body.get("model"))
-        backend = self.backends.get(model)
-        if backend is None:  # the server no longer serves it (changed config, restart)
-            error = ModelNotFoundError(model)
-            outcome = LineOutcome(error.status_code, error.to_body(), UsageMeter(model))
-        else:
-            context = ServingContext(
-                line_request_id(record.id, line.line_no), record.owner, model, backend,
-                priority=Priority.BATCH,
-            )  # fmt: skip
-            outcome = await run_line(context, record.doc["endpoint"], line.body)
+        outcome, variant = await self._answer(record, line)
         meter = outcome.meter
+        headers = None if variant is None else {VARIANT_HEADER: variant}  # as HTTP names it
+        answer = response_line(
+            record.id, line.line_no, line.custom_id, outcome.status_code, outcome.body, headers
+        )
         result = LineResult(
-            line.line_no, line.custom_id, outcome.status_code != 200,
-            response_line(record.id, line.line_no, line.custom_id, outcome.status_code,
-                          outcome.body),
+            line.line_no, line.custom_id, outcome.status_code != 200, answer,
             meter.prompt_tokens, meter.completion_tokens,
         )  # fmt: skip
         if await self.jobs.call(self.jobs.store.record_line, record.id, result):
-            self.usage.record_usage(record.owner, meter.record())
+            self.usage.record_usage(record.owner, variant_usage(meter.record(), variant))
+
+    async def _answer(self, record: BatchRecord, line: BatchLine) -> tuple[LineOutcome, str | None]:
+        """The endpoint's answer to the line, and the canary variant that gave it (chosen once:
+        that variant tokenizes and generates the whole line)."""
+        model = str(line.body.get("model"))
+        try:
+            resolved = await resolve_backend(self.backends, job_principal(record.owner), model)
+        except LlmserveError as error:  # the server no longer serves it (changed config)
+            return LineOutcome(error.status_code, error.to_body(), UsageMeter(model)), None
+        context = ServingContext(
+            line_request_id(record.id, line.line_no), record.owner, model, resolved.backend,
+            priority=Priority.BATCH,
+        )  # fmt: skip
+        return await run_line(context, record.doc["endpoint"], line.body), resolved.variant
 
     async def _quarantine(self, record: BatchRecord, line: BatchLine) -> None:
         """Fail a line the process died during twice: the error file says so."""

@@ -6,7 +6,7 @@ user wrote (a batch line's body) is only known to be JSON: `RequestBody`.
 
 from __future__ import annotations
 
-from typing import Literal, TypedDict
+from typing import Literal, NotRequired, TypedDict
 
 from pydantic import JsonValue
 
@@ -104,6 +104,7 @@ class LineResponse(TypedDict):
     status_code: int
     request_id: str
     body: EndpointBody
+    headers: NotRequired[dict[str, str]]  # a canary's variant, named as HTTP's header names it
 
 
 class LineError(TypedDict):
@@ -141,6 +142,7 @@ class StoredRequest(TypedDict, total=False):
     items: list[Item]  # its conversation: every input and output item, oldest first
     input_items: list[Item]  # its own `input`, as items
     conversation: list[list[str]]  # stored by an earlier llmserve: [role, text] pairs
+    variant: str  # a canary's variant, chosen when the request came in: the runner uses it
 
 
 class ConversationObject(TypedDict):

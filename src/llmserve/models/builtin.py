@@ -53,7 +53,13 @@ def _is_current(folder: Path) -> bool:
 
 
 def _build(folder: Path) -> None:
-    tokenizer = _train_tokenizer()
+    build_tiny_chat(folder)
+
+
+def build_tiny_chat(folder: Path, *, vocab_size: int = VOCAB_SIZE) -> None:
+    """The tiny-chat recipe into `folder`; another `vocab_size` makes a model with another
+    tokenizer (tests of canary variants that tokenize differently)."""
+    tokenizer = _train_tokenizer(vocab_size)
     tokenizer.save_pretrained(folder)
     _build_model(tokenizer).save_pretrained(folder)
     (folder / "llmserve-build.json").write_text(
@@ -61,7 +67,7 @@ def _build(folder: Path) -> None:
     )
 
 
-def _train_tokenizer() -> Any:
+def _train_tokenizer(vocab_size: int) -> Any:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -70,7 +76,7 @@ def _train_tokenizer() -> Any:
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB_SIZE,
+        vocab_size=vocab_size,
         special_tokens=list(SPECIAL_TOKENS),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,

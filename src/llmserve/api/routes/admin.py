@@ -13,17 +13,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import ConfigDict, Field
 
+from llmserve.api.admin_access import KeyInFlight, Limit, require_admin
 from llmserve.api.admission import server_state
 from llmserve.api.jobs_access import jobs_of
 from llmserve.api.json_body import parse_json_body
 from llmserve.api.openapi import request_body
 from llmserve.api.usage_query import UsageBucketList, parse_bucket, parse_since
-from llmserve.auth.gatekeeper import KeyGatekeeper
 from llmserve.auth.keys import (
-    MAX_LIMIT,
     MAX_MODEL_NAME_LENGTH,
     MAX_NAME_LENGTH,
-    KeyObject,
     KeySpec,
     KeySpecError,
     describe_key,
@@ -39,14 +37,12 @@ from llmserve.auth.usage_buckets import describe_bucket
 from llmserve.errors import (
     InvalidRequestError,
     NotFoundError,
-    PermissionDeniedError,
 )
 from llmserve.serving.schemas import StrictModel
 
 router = APIRouter(prefix="/admin")
 
 
-Limit = Annotated[int, Field(ge=1, le=MAX_LIMIT)]
 ModelName = Annotated[str, Field(min_length=1, max_length=MAX_MODEL_NAME_LENGTH)]
 
 
@@ -65,10 +61,6 @@ class CreateKeyRequest(StrictModel):
     max_storage_mb: Limit | None = None  # None: jobs.max_storage_mb_per_key
 
 
-class KeyInFlight(KeyObject):
-    in_flight: int
-
-
 class CreatedKey(KeyInFlight):
     key: str  # the secret: shown once, in this response only
 
@@ -81,15 +73,6 @@ class KeyList(TypedDict):
 class UsageList(TypedDict):
     object: Literal["list"]
     data: list[UsageObject]
-
-
-async def require_admin(request: Request) -> KeyGatekeeper:
-    """The key gatekeeper, once it accepted the caller as the admin (401 / 403 otherwise)."""
-    gatekeeper = server_state(request).gatekeeper
-    await gatekeeper.authenticate_admin(request.headers.get("authorization"))
-    if not isinstance(gatekeeper, KeyGatekeeper):  # NOTE: only a key store has keys to manage
-        raise PermissionDeniedError("This server has no key store to administer.")
-    return gatekeeper
 
 
 async def parse_create(request: Request) -> KeySpec:

@@ -17,15 +17,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import ConfigDict, Field
 
+from llmserve.api.admin_access import KeyInFlight, Limit, require_admin
 from llmserve.api.admission import ServerState, server_state
 from llmserve.api.jobs_access import JsonBody, jobs_of, page_limit
 from llmserve.api.json_body import parse_json_body
 from llmserve.api.openapi import request_body
-from llmserve.api.routes.admin import KeyInFlight, Limit, require_admin
-from llmserve.api.routes.playground import web_file
+from llmserve.api.web_files import web_file
 from llmserve.auth.keys import describe_key
 from llmserve.auth.store import UnknownKeyError
-from llmserve.backends.variants import VariantBackend
 from llmserve.errors import NotFoundError
 from llmserve.jobs.batches import cancel_batch
 from llmserve.jobs.objects import batch_object
@@ -128,7 +127,7 @@ def model_load(state: ServerState, rates: TokenRates, name: str, now: float) -> 
     load = backend.load()
     labels = {"model_name": name}
     tokens = state.metrics.registry.get_sample_value(f"{PREFIX}generation_tokens_total", labels)
-    variants = dict(backend.weights) if isinstance(backend, VariantBackend) else None
+    variants = None if backend.canary is None else backend.canary.weights
     return {
         "model": name,
         "num_running": load.num_running,

@@ -5,13 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from pydantic import Field
 
-from llmserve.api.admission import lookup_backend, server_state
+from llmserve.api.admission import server_state
 from llmserve.api.jobs_access import JsonBody, job_owner, jobs_of, list_body, page_limit
 from llmserve.api.json_body import parse_json_body
 from llmserve.api.openapi import request_body
 from llmserve.errors import LlmserveError, NotFoundError
 from llmserve.jobs.batches import BatchSpec, cancel_batch, create_batch
 from llmserve.jobs.objects import batch_object
+from llmserve.serving.routing import lookup_backend
 from llmserve.serving.schemas import StrictModel
 from llmserve.types import ModelKind
 
@@ -41,7 +42,7 @@ async def create(request: Request) -> JsonBody:
 
     def has_model(model: str) -> bool:
         try:
-            lookup_backend(state, principal, model, kind)
+            lookup_backend(state.backends, principal, model, kind)
         except LlmserveError:
             return False
         return True

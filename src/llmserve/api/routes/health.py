@@ -11,7 +11,6 @@ from fastapi.responses import JSONResponse
 
 from llmserve import __version__
 from llmserve.api.admission import server_state
-from llmserve.backends.variants import VariantBackend
 from llmserve.types import BackendLoad
 
 router = APIRouter()
@@ -67,10 +66,11 @@ async def health(request: Request) -> JSONResponse:
     models: dict[str, ModelLoad] = {}
     for name, backend in state.backends.items():
         models[name] = describe_load(backend.load())
-        if isinstance(backend, VariantBackend):
+        canary = backend.canary
+        if canary is not None:
             models[name]["variants"] = {
-                variant: describe_variant(weight, backend.variants[variant].load())
-                for variant, weight in backend.weights.items()
+                variant: describe_variant(weight, canary.variants[variant].load())
+                for variant, weight in canary.weights.items()
             }
     retry = {"Retry-After": str(RETRY_AFTER_S)}
     if state.drain.is_draining:

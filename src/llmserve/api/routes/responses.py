@@ -21,6 +21,7 @@ from llmserve.api.openapi import request_body
 from llmserve.api.respond import respond
 from llmserve.api.response_access import owned_response, stores_of
 from llmserve.api.sse import RESPONSES_SSE
+from llmserve.api.variants import mark_variant
 from llmserve.auth.base import Slot, UsageRecord
 from llmserve.errors import InvalidRequestError
 from llmserve.ids import response_id_of
@@ -68,6 +69,8 @@ async def queue_background(
     response_id = response_id_of(str(request.state.request_id))
     queued = response_object(response_id, body, status="queued", output=[], usage_body=None)
     request_json: StoredRequest = {"body": body.model_dump(mode="json", exclude_unset=True)}
+    if routed.variant is not None:  # the runner generates on the variant this answer names
+        request_json["variant"] = routed.variant
     record = ResponseRecord(response_id, owner, "queued", queued, request_json, True)
     await jobs.call(jobs.store.put_response, record)
     jobs.slots.hold(response_id, slot, routed.model)
@@ -80,6 +83,9 @@ async def queue_background(
 async def retrieve_response(response_id: str, request: Request) -> Response:
     """A stored response; with `stream=true`, its events after `starting_after`, then live ones."""
     jobs, record = await owned_response(request, response_id)
+    variant = record.request.get("variant")
+    if isinstance(variant, str):
+        mark_variant(request, variant)  # x-llmserve-variant, as on its creation
     if request.query_params.get("stream", "false").lower() != "true":
         return JSONResponse(record.response)
     raw_after = request.query_params.get("starting_after", "-1")

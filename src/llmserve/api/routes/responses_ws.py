@@ -17,15 +17,15 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from llmserve.api.admission import Routed, acquire_slot, lookup_backend, server_state
+from llmserve.api.admission import Routed, acquire_slot, server_state
 from llmserve.api.errors import from_pydantic
 from llmserve.api.jobs_access import jobs_of
 from llmserve.api.middleware import new_request_id
 from llmserve.api.response_access import stores_of
 from llmserve.auth.base import Principal, UsageRecord
-from llmserve.backends.variants import VariantBackend
 from llmserve.errors import InvalidRequestError, LlmserveError
 from llmserve.serving.responses import prepare_response
+from llmserve.serving.routing import resolve_backend
 from llmserve.serving.schemas_responses import ResponseCreateRequest
 
 router = APIRouter()
@@ -82,12 +82,8 @@ async def run_turn(
     except ValidationError as exc:
         raise from_pydantic(exc) from None
     state = server_state(websocket)
-    backend = lookup_backend(state, principal, body.model, "chat")
-    variant = None
-    if isinstance(backend, VariantBackend):
-        key = None if principal.is_anonymous else principal.key_id
-        variant, backend = await backend.choose(key)
-    routed = Routed(principal, body, backend, new_request_id(), variant)
+    resolved = await resolve_backend(state.backends, principal, body.model, kind="chat")
+    routed = Routed(principal, body, resolved.backend, new_request_id(), resolved.variant)
     generation = await prepare_response(routed.context, body, stores_of(jobs_of(websocket)))
     slot = await acquire_slot(websocket, routed, generation.estimated_tokens)
     usage = UsageRecord(body.model, is_error=True)

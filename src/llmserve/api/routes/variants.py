@@ -14,7 +14,7 @@ from pydantic import ConfigDict, Field
 from llmserve.api.admission import server_state
 from llmserve.api.json_body import parse_json_body
 from llmserve.api.openapi import request_body
-from llmserve.backends.variants import VariantBackend
+from llmserve.backends.base import Canary
 from llmserve.errors import InvalidRequestError, NotFoundError
 from llmserve.serving.schemas import StrictModel
 
@@ -48,17 +48,18 @@ class VariantsObject(TypedDict):
     variants: list[VariantObject]
 
 
-async def canary_backend(request: Request, model: str) -> VariantBackend:
+async def canary_backend(request: Request, model: str) -> Canary:
     """The variants of `model`, once the caller is the admin (401 / 403 / 404 otherwise)."""
     state = server_state(request)
     await state.gatekeeper.authenticate_admin(request.headers.get("authorization"))
     backend = state.backends.get(model)
-    if not isinstance(backend, VariantBackend):
+    canary = None if backend is None else backend.canary
+    if canary is None:
         raise NotFoundError(f"The model `{model}` does not exist or has no variants.")
-    return backend
+    return canary
 
 
-def describe(backend: VariantBackend) -> VariantsObject:
+def describe(backend: Canary) -> VariantsObject:
     weights = backend.weights
     return {
         "model": backend.name,
