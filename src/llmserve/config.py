@@ -35,6 +35,8 @@ RENAMED_FIELDS = {
     "auth.request_timeout_s": "limits.request_timeout_s",
 }
 ModelKindSetting = Literal["auto", "chat", "embedding"]
+# JSON answers and tool-call arguments: "compact" as OpenAI writes them, or whitespace allowed
+JsonWhitespace = Literal["compact", "flexible"]
 
 
 def default_home() -> Path:
@@ -254,6 +256,7 @@ class StructuredConfig:
 
     cache_mb: float = 256.0  # compiled grammars kept, by their measured size
     compile_timeout_s: float = 10.0  # a grammar compiling longer is a 400
+    whitespace: JsonWhitespace = "compact"  # flexible: whitespace allowed between JSON tokens
 
     def __post_init__(self) -> None:
         if self.cache_mb < 0:

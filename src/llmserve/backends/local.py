@@ -155,6 +155,7 @@ class LocalBackend:
             self._tokenizer.hf, self._model_config.name,
             num_threads=self._engine_config.num_threads, cache_mb=self._structured.cache_mb,
             compile_timeout_s=self._structured.compile_timeout_s,
+            whitespace=self._structured.whitespace,
         )  # fmt: skip
         engine = LLMEngine(
             model,

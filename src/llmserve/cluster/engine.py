@@ -13,7 +13,7 @@ from pathlib import Path
 from ray import serve
 
 from llmserve.backends.local import LocalBackend
-from llmserve.config import EngineConfig, ModelConfig
+from llmserve.config import EngineConfig, ModelConfig, StructuredConfig
 from llmserve.types import GenerateOutput, GenerateRequest, ModelInfo
 
 
@@ -21,10 +21,11 @@ class EngineReplica:
     """A `LocalBackend` inside a Ray Serve replica; the ingress calls it by handle."""
 
     async def __init__(  # type: ignore[misc]  # NOTE: Ray Serve awaits an async constructor
-        self, model: ModelConfig, engine: EngineConfig, home: Path
+        self, model: ModelConfig, engine: EngineConfig, home: Path, structured: StructuredConfig
     ) -> None:
         threads = model.threads_per_replica
-        self._backend = LocalBackend(model, dataclasses.replace(engine, num_threads=threads), home)
+        engine = dataclasses.replace(engine, num_threads=threads)
+        self._backend = LocalBackend(model, engine, home, structured)
         await self._backend.start()
         self._replica = serve.get_replica_context().replica_id.unique_id
 
