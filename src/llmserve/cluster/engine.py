@@ -1,7 +1,8 @@
 """`EngineReplica`: one replica of a model's engine deployment, running our own engine.
 
 Each replica declares `num_cpus` to Ray (the deployment's `ray_actor_options`) and runs torch
-with that many threads, so replicas sharing a machine never oversubscribe its cores.
+with that many threads unless `engine.num_threads` says otherwise, so replicas sharing a machine
+never oversubscribe its cores.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ class EngineReplica:
     async def __init__(  # type: ignore[misc]  # NOTE: Ray Serve awaits an async constructor
         self, model: ModelConfig, engine: EngineConfig, home: Path, structured: StructuredConfig
     ) -> None:
-        threads = model.threads_per_replica
+        # NOTE: engine.num_threads is the one torch-threads setting; a replica's default is the
+        # CPUs it declares, so that replicas sharing a machine never oversubscribe its cores.
+        threads = engine.num_threads or model.threads_per_replica
         engine = dataclasses.replace(engine, num_threads=threads)
         self._backend = LocalBackend(model, engine, home, structured)
         await self._backend.start()
