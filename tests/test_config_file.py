@@ -13,6 +13,7 @@ from llmserve.config import (
     AuthConfig,
     ConfigError,
     EngineConfig,
+    JobsConfig,
     LimitsConfig,
     LogConfig,
     MetricsConfig,
@@ -138,7 +139,8 @@ def test_readme_config_reference_loads_and_names_every_field(tmp_path: Path) -> 
     config = load_config_file(write(tmp_path, block))
     assert config.models[0].source == BUILTIN_CHAT_MODEL
     for cls in (
-        ServerConfig, ModelConfig, EngineConfig, AuthConfig, LimitsConfig, MetricsConfig, LogConfig
+        ServerConfig, ModelConfig, EngineConfig, AuthConfig, LimitsConfig, MetricsConfig, LogConfig,
+        JobsConfig, StructuredConfig,
     ):  # fmt: skip
         for field in dataclasses.fields(cls):
             assert re.search(rf"^\s*-?\s*{field.name}:", block, flags=re.M), field.name
