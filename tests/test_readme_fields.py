@@ -201,3 +201,25 @@ def test_other_roles_and_parts_are_refused(
     assert response.status_code == 400, response.text
     error = response.json()["error"]
     assert error["param"].startswith(param or "messages.0.content"), error
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("field", "param"),
+    [
+        (
+            {"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]},
+            "input",
+        ),
+        ({"tools": [{"type": "web_search"}]}, "tools[0].type"),
+    ],
+)
+def test_responses_refusals_the_readme_names(
+    server: httpx.Client, field: dict[str, Any], param: str
+) -> None:
+    """README, Responses API: an image or file part is a 400 naming `input`; a tool other than
+    a function is a 400 naming `tools[i].type`."""
+    body = {"model": MODEL, "input": "Hi", "max_output_tokens": 3, **field}
+    response = server.post("/v1/responses", json=body)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == param
