@@ -211,6 +211,10 @@ def test_other_roles_and_parts_are_refused(
             {"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]},
             "input",
         ),
+        (
+            {"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f-1"}]}]},
+            "input",
+        ),
         ({"tools": [{"type": "web_search"}]}, "tools[0].type"),
     ],
 )
