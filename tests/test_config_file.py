@@ -13,6 +13,7 @@ from llmserve.config import (
     AuthConfig,
     ConfigError,
     EngineConfig,
+    JobsConfig,
     LimitsConfig,
     LogConfig,
     MetricsConfig,
@@ -138,7 +139,8 @@ def test_readme_config_reference_loads_and_names_every_field(tmp_path: Path) -> 
     config = load_config_file(write(tmp_path, block))
     assert config.models[0].source == BUILTIN_CHAT_MODEL
     for cls in (
-        ServerConfig, ModelConfig, EngineConfig, AuthConfig, LimitsConfig, MetricsConfig, LogConfig
+        ServerConfig, ModelConfig, EngineConfig, AuthConfig, LimitsConfig, MetricsConfig, LogConfig,
+        JobsConfig, StructuredConfig,
     ):  # fmt: skip
         for field in dataclasses.fields(cls):
             assert re.search(rf"^\s*-?\s*{field.name}:", block, flags=re.M), field.name
@@ -150,3 +152,21 @@ def test_structured_settings_are_read_and_checked(tmp_path: Path) -> None:
     assert problems(tmp_path, "structured:\n  cache_mb: -1\n") == [
         "structured: cache_mb must be non-negative"
     ]
+
+
+def test_json_whitespace_is_compact_unless_configured(tmp_path: Path) -> None:
+    assert load_config_file(write(tmp_path, "")).structured.whitespace == "compact"
+    flexible = load_config_file(write(tmp_path, "structured: {whitespace: flexible}"))
+    assert flexible.structured.whitespace == "flexible"
+    assert problems(tmp_path, "structured: {whitespace: loose}") == [
+        "structured.whitespace: 'loose' is not allowed; allowed: 'compact', 'flexible'"
+    ]
+
+
+def test_overrides_are_written_over_the_file_before_it_is_checked(tmp_path: Path) -> None:
+    path = write(tmp_path, "engine: {dtype: float16, quantization: int8}\nport: 1")
+    overrides = {"engine": {"dtype": "float32"}, "port": 2}
+    config = load_config_file(path, overrides)
+    assert (config.engine.dtype, config.engine.quantization, config.port) == ("float32", "int8", 2)
+    with pytest.raises(ConfigError, match="quantization int8 computes in float32"):
+        load_config_file(path)

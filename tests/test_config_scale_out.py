@@ -15,13 +15,16 @@ from llmserve.config import (
     AutoscalingConfig,
     ConfigError,
     IngressConfig,
+    ServerConfig,
     VariantConfig,
+    builtin_model_config,
     load_config_file,
 )
 
 CONTRACT = """
 runtime: ray                  # or local (default); `--ray` on the command line sets it too
 ingress: {replicas: 2}        # replicas of the HTTP app (auth, limits, jobs, routes)
+auth: {limit_store: "redis://127.0.0.1:6379/0"}  # shared per-key limits: >1 ingress needs them
 models:
   - name: chat-a
     source: llmserve/tiny-chat
@@ -109,8 +112,16 @@ def test_ray_flags_set_the_runtime_and_address(tmp_path: Path) -> None:
     assert serve_config(args).runtime == "ray" and serve_config(args).ray.address == "auto"
 
 
+SHARED_LIMITS_FIX = (
+    "ingress.replicas is 2, but per-key limits are counted in process, so each replica would "
+    "allow a key its whole limit: give a shared store with auth.limit_store: "
+    "redis://HOST:PORT/DB (on the command line: --state redis://HOST:PORT/DB)"
+)
+WITHOUT_REDIS = CONTRACT.replace('auth: {limit_store: "redis://127.0.0.1:6379/0"}', "")
+
+
 def test_multi_replica_ingress_without_redis_is_refused_with_the_fix(tmp_path: Path) -> None:
-    path = write(tmp_path, CONTRACT)
+    path = write(tmp_path, WITHOUT_REDIS)
     done = subprocess.run(
         [sys.executable, "-m", "llmserve", "serve", "--config", str(path), "--port", "0"],
         capture_output=True,
@@ -119,10 +130,29 @@ def test_multi_replica_ingress_without_redis_is_refused_with_the_fix(tmp_path: P
     )
     assert done.returncode == 2
     assert done.stderr.strip() == (
-        "llmserve: ingress.replicas is 2, but per-key limits are counted in process, so each "
-        "replica would allow a key its whole limit: give a shared store with --state "
-        "redis://HOST:PORT/DB (or auth.limit_store: redis://HOST:PORT/DB in the config)"
+        f"llmserve: invalid config {path}:\n  - the top level: {SHARED_LIMITS_FIX}"
     )
+
+
+def test_the_app_builder_checks_the_shared_limits_rule(tmp_path: Path) -> None:
+    from llmserve.cluster.deployments import app_builder
+
+    with pytest.raises(ConfigError) as raised:
+        app_builder({"config": str(write(tmp_path, WITHOUT_REDIS))})
+    assert raised.value.problems == [f"the top level: {SHARED_LIMITS_FIX}"]
+    with pytest.raises(ValueError, match="per-key limits are counted in process"):
+        ServerConfig(models=(builtin_model_config(),), ingress=IngressConfig(replicas=2))
+
+
+def test_state_flag_completes_the_file_before_it_is_checked(tmp_path: Path) -> None:
+    path = write(tmp_path, WITHOUT_REDIS)
+    redis = "redis://127.0.0.1:6390/1"
+    args = build_parser().parse_args(["serve", "--config", str(path), "--state", redis])
+    config = serve_config(args)
+    assert config.auth.limit_store == redis and config.ingress.replicas == 2
+    args = build_parser().parse_args(["serve", "--config", str(path), "--state", "sqlite"])
+    with pytest.raises(ConfigError, match="per-key limits are counted in process"):
+        serve_config(args)
 
 
 def test_ray_runtime_without_the_extra_says_how_to_install_it(

@@ -10,7 +10,7 @@ PARAMS = SamplingParams(max_tokens=4)
 
 
 def seq(tokens: list[int], name: str = "r") -> Sequence:
-    return Sequence(name, 0, list(tokens), len(tokens), PARAMS, arrival=0)
+    return Sequence(name, 0, list(tokens), len(tokens), PARAMS)
 
 
 def admit(manager: BlockManager, s: Sequence) -> int:

@@ -22,7 +22,6 @@ class Principal:
     name: str
     allowed_models: frozenset[str] | None = None  # None: every model
     max_concurrency: int | None = None  # None: unlimited
-    is_admin: bool = False
     cache_group: str | None = None  # keys of one group share their prefix cache
     max_storage_mb: int | None = None  # None: jobs.max_storage_mb_per_key
 

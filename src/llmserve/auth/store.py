@@ -197,12 +197,11 @@ class SqliteKeyStore:
         query = f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE name = ? AND disabled = 0"
         return self._one(query, (name,))
 
-    def list_keys(self, *, include_revoked: bool = True) -> list[ApiKey]:
-        """Every key, oldest first."""
-        where = "" if include_revoked else " WHERE disabled = 0"
+    def list_keys(self) -> list[ApiKey]:
+        """Every key, revoked ones too, oldest first."""
         with self._lock:
             rows = self._db.execute(
-                f"SELECT {_KEY_COLUMNS} FROM api_keys{where} ORDER BY created_at"
+                f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY created_at"
             ).fetchall()
         return [_row_to_key(row) for row in rows]
 

@@ -31,7 +31,7 @@ def load_grammars(
     """The model's grammar compiler, within the configured cache and time limits."""
     return model_grammars(
         tokenizer.hf, model.name, num_threads=num_threads, cache_mb=structured.cache_mb,
-        compile_timeout_s=structured.compile_timeout_s,
+        compile_timeout_s=structured.compile_timeout_s, whitespace=structured.whitespace,
     )  # fmt: skip
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import logging
 import socket
 from collections.abc import Callable
@@ -34,18 +33,6 @@ def add_operations_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-format", choices=["text", "json"], help="text (default) or json, one per line"
     )
-
-
-def operations_overrides(args: argparse.Namespace, config: ServerConfig) -> dict[str, object]:
-    """The `ServerConfig` fields these flags override."""
-    overrides: dict[str, object] = {}
-    if args.shutdown_timeout is not None:
-        overrides["shutdown_timeout_s"] = args.shutdown_timeout
-    log_overrides = {"level": args.log_level, "format": args.log_format}
-    log_overrides = {name: value for name, value in log_overrides.items() if value is not None}
-    if log_overrides:
-        overrides["log"] = dataclasses.replace(config.log, **log_overrides)
-    return overrides
 
 
 def describe_models(config: ServerConfig) -> str:

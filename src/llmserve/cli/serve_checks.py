@@ -26,7 +26,6 @@ class StartupError(ValueError):
 def check_serve(config: ServerConfig) -> socket.socket:
     """Run every start-up check; returns the socket bound to the server's address."""
     check_models(config)
-    check_shared_limits(config)
     check_ray_installed(config)
     with contextlib.closing(open_key_store(config.home)) as store:
         check_bind_policy(config.host, store.has_keys(), config.auth.no_auth)
@@ -50,16 +49,6 @@ def check_models(config: ServerConfig) -> None:
                 check_model_source(loaded)
             except ModelLoadError as exc:
                 raise StartupError(str(exc)) from None
-
-
-def check_shared_limits(config: ServerConfig) -> None:
-    """Several ingress replicas must count per-key limits in one shared store (Redis)."""
-    if config.ingress.replicas > 1 and config.auth.redis_url is None:
-        raise StartupError(
-            f"ingress.replicas is {config.ingress.replicas}, but per-key limits are counted in "
-            "process, so each replica would allow a key its whole limit: give a shared store with "
-            "--state redis://HOST:PORT/DB (or auth.limit_store: redis://HOST:PORT/DB in the config)"
-        )
 
 
 def check_ray_installed(config: ServerConfig) -> None:

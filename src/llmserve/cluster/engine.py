@@ -1,7 +1,8 @@
 """`EngineReplica`: one replica of a model's engine deployment, running our own engine.
 
 Each replica declares `num_cpus` to Ray (the deployment's `ray_actor_options`) and runs torch
-with that many threads, so replicas sharing a machine never oversubscribe its cores.
+with that many threads unless `engine.num_threads` says otherwise, so replicas sharing a machine
+never oversubscribe its cores.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 from ray import serve
 
 from llmserve.backends.local import LocalBackend
-from llmserve.config import EngineConfig, ModelConfig
+from llmserve.config import EngineConfig, ModelConfig, StructuredConfig
 from llmserve.types import GenerateOutput, GenerateRequest, ModelInfo
 
 
@@ -21,10 +22,13 @@ class EngineReplica:
     """A `LocalBackend` inside a Ray Serve replica; the ingress calls it by handle."""
 
     async def __init__(  # type: ignore[misc]  # NOTE: Ray Serve awaits an async constructor
-        self, model: ModelConfig, engine: EngineConfig, home: Path
+        self, model: ModelConfig, engine: EngineConfig, home: Path, structured: StructuredConfig
     ) -> None:
-        threads = model.threads_per_replica
-        self._backend = LocalBackend(model, dataclasses.replace(engine, num_threads=threads), home)
+        # NOTE: engine.num_threads is the one torch-threads setting; a replica's default is the
+        # CPUs it declares, so that replicas sharing a machine never oversubscribe its cores.
+        threads = engine.num_threads or model.threads_per_replica
+        engine = dataclasses.replace(engine, num_threads=threads)
+        self._backend = LocalBackend(model, engine, home, structured)
         await self._backend.start()
         self._replica = serve.get_replica_context().replica_id.unique_id
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Sequence as Seq
 from typing import TYPE_CHECKING, Any, Protocol
@@ -78,7 +77,6 @@ class LLMEngine:
         self._request_to_seqs: dict[str, list[Sequence]] = {}
         self._request_to_failure: dict[str, Exception] = {}
         self._seq_to_detokenizer: dict[Sequence, IncrementalDetokenizer] = {}
-        self._arrivals = itertools.count()
 
     def add_request(self, request: GenerateRequest) -> None:
         """Queue `request`: one sequence per choice (`sampling.n`)."""
@@ -95,7 +93,6 @@ class LLMEngine:
                 list(request.prompt_token_ids),
                 num_prompt,
                 request.sampling,
-                arrival=next(self._arrivals),
                 tenant=request.tenant,
                 priority=int(request.priority),
                 matcher=matcher.copy() if matcher is not None else None,

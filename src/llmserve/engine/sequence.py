@@ -28,7 +28,6 @@ class Sequence:
     token_ids: list[int]
     num_prompt_tokens: int
     sampling: SamplingParams
-    arrival: int  # admission order: the newest running sequence is preempted first
     tenant: str = ""
     priority: int = 0
     num_computed_tokens: int = 0  # tokens whose KV is in the cache

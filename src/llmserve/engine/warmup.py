@@ -56,9 +56,7 @@ def _transformers_logits(model: Any, token_ids: list[int]) -> torch.Tensor:
 
 def _engine_logits(runner: ModelRunner, token_ids: list[int]) -> torch.Tensor:
     num_blocks = -(-len(token_ids) // runner.block_size)
-    seq = Sequence(
-        "warmup", 0, token_ids[:-1], len(token_ids) - 1, SamplingParams(max_tokens=1), arrival=0
-    )
+    seq = Sequence("warmup", 0, token_ids[:-1], len(token_ids) - 1, SamplingParams(max_tokens=1))
     seq.block_ids = list(range(num_blocks))
     prefill = runner.execute(SchedulerOutput([ScheduledChunk(seq, 0, len(token_ids) - 1)]))
     seq.token_ids.append(token_ids[-1])

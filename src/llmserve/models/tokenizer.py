@@ -36,12 +36,6 @@ class ChatTokenizer:
         return cls(hf_tokenizer, resolve_chat_template(chat_template, own_template))
 
     @property
-    def bos_token(self) -> str | None:
-        """The beginning-of-sequence text, if the model has one."""
-        token = self.hf.bos_token
-        return str(token) if token else None
-
-    @property
     def eos_token_ids(self) -> frozenset[int]:
         """Token ids that end generation."""
         eos = self.hf.eos_token_id
@@ -54,11 +48,6 @@ class ChatTokenizer:
         (Byte-level entries spell one character per byte, so they overcount, never under.)
         """
         return max((len(token) for token in self.hf.get_vocab()), default=1)
-
-    @property
-    def vocab_size(self) -> int:
-        """Number of token ids the tokenizer can produce."""
-        return len(self.hf)
 
     def encode(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
         """Token ids of `text`."""
@@ -89,10 +78,6 @@ class ChatTokenizer:
     def _special_ids(self) -> set[int]:
         added = self.hf.added_tokens_decoder.items()
         return {int(i) for i, token in added if token.special} | set(self.hf.all_special_ids)
-
-    def convert_ids_to_tokens(self, token_ids: Sequence[int]) -> list[str]:
-        """The vocabulary strings of `token_ids`."""
-        return [str(t) for t in self.hf.convert_ids_to_tokens(list(token_ids))]
 
     def render_chat(
         self, messages: Sequence[ChatMessage], tools: Sequence[Mapping[str, Any]] | None = None

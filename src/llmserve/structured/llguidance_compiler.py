@@ -19,14 +19,13 @@ from llmserve.structured.grammar import (
 )
 from llmserve.structured.grammar_cache import GrammarCache
 from llmserve.structured.grammar_depth import check_depth
+from llmserve.structured.json_whitespace import json_options, lark_json_options
 from llmserve.structured.malloc_meter import allocated_bytes, release_free_memory
 from llmserve.types import GrammarSpec
 
 if TYPE_CHECKING:
-    from llguidance._lib import JsonCompileOptions
+    from llmserve.config import JsonWhitespace
 
-# NOTE: compact JSON, as OpenAI writes it; flexible whitespace lets a weak model pad forever.
-JSON_OPTIONS: JsonCompileOptions = {"whitespace_flexible": False}
 CACHE_MB = 256  # compiled grammars kept, by measured size (`structured.cache_mb`)
 COMPILE_TIMEOUT_S = 10.0  # a compile taking longer is a 400 (`structured.compile_timeout_s`)
 
@@ -64,9 +63,10 @@ class LlguidanceCompiler:
     def __init__(
         self, tokenizer: llguidance.LLTokenizer, *, num_threads: int | None = None,
         cache_mb: float = CACHE_MB, compile_timeout_s: float = COMPILE_TIMEOUT_S,
-        special_ids: dict[str, int] | None = None,
+        special_ids: dict[str, int] | None = None, whitespace: JsonWhitespace = "compact",
     ) -> None:  # fmt: skip
         self.tokenizer = tokenizer
+        self.whitespace = whitespace
         self.compile_timeout_s = compile_timeout_s
         self.special_ids = special_ids or {}  # special token text -> id, for Lark literals
         self._executor = llguidance.LLExecutor(num_threads)
@@ -76,6 +76,7 @@ class LlguidanceCompiler:
     def from_hf(
         cls, hf_tokenizer: Any, *, num_threads: int | None = None,
         cache_mb: float = CACHE_MB, compile_timeout_s: float = COMPILE_TIMEOUT_S,
+        whitespace: JsonWhitespace = "compact",
     ) -> LlguidanceCompiler:  # fmt: skip
         """Build the llguidance tokenizer once per model (about a second for a 150k vocabulary).
 
@@ -89,7 +90,7 @@ class LlguidanceCompiler:
         special_ids = {str(token): int(i) for i, token in added if token.special}
         return cls(
             tokenizer, num_threads=num_threads, cache_mb=cache_mb,
-            compile_timeout_s=compile_timeout_s, special_ids=special_ids,
+            compile_timeout_s=compile_timeout_s, special_ids=special_ids, whitespace=whitespace,
         )  # fmt: skip
 
     @property
@@ -119,7 +120,7 @@ class LlguidanceCompiler:
         if cached is not None:
             return cached
         check_depth(spec)
-        text = grammar_text(spec)
+        text = grammar_text(spec, self.whitespace)
         if spec.kind == "lark":
             text = special_literals(text, self.special_ids)
         matcher, size = shared_worker().run(
@@ -154,6 +155,7 @@ class NoGrammars:
 def model_grammars(
     hf_tokenizer: Any, model: str, *, num_threads: int | None = None,
     cache_mb: float = CACHE_MB, compile_timeout_s: float = COMPILE_TIMEOUT_S,
+    whitespace: JsonWhitespace = "compact",
 ) -> LlguidanceCompiler | NoGrammars:  # fmt: skip
     """The model's grammar compiler; `NoGrammars` (and one warning) when llguidance refuses the
     tokenizer (a word-level one: "can't determine decoder type"), so the model still loads.
@@ -161,7 +163,7 @@ def model_grammars(
     try:
         return LlguidanceCompiler.from_hf(
             hf_tokenizer, num_threads=num_threads, cache_mb=cache_mb,
-            compile_timeout_s=compile_timeout_s,
+            compile_timeout_s=compile_timeout_s, whitespace=whitespace,
         )  # fmt: skip
     except (ValueError, RuntimeError, TypeError) as exc:
         logger.warning(
@@ -172,18 +174,19 @@ def model_grammars(
         return NoGrammars(model, str(exc))
 
 
-def grammar_text(spec: GrammarSpec) -> str:
+def grammar_text(spec: GrammarSpec, whitespace: JsonWhitespace = "compact") -> str:
     """llguidance's grammar text for `spec`; InvalidGrammarError when it is not even well-formed."""
+    options = json_options(whitespace)
     try:
         if spec.kind == "json_schema":
-            return llguidance.LLMatcher.grammar_from_json_schema(spec.source, JSON_OPTIONS)
+            return llguidance.LLMatcher.grammar_from_json_schema(spec.source, options)
         if spec.kind == "json_object":
-            return llguidance.LLMatcher.grammar_from_json_schema({"type": "object"}, JSON_OPTIONS)
+            return llguidance.LLMatcher.grammar_from_json_schema({"type": "object"}, options)
         if spec.kind == "regex":
             return llguidance.LLMatcher.grammar_from_regex(spec.source)
         if spec.kind == "choice":
             return llguidance.LLMatcher.grammar_from_lark(choice_lark(json.loads(spec.source)))
-        return llguidance.LLMatcher.grammar_from_lark(spec.source)
+        return llguidance.LLMatcher.grammar_from_lark(lark_json_options(spec.source, whitespace))
     except ValueError as exc:
         raise InvalidGrammarError(str(exc)) from None
 

@@ -71,7 +71,8 @@ def forced_calls_lark(
     """A Lark grammar whose every sentence is one call (or several when `parallel`) of `tools`.
 
     `tools` are OpenAI function definitions ({name, parameters}); the arguments follow each one's
-    JSON schema, so a forced call always parses and validates.
+    JSON schema, so a forced call always parses and validates. Whitespace inside the JSON is the
+    compiler's choice (`json_whitespace.py`: compact unless configured flexible).
     """
     if call_format.head == "name":
         return _named_calls_lark(call_format, tools, parallel=parallel)
@@ -82,7 +83,7 @@ def forced_calls_lark(
             f"start: {_lark_literal(call_format.start)} one_call {more} "
             f"{_lark_literal(call_format.end)}",
             f"one_call: {call}",
-            f"call: %json {json.dumps(compact(call_schema(call_format, tools)))}",
+            f"call: %json {json.dumps(call_schema(call_format, tools))}",
         ]
     )
 
@@ -130,11 +131,3 @@ EMPTY_PARAMETERS: dict[str, Any] = {
 def _lark_literal(text: str) -> str:
     """`text` as a Lark string literal ("" when empty: Lark has no empty literal)."""
     return json.dumps(text) if text else ""
-
-
-def compact(schema: dict[str, Any]) -> dict[str, Any]:
-    """`schema` with llguidance told to write its JSON without whitespace between tokens.
-
-    NOTE: as OpenAI writes arguments; flexible whitespace lets a weak model pad a call forever.
-    """
-    return {"x-guidance": {"whitespace_flexible": False}, **schema}

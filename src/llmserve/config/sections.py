@@ -1,6 +1,8 @@
-"""Frozen configuration dataclasses: one `ServerConfig` for every mode.
+"""Frozen configuration dataclasses, one per section: one `ServerConfig` for every mode.
 
-Built in one place (the CLI, or `load_config_file` from YAML), passed down, never mutated.
+Built in one place (`loader.py`, from YAML and command-line overrides), passed down, never
+mutated. Each section validates its own fields in `__post_init__`; rules across sections are
+checked by `ServerConfig`.
 """
 
 from __future__ import annotations
@@ -8,8 +10,6 @@ from __future__ import annotations
 import dataclasses
 import enum
 import os
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -36,13 +36,9 @@ class BackendKind(enum.StrEnum):
 
 IN_PROCESS = "in-process"  # auth.limit_store: per-key limits counted by this process alone
 
-# Fields that moved: their old spelling is refused with the new one named.
-RENAMED_FIELDS = {
-    "auth.state": "auth.limit_store ('in-process' or a redis:// URL)",
-    "auth.max_queue": "limits.max_queue",
-    "auth.request_timeout_s": "limits.request_timeout_s",
-}
 ModelKindSetting = Literal["auto", "chat", "embedding"]
+# JSON answers and tool-call arguments: "compact" as OpenAI writes them, or whitespace allowed
+JsonWhitespace = Literal["compact", "flexible"]
 
 
 def default_home() -> Path:
@@ -59,7 +55,9 @@ class EngineConfig:
     max_num_batched_tokens: int = 512  # token budget per step: decodes first, then prefill chunks
     block_size: int = 16
     kv_cache_memory_mb: int = 512
-    num_threads: int | None = None  # torch threads; None: OMP_NUM_THREADS, else physical cores
+    # The one torch-threads setting, of every engine. None: OMP_NUM_THREADS, else the physical
+    # cores; on Ray a replica's declared `num_cpus` (models[].num_cpus).
+    num_threads: int | None = None
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     batch_share: float = 0.5  # at most this share of max_num_seqs runs batch-priority work
     enable_prefix_caching: bool = True  # reuse the KV blocks of prompt prefixes seen before
@@ -101,7 +99,7 @@ class ModelConfig:
     replicas: int | None = None  # engine replicas (Ray); None: 1, or autoscaling's
     autoscaling: AutoscalingConfig | None = None
     variants: tuple[VariantConfig, ...] = ()
-    num_cpus: float = 1.0  # CPUs each engine replica declares to Ray; also its torch threads
+    num_cpus: float = 1.0  # CPUs each engine replica declares to Ray (its default torch threads)
     fake_token_delay_s: float = 0.0  # backend "fake" only: seconds per token (demos, tests)
     # The tool-call format (vLLM's --tool-call-parser); None: read from the template/tokenizer
     tool_call_parser: str | None = None
@@ -139,7 +137,8 @@ class ModelConfig:
 
     @property
     def threads_per_replica(self) -> int:
-        """Torch threads of one engine replica: its declared CPUs, at least one."""
+        """Torch threads of one Ray engine replica unless `engine.num_threads` is set: its
+        declared CPUs, at least one."""
         return max(1, int(self.num_cpus))
 
 
@@ -264,6 +263,7 @@ class StructuredConfig:
 
     cache_mb: float = 256.0  # compiled grammars kept, by their measured size
     compile_timeout_s: float = 10.0  # a grammar compiling longer is a 400
+    whitespace: JsonWhitespace = "compact"  # flexible: whitespace allowed between JSON tokens
 
     def __post_init__(self) -> None:
         if self.cache_mb < 0:
@@ -304,131 +304,19 @@ class ServerConfig:
         check_unique("model names", [m.name for m in self.models])
         if not 0 <= self.port <= 65535:
             raise ValueError("port must be in 0..65535")
+        self._check_shared_limits()
+
+    def _check_shared_limits(self) -> None:
+        """Several ingress replicas must count per-key limits in one shared store (Redis)."""
+        if self.ingress.replicas > 1 and self.auth.redis_url is None:
+            raise ValueError(
+                f"ingress.replicas is {self.ingress.replicas}, but per-key limits are counted in "
+                "process, so each replica would allow a key its whole limit: give a shared store "
+                "with auth.limit_store: redis://HOST:PORT/DB (on the command line: --state "
+                "redis://HOST:PORT/DB)"
+            )
 
 
 def builtin_model_config() -> ModelConfig:
     """The model `llmserve serve` starts with when none is named."""
     return ModelConfig(name=BUILTIN_CHAT_MODEL, source=BUILTIN_CHAT_MODEL)
-
-
-class ConfigError(ValueError):
-    """A config file with mistakes; `problems` lists each as "field.path: what is wrong"."""
-
-    def __init__(self, source: str, problems: list[str]) -> None:
-        self.problems = problems
-        lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"invalid config {source}:\n{lines}")
-
-
-def load_config_file(path: str | Path) -> ServerConfig:
-    """A `ServerConfig` from YAML; raises `ConfigError` naming every wrong field.
-
-    `models` may be left out: the built-in chat model is then served.
-    """
-    import yaml  # NOTE: imported here so that importing config stays cheap
-
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(str(path), [f"cannot read the file: {exc.strerror}"]) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(str(path), [f"not valid YAML: {exc}"]) from None
-    if data is None:
-        data = {}
-    if isinstance(data, dict) and "models" not in data:
-        data["models"] = [{"name": BUILTIN_CHAT_MODEL, "source": BUILTIN_CHAT_MODEL}]
-    problems: list[str] = []
-    config = _build(ServerConfig, data, "", problems)
-    if problems or not isinstance(config, ServerConfig):
-        raise ConfigError(str(path), problems or ["not a server config"])
-    return config
-
-
-def _build(cls: type, data: object, path: str, problems: list[str]) -> object:
-    """An instance of dataclass `cls` from a mapping, recording problems instead of raising."""
-    where = path or "the top level"
-    if not isinstance(data, dict):
-        problems.append(f"{where}: expected a mapping of fields, got {_kind(data)}")
-        return None
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    num_before = len(problems)
-    for key in data:
-        where_key = _join(path, str(key))
-        if where_key in RENAMED_FIELDS:
-            problems.append(f"{where_key}: this field moved; use {RENAMED_FIELDS[where_key]}")
-        elif key not in fields:
-            problems.append(f"{where_key}: unknown field; allowed: {', '.join(fields)}")
-    kwargs: dict[str, object] = {}
-    for name, spec in fields.items():
-        if name in data:
-            kwargs[name] = _convert(hints[name], data[name], _join(path, name), problems)
-        elif spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
-            problems.append(f"{_join(path, name)}: required")
-    if len(problems) > num_before:
-        return None
-    try:
-        return cls(**kwargs)
-    except ValueError as exc:
-        problems.append(f"{where}: {exc}")
-        return None
-
-
-def _convert(hint: object, value: object, path: str, problems: list[str]) -> object:
-    """`value` checked against the type `hint`; a problem is recorded when it does not fit."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (types.UnionType, typing.Union):
-        if value is None and type(None) in args:
-            return None
-        (hint,) = [a for a in args if a is not type(None)]
-        origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if isinstance(hint, type) and issubclass(hint, enum.StrEnum):  # allowed as its values
-        origin, args = Literal, tuple(member.value for member in hint)
-    if origin is Literal:
-        if value in args:
-            return value
-        allowed = ", ".join(repr(a) for a in args)
-        problems.append(f"{path}: {value!r} is not allowed; allowed: {allowed}")
-    elif origin is tuple:
-        if isinstance(value, list):
-            return tuple(_convert(args[0], v, f"{path}.{i}", problems) for i, v in enumerate(value))
-        problems.append(f"{path}: expected a list, got {_kind(value)}")
-    elif dataclasses.is_dataclass(hint) and isinstance(hint, type):
-        return _build(hint, value, path, problems)
-    elif hint is Path:
-        if isinstance(value, str):
-            return Path(value).expanduser()
-        problems.append(f"{path}: expected a path (text), got {_kind(value)}")
-    elif _fits(hint, value):
-        return float(value) if hint is float else value  # type: ignore[arg-type]
-    else:
-        problems.append(f"{path}: expected {_NAMES.get(hint, str(hint))}, got {_kind(value)}")
-    return None
-
-
-_NAMES: dict[object, str] = {
-    int: "an integer",
-    float: "a number",
-    str: "text",
-    bool: "true or false",
-}
-
-
-def _fits(hint: object, value: object) -> bool:
-    if hint is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(hint, type) and isinstance(value, hint)
-
-
-def _kind(value: object) -> str:
-    if value is None:
-        return "nothing (null)"
-    return {dict: "a mapping", list: "a list", str: f"text {value!r}", bool: f"{value}"}.get(
-        type(value), repr(value)
-    )
-
-
-def _join(path: str, name: str) -> str:
-    return f"{path}.{name}" if path else name
