@@ -23,14 +23,17 @@ def new_request_id() -> str:
 
 
 def new_batch_id() -> str:
+    """A fresh Batch id (`batch_…`)."""
     return BATCH + secrets.token_hex(12)
 
 
 def new_file_id() -> str:
+    """A fresh File id (`file-…`)."""
     return FILE + secrets.token_hex(12)
 
 
 def new_conversation_id() -> str:
+    """A fresh Conversation id (`conv_…`)."""
     return CONVERSATION + secrets.token_hex(24)
 
 

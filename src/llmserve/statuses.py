@@ -23,6 +23,7 @@ ENDED_BATCH_STATUSES: Final[tuple[BatchStatus, ...]] = (
     "completed", "failed", "expired", "cancelled",
 )  # fmt: skip
 LINE_OUTCOMES: Final[tuple[LineOutcome, ...]] = get_args(LineOutcome)
+RESPONSE_STATUSES: Final[tuple[ResponseStatus, ...]] = get_args(ResponseStatus)
 ACTIVE_RESPONSE_STATUSES: Final[tuple[ResponseStatus, ...]] = ("queued", "in_progress")
 ENDED_RESPONSE_STATUSES: Final[tuple[ResponseStatus, ...]] = (
     "completed", "incomplete", "failed", "cancelled",
@@ -34,7 +35,7 @@ def is_batch_status(value: object) -> TypeGuard[BatchStatus]:
 
 
 def is_response_status(value: object) -> TypeGuard[ResponseStatus]:
-    return value in get_args(ResponseStatus)
+    return value in RESPONSE_STATUSES
 
 
 def batch_status(value: str) -> BatchStatus:

@@ -7,13 +7,16 @@ import io
 from pathlib import Path
 
 import pytest
-from jobs_helpers import chat_line, jsonl
+from jobs_helpers import FAST, chat_line, jsonl
+from open_gatekeeper import OpenGatekeeper
 
+from llmserve.backends.fake import FakeBackend
 from llmserve.config import JobsConfig
 from llmserve.errors import InvalidRequestError
 from llmserve.ids import line_request_id, request_id_of_response, response_id_of
 from llmserve.jobs.batches import BatchSpec, cancel_batch, create_batch
 from llmserve.jobs.files import save_upload
+from llmserve.jobs.runner import BatchRunner
 from llmserve.jobs.service import Jobs
 from llmserve.jobs.sqlite_store import SqliteJobStore
 from llmserve.jobs.store import BatchRecord
@@ -24,7 +27,7 @@ from llmserve.statuses import BATCH_STATUSES, ENDED_BATCH_STATUSES
 def new_batch(tmp_path: Path) -> tuple[Jobs, BatchRecord]:
     store = SqliteJobStore(tmp_path / "jobs.db")
     jobs = Jobs(store, tmp_path, JobsConfig())
-    content = jsonl([chat_line("t-0")])
+    content = jsonl([chat_line("t-0", model=FAST)])
     upload = save_upload(tmp_path, "k", "batch", "in.jsonl", io.BytesIO(content), 10**6)
     store.add_file(upload)
     spec = BatchSpec(upload.id, "/v1/chat/completions", "24h")
@@ -61,6 +64,24 @@ def test_cancelling_an_ended_batch_is_400_naming_its_status(tmp_path: Path) -> N
     jobs.store.update_batch(batch.id, "failed", {"failed_at": 1})
     with pytest.raises(InvalidRequestError, match="Cannot cancel a batch with status 'failed'"):
         cancel_batch(jobs, "k", batch.id)
+
+
+async def test_batch_cancelled_as_the_runner_starts_it_ends_cancelled(tmp_path: Path) -> None:
+    jobs, batch = new_batch(tmp_path)
+    runner = BatchRunner(jobs, {FAST: FakeBackend(FAST)}, OpenGatekeeper(), "test-runner")
+    claimed = jobs.store.claim_batch("test-runner", 5.0)
+    assert claimed is not None
+    cancel_batch(jobs, "k", batch.id)  # after the claim, before the runner starts it
+    with pytest.raises(StatusTransitionError):
+        await runner.run_batch(claimed)  # run_forever logs this and claims the batch again
+    again = jobs.store.claim_batch("test-runner", 5.0)
+    assert again is not None
+    assert again.status == "cancelling"
+    await runner.run_batch(again)
+    ended = jobs.store.get_batch(None, batch.id)
+    assert ended is not None
+    assert (ended.status, ended.doc["in_progress_at"]) == ("cancelled", None)
+    assert ended.doc["cancelled_at"] is not None
 
 
 def test_ids_derived_from_a_request_id_keep_its_suffix() -> None:

@@ -27,6 +27,7 @@ from llmserve.jobs.objects import error_line, response_line
 from llmserve.jobs.quarantine import DIED_MESSAGE, QUARANTINED_CODE, is_quarantined
 from llmserve.jobs.service import Jobs
 from llmserve.jobs.store import BatchRecord, LineResult
+from llmserve.jobs.transitions import StatusTransitionError
 from llmserve.jobs.validation import BatchLine, input_lines, parse_line
 from llmserve.jobs.wire import BatchError, BatchUpdate
 from llmserve.serving.context import ServingContext
@@ -72,6 +73,8 @@ class BatchRunner:
                 continue
             try:
                 await self.run_batch(record)
+            except StatusTransitionError as exc:  # cancelled meanwhile: the next claim sees it
+                logger.info("batch %s changed status while running: %s", record.id, exc)
             except Exception as exc:  # NOTE: one broken batch must not stop the runner
                 logger.exception("batch %s failed", record.id)
                 await self._fail(record, exc)
