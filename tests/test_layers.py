@@ -151,3 +151,13 @@ def test_checker_sees_a_forbidden_import(tmp_path: Path) -> None:
     module.write_text("from llmserve.api.app import create_app\nimport llmserve.backends.base\n")
     assert imported_units(module) == {"api", "backends"}
     assert imported_units(module) - ALLOWED["serving"] == {"api"}
+
+
+def test_api_is_grouped_in_packages() -> None:
+    loose = {p.stem for p in (PACKAGE / "api").glob("*.py")} - {
+        "__init__",
+        "app",
+        "runner",
+        "startup",
+    }
+    assert loose == set()  # new helpers go into api/admission/, api/http/ or api/access/

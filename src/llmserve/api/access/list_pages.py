@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import Request
 
-from llmserve.api.jobs_access import list_body, page_limit
+from llmserve.api.access.jobs_access import list_body, page_limit
 from llmserve.errors import InvalidRequestError
 from llmserve.jobs.store import Page
 

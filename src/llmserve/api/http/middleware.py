@@ -14,7 +14,7 @@ import uuid
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from llmserve.api.errors import error_response, server_error
+from llmserve.api.http.errors import error_response, server_error
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from typing import TypeVar
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
-from llmserve.api.errors import from_pydantic
+from llmserve.api.http.errors import from_pydantic
 from llmserve.errors import InvalidRequestError
 
 B = TypeVar("B", bound=BaseModel)
