@@ -153,3 +153,53 @@ def test_checker_sees_a_forbidden_import(tmp_path: Path) -> None:
     module.write_text("from llmserve.api.app import create_app\nimport llmserve.backends.base\n")
     assert imported_units(module) == {"api", "backends"}
     assert imported_units(module) - ALLOWED["serving"] == {"api"}
+
+
+def test_api_is_grouped_in_packages() -> None:
+    loose = {p.stem for p in (PACKAGE / "api").glob("*.py")} - {
+        "__init__",
+        "app",
+        "runner",
+        "startup",
+    }
+    assert loose == set()  # new helpers go into api/admission/, api/http/ or api/access/
+
+
+BACKEND_CLASSES = {"LocalBackend", "EncoderBackend", "FakeBackend", "RayHandleBackend",
+                   "VariantBackend"}  # fmt: skip
+# What code outside backends/ may import from it: the protocol, the factory, the canary board
+# protocol and the embedding-config check; never an implementation (built by the factory).
+BACKENDS_SEEN_OUTSIDE = {"base", "factory", "canary", "encoder_config"}
+
+
+def constructed_names(path: Path) -> set[str]:
+    """The names `path` calls (`X(...)` and `X.from_config(...)` both name X)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func = node.func.value if isinstance(node.func, ast.Attribute) else node.func
+            if isinstance(func, ast.Name):
+                names.add(func.id)
+    return names
+
+
+def test_backends_are_built_only_by_the_factory() -> None:
+    builders = [
+        f"{path.relative_to(PACKAGE)} builds {name}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path != PACKAGE / "backends" / "factory.py"
+        for name in sorted(constructed_names(path) & BACKEND_CLASSES)
+    ]
+    assert builders == []
+
+
+def test_no_backend_implementation_is_seen_outside_backends() -> None:
+    seen = [
+        f"{path.relative_to(PACKAGE)} imports {name}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if "backends" not in path.relative_to(PACKAGE).parts
+        for name in sorted(imported_names(path))
+        if name.startswith("llmserve.backends.") and name.split(".")[2] not in BACKENDS_SEEN_OUTSIDE
+    ]
+    assert seen == []

@@ -1,4 +1,4 @@
-"""Domain exceptions. Each one knows its OpenAI error body; `api/errors.py` maps them to HTTP."""
+"""Domain exceptions. Each one knows its OpenAI error body; `api/http/errors.py` maps them."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Server logs on stderr: every line timestamped; `text` for people, `json` for log collectors.
 
 uvicorn's own loggers go through the same handler (it is started with `log_config=None`); its
-access log is off: api/request_log.py writes one richer line per request instead.
+access log is off: api/http/request_log.py writes one richer line per request instead.
 """
 
 from __future__ import annotations

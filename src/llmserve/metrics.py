@@ -4,7 +4,7 @@ vLLM's Grafana dashboards work after renaming the `vllm:` prefix to `llmserve:`.
 its `ServerMetrics` and registry (never the process-wide default registry): tests build many apps.
 
 - Request figures (TTFT, inter-token latency, end-to-end, queue time, tokens, finish reasons) are
-  observed where outputs stream (api/request_metrics.py).
+  observed where outputs stream (api/http/request_metrics.py).
 - Engine figures (running, waiting, KV-cache usage, preemptions) are read from each backend's
   `load()` snapshot when /metrics is scraped, so they cost nothing between scrapes.
 - Per-key families carry the key's public id, never its secret; `metrics.per_key: false` folds

@@ -15,8 +15,8 @@ import uvicorn
 from fastapi import FastAPI
 from open_gatekeeper import OpenGatekeeper
 
+from llmserve.api.admission.queue_gauge import QueueGauge
 from llmserve.api.app import create_app
-from llmserve.api.queue_gauge import QueueGauge
 from llmserve.backends.fake import FakeBackend
 from llmserve.config import LimitsConfig, ModelConfig, ServerConfig
 from llmserve.types import GenerateOutput, GenerateRequest

@@ -46,7 +46,7 @@ async def test_the_log_links_the_clients_id_to_the_server_id_of_a_500(
     backend = FakeBackend(FAKE_MODEL, fail_after_tokens=1)
     app = create_app(fake_config(FAKE_MODEL), {FAKE_MODEL: backend}, OpenGatekeeper())
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    caplog.set_level(logging.INFO, logger="llmserve.api.middleware")
+    caplog.set_level(logging.INFO, logger="llmserve.api.http.middleware")
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
         response = await http.post(
             "/v1/chat/completions",

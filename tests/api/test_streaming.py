@@ -120,3 +120,18 @@ async def test_error_mid_stream_is_an_error_event_then_done(gatekeeper: OpenGate
     assert "".join(before) == "He"
     assert gatekeeper.usage[-1].is_error
     assert gatekeeper.num_in_flight == 0
+
+
+async def test_stream_holds_back_a_stop_prefix_and_releases_it_when_no_stop_follows(
+    client: httpx.AsyncClient,
+) -> None:
+    # "a fake" starts like the stop "a fx": held back while it might match, sent once it cannot;
+    # "model" ends the text before it.
+    response = await stream(
+        client, "/v1/chat/completions", messages=MESSAGES, stop=["a fx", "model"]
+    )
+    parsed = chunks(response.content)
+    contents = [c["choices"][0]["delta"].get("content", "") for c in parsed]
+    assert "".join(contents) == DEFAULT_REPLY[: DEFAULT_REPLY.index("model")]
+    assert "a f" in contents  # held byte by byte, then sent in one delta
+    assert parsed[-1]["choices"][0]["finish_reason"] == "stop"

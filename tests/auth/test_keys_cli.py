@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from llmserve.api.queue_gauge import check_queue
+from llmserve.api.admission.queue_gauge import check_queue
 from llmserve.auth.base import UsageRecord
 from llmserve.auth.policy import BindPolicyError, check_bind_policy
 from llmserve.auth.store import SqliteKeyStore

@@ -11,8 +11,8 @@ import httpx
 import pytest
 from auth_live_server import MODEL, auth, chat_body, fake_server_config, serve_in_process
 
+from llmserve.api.access.usage_query import parse_since
 from llmserve.api.app import create_app
-from llmserve.api.usage_query import parse_since
 from llmserve.auth.base import UsageRecord
 from llmserve.auth.factory import build_gatekeeper
 from llmserve.auth.keys import KeySpec

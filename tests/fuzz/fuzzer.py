@@ -45,7 +45,7 @@ FAKE_MODEL = "fake-model"
 CHECKS = "not_a_server_error,response_schema_conformance"
 # On the real engine: output-length fields every positive case sends, and their largest values.
 REAL_ENGINE_CAPS = {"max_tokens": 8, "max_completion_tokens": 8, "max_output_tokens": 8, "n": 2}
-REQUEST_LOGGER = "llmserve.requests"  # one line per answered request (api/request_log.py)
+REQUEST_LOGGER = "llmserve.requests"  # one line per answered request (api/http/request_log.py)
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,12 @@ from fastapi import FastAPI
 
 from llmserve import __version__
 from llmserve.api.admission import ServerState
-from llmserve.api.body_limit import BodyLimitMiddleware
-from llmserve.api.errors import install_error_handlers
-from llmserve.api.middleware import RequestIdMiddleware
-from llmserve.api.openapi import DescribedApp
-from llmserve.api.request_log import RequestLogMiddleware
+from llmserve.api.http.body_limit import BodyLimitMiddleware
+from llmserve.api.http.errors import install_error_handlers
+from llmserve.api.http.middleware import RequestIdMiddleware
+from llmserve.api.http.openapi import DescribedApp
+from llmserve.api.http.request_log import RequestLogMiddleware
+from llmserve.api.http.variants import VariantHeaderMiddleware
 from llmserve.api.routes import (
     admin,
     admin_console,
@@ -34,7 +35,6 @@ from llmserve.api.routes import (
     variants,
 )
 from llmserve.api.startup import start_or_exit
-from llmserve.api.variants import VariantHeaderMiddleware
 from llmserve.auth.base import Gatekeeper
 from llmserve.backends.base import Backend
 from llmserve.config import ServerConfig

@@ -1,11 +1,11 @@
 """Run the app under uvicorn; SIGTERM or Ctrl-C drains it instead of closing the socket first.
 
 uvicorn's own handling stops listening at once (new clients get connection refused) and waits for
-every stream with no bound. Here the first signal starts a drain (api/drain.py): the socket stays
-open and new requests get 503, requests in flight get `shutdown_timeout_s` to finish, the rest are
-cut off with an in-band error; only then does uvicorn close the socket and stop. A second signal
-cuts everything off at once. Either way every slot is released (usage recorded) and the process
-exits 0, without re-raising the signal.
+every stream with no bound. Here the first signal starts a drain (api/admission/drain.py): the
+socket stays open and new requests get 503, requests in flight get `shutdown_timeout_s` to
+finish, the rest are cut off with an in-band error; only then does uvicorn close the socket and
+stop. A second signal cuts everything off at once. Either way every slot is released (usage
+recorded) and the process exits 0, without re-raising the signal.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Tokens are UTF-8 bytes (id = byte + 3; 1 is BOS, 2 is EOS). Every choice answers `reply`, one byte
 per step, then EOS; with `ignore_eos` it repeats the reply until `max_tokens`. At most
 `max_concurrency` requests run at once; the others wait in the same `FairQueue` the engine uses.
-`token_delay_s` makes it a slow backend for disconnect and limit tests.
+`token_delay_s` makes it a slow backend for disconnect and limit tests. Stop strings and text
+deltas go through the engine's own `IncrementalDetokenizer`, so API tests check that logic.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from llmserve.backends.base import Canary
+from llmserve.engine.detokenizer import IncrementalDetokenizer
 from llmserve.engine.fair_queue import FairQueue
 from llmserve.errors import UnsupportedOperationError
 from llmserve.structured.llguidance_compiler import check_grammar
@@ -189,7 +191,7 @@ class FakeBackend:
         self, request: GenerateRequest, queue_time_s: float
     ) -> AsyncIterator[GenerateOutput]:
         sampling = request.sampling
-        texts = [_StopText(sampling.stop) for _ in range(sampling.n)]
+        texts = [IncrementalDetokenizer(self.decode, sampling.stop) for _ in range(sampling.n)]
         for step in range(sampling.max_tokens):
             await asyncio.sleep(self._token_delay_s)
             if self._fail_after_tokens is not None and step >= self._fail_after_tokens:
@@ -197,13 +199,11 @@ class FakeBackend:
             token_id = self._token_at(step, sampling.ignore_eos)
             finish = self._finish_reason(request, step, token_id)
             for index, text in enumerate(texts):
-                delta, stopped = (
-                    ("", False) if finish in ("stop", "abort") else text.add(token_id, self)
-                )
-                if stopped:
+                if finish not in ("stop", "abort"):
+                    text.add_token(token_id)  # the engine's own stop-string logic
+                if text.stopped:
                     finish = "stop"
-                elif finish == "length":
-                    delta += text.flush()
+                delta = "" if finish == "abort" else text.take_delta(final=finish is not None)
                 yield GenerateOutput(
                     request_id=request.request_id,
                     index=index,
@@ -239,39 +239,3 @@ class FakeBackend:
             TopLogprob(token_id + k, self.decode([token_id + k]), -0.5 - k) for k in range(num_top)
         )
         return (TokenLogprob(token_id, self.decode([token_id]), -0.5, tops),)
-
-
-class _StopText:
-    """One choice's text; holds back a tail that may be the start of a stop string."""
-
-    def __init__(self, stops: Sequence[str]) -> None:
-        self.stops = [s for s in stops if s]
-        self.text = ""
-        self.num_emitted = 0
-
-    def add(self, token_id: int, backend: FakeBackend) -> tuple[str, bool]:
-        """The text safe to emit after `token_id`, and whether a stop string matched."""
-        self.text += backend.decode([token_id])
-        matches = [self.text.find(s) for s in self.stops if s in self.text]
-        if matches:
-            end = max(min(matches), self.num_emitted)
-            return self._emit(end), True
-        held = max((_overlap(self.text, s) for s in self.stops), default=0)
-        return self._emit(len(self.text) - held), False
-
-    def flush(self) -> str:
-        """Everything not yet emitted."""
-        return self._emit(len(self.text))
-
-    def _emit(self, end: int) -> str:
-        delta = self.text[self.num_emitted : end]
-        self.num_emitted = max(end, self.num_emitted)
-        return delta
-
-
-def _overlap(text: str, stop: str) -> int:
-    """Length of the longest suffix of `text` that is a proper prefix of `stop`."""
-    for length in range(min(len(stop) - 1, len(text)), 0, -1):
-        if text.endswith(stop[:length]):
-            return length
-    return 0

@@ -74,7 +74,7 @@ def run_serve(args: argparse.Namespace) -> int:
         sock.close()  # NOTE: Ray Serve's proxy binds the port itself
         return serve_on_ray(config, lambda port: print(banner(config, port), flush=True))
     from llmserve.api.app import create_app
-    from llmserve.api.host_guard import guard_hosts
+    from llmserve.api.http.host_guard import guard_hosts
     from llmserve.auth import build_gatekeeper
     from llmserve.backends.factory import build_backends
 

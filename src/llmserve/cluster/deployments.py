@@ -108,7 +108,7 @@ def build_application(config: ServerConfig) -> Any:
     engines = {
         d.name: serve.deployment(name=d.name, **engine_options(d.model, config))(
             EngineReplica
-        ).bind(d.model, config.engine, config.home, config.structured)
+        ).bind(d.model, config)
         for d in engine_deployments(config)
     }
     board = serve.deployment(

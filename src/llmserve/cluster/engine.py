@@ -9,26 +9,26 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 from ray import serve
 
-from llmserve.backends.local import LocalBackend
-from llmserve.config import EngineConfig, ModelConfig, StructuredConfig
+from llmserve.backends.factory import build_backend
+from llmserve.config import ModelConfig, ServerConfig
 from llmserve.types import GenerateOutput, GenerateRequest, ModelInfo
 
 
 class EngineReplica:
-    """A `LocalBackend` inside a Ray Serve replica; the ingress calls it by handle."""
+    """Our engine (a `LocalBackend`, built by backends/factory.py) inside a Ray Serve replica;
+    the ingress calls it by handle."""
 
     async def __init__(  # type: ignore[misc]  # NOTE: Ray Serve awaits an async constructor
-        self, model: ModelConfig, engine: EngineConfig, home: Path, structured: StructuredConfig
+        self, model: ModelConfig, server: ServerConfig
     ) -> None:
         # NOTE: engine.num_threads is the one torch-threads setting; a replica's default is the
         # CPUs it declares, so that replicas sharing a machine never oversubscribe its cores.
-        threads = engine.num_threads or model.threads_per_replica
-        engine = dataclasses.replace(engine, num_threads=threads)
-        self._backend = LocalBackend(model, engine, home, structured)
+        threads = server.engine.num_threads or model.threads_per_replica
+        engine = dataclasses.replace(server.engine, num_threads=threads)
+        self._backend = build_backend(model, dataclasses.replace(server, engine=engine))
         await self._backend.start()
         self._replica = serve.get_replica_context().replica_id.unique_id
 

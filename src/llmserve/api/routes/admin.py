@@ -13,12 +13,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import ConfigDict, Field
 
-from llmserve.api.admin_access import KeyInFlight, Limit, require_admin
+from llmserve.api.access.admin_access import KeyInFlight, Limit, require_admin
+from llmserve.api.access.jobs_access import jobs_of
+from llmserve.api.access.usage_query import UsageBucketList, parse_bucket, parse_since
 from llmserve.api.admission import server_state
-from llmserve.api.jobs_access import jobs_of
-from llmserve.api.json_body import parse_json_body
-from llmserve.api.openapi import request_body
-from llmserve.api.usage_query import UsageBucketList, parse_bucket, parse_since
+from llmserve.api.http.json_body import parse_json_body
+from llmserve.api.http.openapi import request_body
 from llmserve.auth.keys import (
     MAX_MODEL_NAME_LENGTH,
     MAX_NAME_LENGTH,

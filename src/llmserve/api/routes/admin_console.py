@@ -17,12 +17,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import ConfigDict, Field
 
-from llmserve.api.admin_access import KeyInFlight, Limit, require_admin
+from llmserve.api.access.admin_access import KeyInFlight, Limit, require_admin
+from llmserve.api.access.jobs_access import JsonBody, jobs_of, page_limit
+from llmserve.api.access.web_files import web_file
 from llmserve.api.admission import ServerState, server_state
-from llmserve.api.jobs_access import JsonBody, jobs_of, page_limit
-from llmserve.api.json_body import parse_json_body
-from llmserve.api.openapi import request_body
-from llmserve.api.web_files import web_file
+from llmserve.api.http.json_body import parse_json_body
+from llmserve.api.http.openapi import request_body
 from llmserve.auth.keys import describe_key
 from llmserve.auth.store import UnknownKeyError
 from llmserve.errors import NotFoundError

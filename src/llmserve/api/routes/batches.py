@@ -5,10 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from pydantic import Field
 
+from llmserve.api.access.jobs_access import JsonBody, job_owner, jobs_of, list_body, page_limit
 from llmserve.api.admission import server_state
-from llmserve.api.jobs_access import JsonBody, job_owner, jobs_of, list_body, page_limit
-from llmserve.api.json_body import parse_json_body
-from llmserve.api.openapi import request_body
+from llmserve.api.http.json_body import parse_json_body
+from llmserve.api.http.openapi import request_body
 from llmserve.errors import LlmserveError, NotFoundError
 from llmserve.jobs.batches import BatchSpec, cancel_batch, create_batch
 from llmserve.jobs.objects import batch_object

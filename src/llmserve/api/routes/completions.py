@@ -6,8 +6,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from llmserve.api.admission import acquire_slot, route_request
-from llmserve.api.openapi import request_body
-from llmserve.api.respond import respond
+from llmserve.api.http.openapi import request_body
+from llmserve.api.http.respond import respond
 from llmserve.serving.completions import prepare_completion
 from llmserve.serving.schemas import CompletionRequest
 

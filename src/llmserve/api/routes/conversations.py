@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
+from llmserve.api.access.jobs_access import JsonBody, jobs_of, list_body
+from llmserve.api.access.list_pages import list_page
 from llmserve.api.admission import server_state
-from llmserve.api.jobs_access import JsonBody, jobs_of, list_body
-from llmserve.api.json_body import parse_json_body
-from llmserve.api.list_pages import list_page
-from llmserve.api.openapi import request_body
+from llmserve.api.http.json_body import parse_json_body
+from llmserve.api.http.openapi import request_body
 from llmserve.errors import NotFoundError
 from llmserve.ids import new_conversation_id
 from llmserve.jobs.store import Page

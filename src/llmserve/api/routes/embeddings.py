@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from llmserve.api.admission import acquire_slot, route_request
-from llmserve.api.openapi import request_body
+from llmserve.api.http.openapi import request_body
 from llmserve.serving.embeddings import prepare_embeddings
 from llmserve.serving.schemas_embeddings import EmbeddingRequest
 

@@ -1,7 +1,7 @@
 """The Files API: POST /v1/files (multipart, streamed to disk), list, retrieve, content, delete.
 
 The upload limit is `jobs.max_file_mb` (a 400 that says it), checked while the body streams in;
-the body-size middleware leaves this route alone (see `api/body_limit.py`).
+the body-size middleware leaves this route alone (see `api/http/body_limit.py`).
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from starlette.datastructures import UploadFile
 from starlette.types import Message
 
-from llmserve.api.body_limit import announced_length
-from llmserve.api.jobs_access import (
+from llmserve.api.access.jobs_access import (
     JsonBody,
     job_owner,
     jobs_of,
@@ -24,6 +23,7 @@ from llmserve.api.jobs_access import (
     refuse_while_draining,
     storage_quota_mb,
 )
+from llmserve.api.http.body_limit import announced_length
 from llmserve.errors import InvalidRequestError, NotFoundError
 from llmserve.jobs.files import (
     check_purpose,

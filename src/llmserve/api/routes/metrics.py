@@ -9,9 +9,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from llmserve.api.admin_access import require_admin
+from llmserve.api.access.admin_access import require_admin
+from llmserve.api.access.jobs_access import jobs_of
 from llmserve.api.admission import server_state
-from llmserve.api.jobs_access import jobs_of
 
 router = APIRouter()
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
+from llmserve.api.access.model_cards import ModelCard, ModelList, model_card, visible_models
 from llmserve.api.admission import server_state
-from llmserve.api.model_cards import ModelCard, ModelList, model_card, visible_models
 from llmserve.errors import ModelNotFoundError
 
 router = APIRouter()

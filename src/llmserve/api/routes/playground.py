@@ -13,10 +13,10 @@ from typing import Literal, TypedDict
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
+from llmserve.api.access.model_cards import ModelCard, visible_models
+from llmserve.api.access.web_files import CONTENT_SECURITY_POLICY as CONTENT_SECURITY_POLICY
+from llmserve.api.access.web_files import web_file
 from llmserve.api.admission import server_state
-from llmserve.api.model_cards import ModelCard, visible_models
-from llmserve.api.web_files import CONTENT_SECURITY_POLICY as CONTENT_SECURITY_POLICY
-from llmserve.api.web_files import web_file
 
 router = APIRouter()
 

@@ -14,14 +14,14 @@ from collections.abc import AsyncGenerator, Mapping
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from llmserve.api.access.jobs_access import job_owner, jobs_of
+from llmserve.api.access.response_access import owned_response, stores_of
 from llmserve.api.admission import Routed, acquire_slot, route_request, server_state
-from llmserve.api.background_admission import acquire_background_slot
-from llmserve.api.jobs_access import job_owner, jobs_of
-from llmserve.api.openapi import request_body
-from llmserve.api.respond import respond
-from llmserve.api.response_access import owned_response, stores_of
-from llmserve.api.sse import RESPONSES_SSE
-from llmserve.api.variants import mark_variant
+from llmserve.api.admission.background_admission import acquire_background_slot
+from llmserve.api.http.openapi import request_body
+from llmserve.api.http.respond import respond
+from llmserve.api.http.sse import RESPONSES_SSE
+from llmserve.api.http.variants import mark_variant
 from llmserve.auth.base import Slot, UsageRecord
 from llmserve.errors import InvalidRequestError
 from llmserve.ids import response_id_of

@@ -10,12 +10,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from llmserve.api.access.jobs_access import JsonBody, jobs_of
+from llmserve.api.access.list_pages import list_page
+from llmserve.api.access.response_access import owned_response, stores_of
 from llmserve.api.admission import acquire_slot, route_request
-from llmserve.api.jobs_access import JsonBody, jobs_of
-from llmserve.api.list_pages import list_page
-from llmserve.api.openapi import request_body
-from llmserve.api.respond import respond
-from llmserve.api.response_access import owned_response, stores_of
+from llmserve.api.http.openapi import request_body
+from llmserve.api.http.respond import respond
 from llmserve.serving.response_compact import prepare_compact
 from llmserve.serving.responses import response_prompt
 from llmserve.serving.schemas_responses import CompactRequest, InputTokensRequest

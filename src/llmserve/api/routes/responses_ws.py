@@ -17,11 +17,11 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
+from llmserve.api.access.jobs_access import jobs_of
+from llmserve.api.access.response_access import stores_of
 from llmserve.api.admission import Routed, acquire_slot, server_state
-from llmserve.api.errors import from_pydantic
-from llmserve.api.jobs_access import jobs_of
-from llmserve.api.middleware import new_request_id
-from llmserve.api.response_access import stores_of
+from llmserve.api.http.errors import from_pydantic
+from llmserve.api.http.middleware import new_request_id
 from llmserve.auth.base import Principal, UsageRecord
 from llmserve.errors import InvalidRequestError, LlmserveError
 from llmserve.serving.responses import prepare_response

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from llmserve.api.admission import route_request
-from llmserve.api.openapi import request_body
+from llmserve.api.http.openapi import request_body
 from llmserve.serving import tokenize as serving
 from llmserve.serving.schemas_tokenize import DetokenizeRequest, TokenizeRequest
 

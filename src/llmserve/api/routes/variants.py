@@ -12,8 +12,8 @@ from fastapi import APIRouter, Request
 from pydantic import ConfigDict, Field
 
 from llmserve.api.admission import server_state
-from llmserve.api.json_body import parse_json_body
-from llmserve.api.openapi import request_body
+from llmserve.api.http.json_body import parse_json_body
+from llmserve.api.http.openapi import request_body
 from llmserve.backends.base import Canary
 from llmserve.errors import InvalidRequestError, NotFoundError
 from llmserve.serving.schemas import StrictModel

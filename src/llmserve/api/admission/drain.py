@@ -8,7 +8,8 @@ in-band before `[DONE]`, a non-streaming request answers it as a 503. Slots are 
 usage recorded) by the same `finally` blocks as on any other end.
 
 Only awaits on the generation run under the cut-off, never a `yield` to the client (as in
-api/deadline.py): cancelling a generator suspended at a `yield` would hit whoever sends its bytes.
+api/http/deadline.py): cancelling a generator suspended at a `yield` would hit whoever sends its
+bytes.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class Drain:
             raise DrainingError()
 
     def enter(self) -> None:
-        """Count one admitted request in flight (api/admitted.py)."""
+        """Count one admitted request in flight (api/admission/admitted.py)."""
         self.num_in_flight += 1
 
     def leave(self) -> None:

@@ -24,13 +24,13 @@ from typing import Generic, TypeVar
 from fastapi import Request
 from starlette.requests import HTTPConnection
 
-from llmserve.api.admitted import AdmittedSlot
-from llmserve.api.drain import Drain
-from llmserve.api.json_body import parse_json_body
-from llmserve.api.queue_gauge import QueueGauge
-from llmserve.api.request_log import note_caller
-from llmserve.api.request_metrics import counting_rejections
-from llmserve.api.variants import mark_variant
+from llmserve.api.admission.admitted import AdmittedSlot
+from llmserve.api.admission.drain import Drain
+from llmserve.api.admission.queue_gauge import QueueGauge
+from llmserve.api.http.json_body import parse_json_body
+from llmserve.api.http.request_log import note_caller
+from llmserve.api.http.request_metrics import counting_rejections
+from llmserve.api.http.variants import mark_variant
 from llmserve.auth.base import Gatekeeper, Principal, Slot
 from llmserve.backends.base import Backend
 from llmserve.config import ServerConfig

@@ -1,12 +1,12 @@
 """Feeds metrics.py from the API layer: request figures where outputs stream, per-key figures at
 admission and slot release.
 
-- `watch_outputs` wraps a generation's outputs (streaming or not, see api/respond.py): time to
+- `watch_outputs` wraps a generation's outputs (streaming or not, see api/http/respond.py): time to
   first token and end-to-end latency from the request's arrival, inter-token latency per choice,
   the backend's queue time, prompt and generation tokens, and each choice's finish reason (a
   choice that never finished, cut off by a disconnect, timeout or drain, counts as "abort").
 - `counting_rejections` counts 429s and 503s per key (the per-key in-flight gauge and token
-  counters are kept by the admitted request, api/admitted.py).
+  counters are kept by the admitted request, api/admission/admitted.py).
 """
 
 from __future__ import annotations

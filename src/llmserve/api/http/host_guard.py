@@ -18,7 +18,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from llmserve.api.errors import error_response
+from llmserve.api.http.errors import error_response
 from llmserve.config import ServerConfig
 from llmserve.errors import InvalidRequestError, PermissionDeniedError
 

@@ -17,8 +17,8 @@ import anyio
 from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from llmserve.api.deadline import Deadline
-from llmserve.api.errors import client_error, server_error
+from llmserve.api.http.deadline import Deadline
+from llmserve.api.http.errors import client_error, server_error
 from llmserve.auth.base import Slot
 from llmserve.errors import LlmserveError
 from llmserve.serving.outputs import close_iterator

@@ -3,7 +3,8 @@
 `RequestLogMiddleware` sits inside the request-id middleware. It notes the arrival time (time to
 first token is measured from it), and when the response is done it logs the line and counts the
 request against its key in `llmserve:api_key_requests_total`. Routes note who called for which
-model with `note_caller`; the slot notes the usage when it is released (api/request_metrics.py).
+model with `note_caller`; the admitted slot notes the usage when it is released
+(api/admission/admitted.py).
 Probes and scrapes (/health, /live, /metrics) log at DEBUG only.
 """
 

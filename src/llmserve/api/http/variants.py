@@ -2,7 +2,7 @@
 
 The route resolves the variant (`serving/routing.resolve_backend`) and marks the request with
 it; this middleware then puts the header on every answer to that request (errors and streams
-included). The admitted request records its usage under `MODEL@VARIANT` (api/admitted.py).
+included). The admitted request records its usage under `MODEL@VARIANT` (api/admission/admitted.py).
 """
 
 from __future__ import annotations

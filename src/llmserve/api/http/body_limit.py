@@ -15,7 +15,7 @@ import asyncio
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from llmserve.api.errors import error_response
+from llmserve.api.http.errors import error_response
 from llmserve.errors import BodyTimeoutError, RequestTooLargeError
 
 

@@ -2,7 +2,7 @@
 
 It holds the key's slot (the gatekeeper's), the request's place in its model's queue gauge, the
 key's figures in /metrics and the drain's count of requests in flight. `acquire_slot`
-(api/admission.py) makes one once every admission check passed; routes and `api/sse.py` release
+(api/admission/) makes one once every admission check passed; routes and `api/http/sse.py` release
 it in `finally`. The order of release is written out in `release`.
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Mapping
 
 from starlette.datastructures import State
 
-from llmserve.api.drain import Drain
-from llmserve.api.queue_gauge import QueueTicket
+from llmserve.api.admission.drain import Drain
+from llmserve.api.admission.queue_gauge import QueueTicket
 from llmserve.auth.base import Slot, UsageRecord
 from llmserve.metrics import ServerMetrics
 from llmserve.serving.routing import variant_usage

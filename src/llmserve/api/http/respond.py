@@ -12,9 +12,9 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
 from llmserve.api.admission import request_id_of, server_state
-from llmserve.api.deadline import Deadline
-from llmserve.api.request_metrics import OutputObserver, arrival_time, watch_outputs
-from llmserve.api.sse import CHAT_SSE, SseFormat, sse_response
+from llmserve.api.http.deadline import Deadline
+from llmserve.api.http.request_metrics import OutputObserver, arrival_time, watch_outputs
+from llmserve.api.http.sse import CHAT_SSE, SseFormat, sse_response
 from llmserve.auth.base import Slot
 from llmserve.serving.cache_namespace import namespace_kind
 from llmserve.serving.generation import Generation

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from fastapi import Request
 
-from llmserve.api.jobs_access import ListObject, list_body, page_limit
+from llmserve.api.access.jobs_access import ListObject, list_body, page_limit
 from llmserve.errors import InvalidRequestError
 from llmserve.jobs.store import Page
 from llmserve.serving.response_items import Item

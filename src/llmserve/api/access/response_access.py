@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import Request
 
-from llmserve.api.jobs_access import job_owner, jobs_of
+from llmserve.api.access.jobs_access import job_owner, jobs_of
 from llmserve.errors import NotFoundError
 from llmserve.jobs.service import Jobs
 from llmserve.jobs.store import ResponseRecord

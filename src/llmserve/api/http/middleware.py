@@ -13,7 +13,7 @@ import re
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from llmserve.api.errors import error_response, server_error
+from llmserve.api.http.errors import error_response, server_error
 from llmserve.ids import new_request_id as new_request_id  # the id a route may make itself
 
 logger = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from typing import TypeVar
 from fastapi import Request
 
 from llmserve.api.admission import Routed, server_state
-from llmserve.api.request_metrics import counting_rejections
+from llmserve.api.http.request_metrics import counting_rejections
 from llmserve.auth.base import Slot
 from llmserve.serving.schemas import ModelRequest
 
