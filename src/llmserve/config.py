@@ -26,6 +26,7 @@ TOOL_CALL_PARSERS = ("hermes", "llama3_json", "mistral", "mistral_args")
 BUILTIN_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 BackendKind = Literal["local", "fake"]
+DATABASE_PREFIXES = ("sqlite:///", "postgresql://", "postgres://")
 IN_PROCESS = "in-process"  # auth.limit_store: per-key limits counted by this process alone
 
 # Fields that moved: their old spelling is refused with the new one named.
@@ -35,6 +36,11 @@ RENAMED_FIELDS = {
     "auth.request_timeout_s": "limits.request_timeout_s",
 }
 ModelKindSetting = Literal["auto", "chat", "embedding"]
+
+
+def default_database() -> str | None:
+    """`$LLMSERVE_DATABASE_URL`, else None (SQLite files in the home)."""
+    return os.environ.get("LLMSERVE_DATABASE_URL") or None
 
 
 def default_home() -> Path:
@@ -285,8 +291,15 @@ class ServerConfig:
     # names are always allowed; an Origin other than the server's own needs to be listed.
     allowed_hosts: tuple[str, ...] = ()  # more `Host` names; "*" allows any
     cors_origins: tuple[str, ...] = ()  # e.g. "http://localhost:3000"; "*" allows any
+    # Issue 21: where keys, usage and jobs live: None (SQLite files in `home`), sqlite:///PATH
+    # or postgresql://USER:PASSWORD@HOST:PORT/DB (shared by every process and node).
+    database: str | None = field(default_factory=default_database)
 
     def __post_init__(self) -> None:
+        if self.database is not None and not self.database.startswith(DATABASE_PREFIXES):
+            raise ValueError(
+                "database must be sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DB"
+            )
         if self.shutdown_timeout_s < 0:
             raise ValueError("shutdown_timeout_s must be non-negative")
         if not self.models:

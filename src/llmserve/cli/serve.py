@@ -45,6 +45,13 @@ def add_serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         help="where per-key limits are counted: in-process (this process; also 'sqlite', its old "
         "name) or a redis:// URL shared by several server processes (auth.limit_store)",
     )
+    parser.add_argument(
+        "--database",
+        help="where keys, usage, files, batches and stored responses live: "
+        "postgresql://USER:PASSWORD@HOST:PORT/DB (shared by every process and node) or "
+        "sqlite:///PATH (default: SQLite files in the home; also database: and "
+        "LLMSERVE_DATABASE_URL)",
+    )
     add_operations_arguments(parser)
     parser.add_argument(
         "--ray", action="store_true", help="run on Ray Serve (runtime: ray); see README: Scale out"
@@ -98,6 +105,8 @@ def serve_config(args: argparse.Namespace) -> ServerConfig:
         overrides["host"] = args.host
     if args.port is not None:
         overrides["port"] = args.port
+    if args.database is not None:
+        overrides["database"] = args.database
     auth_overrides: dict[str, object] = {}
     if args.no_auth:
         auth_overrides["no_auth"] = True
