@@ -80,7 +80,8 @@ class Database:
             with self._pool.connection(timeout=POOL_TIMEOUT_S) as connection:
                 yield connection
         except (psycopg.OperationalError, PoolTimeout) as exc:
-            logger.warning("database unavailable: %s", unreachable(self.url, exc))
+            detail = " ".join(str(exc).split()) or type(exc).__name__
+            logger.warning("database unavailable (%s): %s", redacted(self.url), detail)
             raise DatabaseUnavailableError(
                 "The server cannot reach its database (PostgreSQL); please retry shortly."
             ) from None

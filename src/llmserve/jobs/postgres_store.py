@@ -178,6 +178,13 @@ class PostgresJobStore(PostgresResponseTables, PostgresConversationTables):
     def record_line(self, batch_id: str, result: LineResult) -> bool:
         """Store one finished line and count it; False when that line was already stored."""
         with self._tx() as connection:
+            # NOTE: the batch row is locked first: the line's foreign key check takes a share
+            # lock on it, and two runners upgrading shared locks would deadlock
+            row = connection.execute(
+                "SELECT doc FROM batches WHERE id = %s FOR UPDATE", (batch_id,)
+            ).fetchone()
+            if row is None:
+                raise KeyError(batch_id)
             cursor = connection.execute(
                 "INSERT INTO batch_lines (batch_id, line_no, custom_id, is_error, line,"
                 " prompt_tokens, completion_tokens) VALUES (%s, %s, %s, %s, %s, %s, %s)"
@@ -187,10 +194,6 @@ class PostgresJobStore(PostgresResponseTables, PostgresConversationTables):
             )  # fmt: skip
             if cursor.rowcount != 1:
                 return False
-            row = connection.execute(
-                "SELECT doc FROM batches WHERE id = %s FOR UPDATE", (batch_id,)
-            ).fetchone()
-            assert row is not None  # NOTE: lines reference their batch (foreign key)
             doc = json.loads(row[0])
             _count_line(doc, result)
             connection.execute(
