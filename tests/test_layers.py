@@ -20,6 +20,18 @@ FORBIDDEN = {
     "jobs": {"api", "cli", "cluster"},
     "api": {"cli", "cluster", "engine"},
     "cluster": {"cli"},
+    # Issue 21: the database floor (PostgreSQL pool, migrations, db copy) knows only the root.
+    "database": {
+        "api",
+        "serving",
+        "backends",
+        "auth",
+        "engine",
+        "models",
+        "jobs",
+        "cli",
+        "cluster",
+    },
 }
 # Modules at the package root are the shared vocabulary: they import no folder at all.
 ROOT_MODULES = ("types.py", "sampling.py", "errors.py", "config.py", "scale_config.py")

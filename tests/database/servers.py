@@ -21,15 +21,17 @@ jobs:
 
 
 class Server:
-    """One `llmserve serve --config … --database …` process with its own home."""
+    """One `llmserve serve --config … [--database …]` process with its own home."""
 
-    def __init__(self, workdir: Path, database: str, state: str | None = None) -> None:
+    def __init__(self, workdir: Path, database: str | None, state: str | None = None) -> None:
         home = workdir / "home"
         config = workdir / "llmserve.yaml"
         workdir.mkdir(parents=True, exist_ok=True)
         config.write_text(CONFIG.format(home=home), encoding="utf-8")
         command = [sys.executable, "-m", "llmserve", "serve", "--config", str(config)]
-        command += ["--port", "0", "--database", database]
+        command += ["--port", "0"]
+        if database is not None:  # None: SQLite in the home
+            command += ["--database", database]
         if state is not None:
             command += ["--state", state]
         env = {**os.environ, "LLMSERVE_HOME": str(home), "LLMSERVE_ADMIN_KEY": ADMIN_KEY}
