@@ -180,7 +180,7 @@ class PostgresKeyStore:
         return _row_to_key(rows[0]) if rows else None
 
     def _rows(self, query: str, params: tuple[object, ...]) -> list[tuple[Any, ...]]:
-        with self.database.transaction() as connection:
+        with self.database.connection() as connection:
             return connection.execute(query, params).fetchall()
 
 

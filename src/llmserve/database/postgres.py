@@ -64,8 +64,9 @@ class Database:
             min_size=1,
             max_size=max_size,
             open=False,
-            check=ConnectionPool.check_connection,  # NOTE: a connection cut by a restart is
-            kwargs={"connect_timeout": CONNECT_TIMEOUT_S},  # replaced, never handed out
+            check=ConnectionPool.check_connection,  # NOTE: a connection cut by a restart is not
+            # handed out; reads run alone (autocommit), writes in `transaction`
+            kwargs={"connect_timeout": CONNECT_TIMEOUT_S, "autocommit": True},  # replaced
             reconnect_timeout=24 * 3600.0,  # keep trying while the database is away
         )
         self._pool.open(wait=False)
@@ -76,6 +77,12 @@ class Database:
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
         """One connection for one transaction: committed at the end, rolled back on an error."""
+        with self.connection() as connection, connection.transaction():
+            yield connection
+
+    @contextmanager
+    def connection(self) -> Iterator[Connection]:
+        """One connection in autocommit mode: for a single statement (a read)."""
         try:
             with self._pool.connection(timeout=POOL_TIMEOUT_S) as connection:
                 yield connection

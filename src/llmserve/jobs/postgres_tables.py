@@ -42,7 +42,7 @@ class PostgresTables:
             yield connection
 
     def _rows(self, query: str, params: tuple[object, ...] = ()) -> list[Row]:
-        with self.database.transaction() as connection:
+        with self.database.connection() as connection:
             return connection.execute(query, params).fetchall()
 
     def close(self) -> None:
