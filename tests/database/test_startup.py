@@ -17,19 +17,24 @@ from llmserve.database.migrations import LATEST_VERSION
 pytestmark = pytest.mark.slow
 
 
-def serve(database: str, home: Path) -> subprocess.CompletedProcess[str]:
+def serve(database: str, home: Path, *, from_env: bool = False) -> subprocess.CompletedProcess[str]:
     config = home / "llmserve.yaml"
     home.mkdir(parents=True, exist_ok=True)
     config.write_text("models:\n  - {name: fake-chat, source: fake, backend: fake}\n")
     command = [sys.executable, "-m", "llmserve", "serve", "--config", str(config)]
-    command += ["--port", "0", "--database", database]
+    command += ["--port", "0"]
     env = {**os.environ, "LLMSERVE_HOME": str(home)}
+    if from_env:
+        env["LLMSERVE_DATABASE_URL"] = database
+    else:
+        command += ["--database", database]
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
 
 
-def test_unreachable_database_is_one_line_and_exit_2(tmp_path: Path) -> None:
+@pytest.mark.parametrize("from_env", [False, True], ids=["--database", "LLMSERVE_DATABASE_URL"])
+def test_unreachable_database_is_one_line_and_exit_2(tmp_path: Path, from_env: bool) -> None:
     url = f"postgresql://llmserve:{PASSWORD}@127.0.0.1:{free_port()}/llmserve"
-    done = serve(url, tmp_path)
+    done = serve(url, tmp_path, from_env=from_env)
     assert done.returncode == 2
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith("llmserve: cannot reach PostgreSQL at postgresql://llmserve:***@")

@@ -52,12 +52,17 @@ def chat(url: str, secret: str) -> httpx.Response:
     return httpx.post(f"{url}/v1/chat/completions", json=body, headers=headers, timeout=30)
 
 
-def keys_usage(database_url: str, home: Path) -> list[dict[str, Any]]:
-    """`llmserve keys usage --json --database …`, as an operator runs it."""
-    command = [sys.executable, "-m", "llmserve", "keys", "usage", "--json"]
-    command += ["--database", database_url]
+def keys_cli(database_url: str, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`llmserve keys … --database …`, as an operator runs it (in a home of its own)."""
+    command = [sys.executable, "-m", "llmserve", "keys", *args, "--database", database_url]
     env = {**os.environ, "LLMSERVE_HOME": str(home)}
-    done = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+
+
+def keys_usage(database_url: str, home: Path) -> list[dict[str, Any]]:
+    """`llmserve keys usage --json`: one row per key and model, ordered by key name."""
+    done = keys_cli(database_url, home, "usage", "--json")
+    assert done.returncode == 0, done.stderr
     rows: list[dict[str, Any]] = json.loads(done.stdout)
     return rows
 
@@ -79,11 +84,18 @@ def test_key_made_on_one_server_works_on_the_other_and_revocation_reaches_it_wit
     refused = wait_until(lambda: (r := chat(b.url, secret)).status_code == 401 and r, "401 on B")
     assert time.monotonic() - revoked_at < 1.0
     assert "revoked" in refused.json()["error"]["message"]
+    other = httpx.post(f"{a.url}/admin/keys", json={"name": "other"}, headers=admin, timeout=30)
+    other_secret = other.json()["key"]
+    assert chat(b.url, other_secret).status_code == 200
+    revoke = keys_cli(database_url, tmp_path / "cli-home", "revoke", "other")
+    assert revoke.returncode == 0, revoke.stderr  # `llmserve keys revoke` on the same database
+    assert chat(a.url, other_secret).status_code == 401
     a.stop()
     b.stop()  # both wrote their usage on the way out
-    (row,) = keys_usage(database_url, tmp_path / "cli-home")
+    name_to_row = {row["key_name"]: row for row in keys_usage(database_url, tmp_path / "cli-home")}
+    row = name_to_row["team"]
     usages = [r.json()["usage"] for r in [*answers]]
-    assert row["key_name"] == "team"
+    assert name_to_row["other"]["requests"] == 1
     assert row["requests"] == 8  # the first request on B and the seven after it
     first = usages[0]  # the fake model answers the same prompt with the same tokens
     assert row["prompt_tokens"] == 8 * first["prompt_tokens"]
