@@ -7,6 +7,9 @@ fake and embedding models run in the replica itself.
 
 from __future__ import annotations
 
+import dataclasses
+import os
+from pathlib import Path
 from typing import Any
 
 from ray import serve
@@ -27,13 +30,15 @@ from llmserve.cluster.deployments import (
 )
 from llmserve.config import ModelConfig, ServerConfig
 
+POSTGRES_PREFIXES = ("postgresql://", "postgres://")
+
 
 @serve.ingress()
 class IngressReplica:
     """Builds the FastAPI app once its engine and board handles are known."""
 
     def __init__(self, config: ServerConfig, engines: dict[str, Any], board: Any) -> None:
-        self._config = config
+        self._config = node_config(config)
         self._engines = engines  # deployment name -> DeploymentHandle (Serve resolved them)
         self._board = RayCanaryBoard(board)
 
@@ -62,6 +67,16 @@ class IngressReplica:
             lambda: running_replicas(deployment.name),
             self._config.engine.max_num_seqs,
         )
+
+
+def node_config(config: ServerConfig) -> ServerConfig:
+    """Issue 21: with a PostgreSQL database nothing durable lives in the home, so a replica keeps
+    its local files (its copies of uploaded files) in its own node's `LLMSERVE_HOME`, when that
+    node sets one; with SQLite every replica must use the one shared home of the config."""
+    node_home = os.environ.get("LLMSERVE_HOME")
+    if config.database is None or not config.database.startswith(POSTGRES_PREFIXES):
+        return config
+    return dataclasses.replace(config, home=Path(node_home)) if node_home else config
 
 
 def running_replicas(deployment: str) -> int:
