@@ -16,6 +16,7 @@ from typing import TypeVar
 
 import httpx
 import openai
+import psycopg
 import pytest
 from redis_process import free_port
 
@@ -32,8 +33,18 @@ ingress: {{replicas: 2}}
 auth: {{limit_store: "{redis_url}", admin_key: {admin_key}}}
 models:
   - {{name: fake-chat, source: fake, backend: fake, fake_token_delay_s: 0.002}}
+  - {{name: slow-chat, source: fake, backend: fake, fake_token_delay_s: 0.05}}
 jobs: {{lease_s: 1.0}}
 """
+
+
+def batch_file(model: str, num_lines: int) -> bytes:
+    return b"".join(
+        json.dumps({"custom_id": f"r-{i}", "method": "POST", "url": "/v1/chat/completions",
+                    "body": {"model": model,
+                             "messages": [{"role": "user", "content": str(i)}]}}).encode() + b"\n"
+        for i in range(num_lines)
+    )  # fmt: skip
 
 
 def wait_until(check: Callable[[], T], what: str, deadline_s: float = 120.0) -> T:
@@ -103,12 +114,7 @@ def test_both_nodes_serve_one_service_from_postgres(
     assert created.status_code == 201, created.text
     secret = created.json()["key"]
     sdk = openai.OpenAI(base_url=f"{url}/v1", api_key=secret, max_retries=0, timeout=60)
-    content = b"".join(
-        json.dumps({"custom_id": f"r-{i}", "method": "POST", "url": "/v1/chat/completions",
-                    "body": {"model": "fake-chat",
-                             "messages": [{"role": "user", "content": str(i)}]}}).encode() + b"\n"
-        for i in range(20)
-    )  # fmt: skip
+    content = batch_file("fake-chat", 20)
     uploaded = sdk.files.create(file=("in.jsonl", content), purpose="batch")
 
     def both_homes_hold_a_copy() -> bool:
@@ -146,3 +152,39 @@ def test_both_nodes_serve_one_service_from_postgres(
         for _ in range(6)
     }
     assert statuses == {401}  # on both nodes' replicas, at their next request
+
+
+def test_a_replica_killed_mid_batch_leaves_the_batch_to_the_other(
+    two_node_service: tuple[str, Path, Path], database_url: str
+) -> None:
+    url, _, _ = two_node_service
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    created = httpx.post(f"{url}/admin/keys", json={"name": "kill"}, headers=admin, timeout=60)
+    sdk = openai.OpenAI(base_url=f"{url}/v1", api_key=created.json()["key"], max_retries=2)
+    num_lines = 80
+    uploaded = sdk.files.create(
+        file=("in.jsonl", batch_file("slow-chat", num_lines)), purpose="batch"
+    )
+    batch = sdk.batches.create(
+        input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    wait_until(lambda: done_count(sdk, batch.id) >= 5, "the batch to start")
+    with psycopg.connect(database_url) as connection:
+        row = connection.execute("SELECT lease_holder FROM batches WHERE id = %s", (batch.id,))
+        holder = str(row.fetchone()[0])  # type: ignore[index]
+    os.kill(int(holder.split("-")[-2]), signal.SIGKILL)  # host-pid-random: the replica running it
+    assert done_count(sdk, batch.id) < num_lines  # killed mid-run
+    final = wait_until(
+        lambda: (found := sdk.batches.retrieve(batch.id)).status == "completed" and found,
+        "another replica to finish the batch",
+    )
+    outputs = sdk.files.content(str(final.output_file_id)).text.splitlines()
+    ids = sorted(json.loads(o)["custom_id"] for o in outputs)
+    assert ids == sorted(f"r-{i}" for i in range(num_lines))  # every line exactly once
+    assert final.request_counts is not None
+    assert final.request_counts.completed == num_lines
+
+
+def done_count(sdk: openai.OpenAI, batch_id: str) -> int:
+    counts = sdk.batches.retrieve(batch_id).request_counts
+    return 0 if counts is None else counts.completed + counts.failed
