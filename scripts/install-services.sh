@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs the real programs the tests use when they are missing: Debian's redis-server (limits
-# shared between processes) and chromium (the playground's browser test, driven by Playwright).
+# shared between processes), chromium (the playground's browser test, driven by Playwright) and
+# PostgreSQL (`serve --database postgresql://`; tests run their own cluster with its initdb).
 set -euo pipefail
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq

@@ -92,7 +92,7 @@ def test_unknown_keys_are_named_with_what_is_allowed(tmp_path: Path) -> None:
     assert found[0] == (
         "prot: unknown field; allowed: models, host, port, home, engine, auth, limits, metrics, "
         "log, shutdown_timeout_s, runtime, ingress, ray, jobs, structured, allowed_hosts, "
-        "cors_origins"
+        "cors_origins, database"
     )
     assert found[1].startswith("engine.max_seqs: unknown field; allowed: max_num_seqs,")
 

@@ -18,7 +18,8 @@ MAP = ROOT / "docs" / "architecture.md"
 
 VOCABULARY = frozenset({"types", "sampling", "errors", "config", "scale_config", "ids", "statuses"})
 ROOT_MODULES = VOCABULARY | {"metrics", "logs", "remote"}
-SERVED = ROOT_MODULES | {"models", "structured", "engine", "auth", "backends", "serving", "jobs"}
+SERVED = ROOT_MODULES | {"models", "structured", "engine", "database", "auth", "backends"}
+SERVED |= {"serving", "jobs"}
 # What each folder or root module may import of llmserve (besides itself), as the map says.
 ALLOWED: dict[str, frozenset[str]] = {
     "types": frozenset({"sampling"}),
@@ -33,10 +34,11 @@ ALLOWED: dict[str, frozenset[str]] = {
     "models": VOCABULARY,
     "structured": VOCABULARY,
     "engine": VOCABULARY | {"models", "structured"},
-    "auth": VOCABULARY,
+    "database": VOCABULARY,
+    "auth": VOCABULARY | {"database"},
     "backends": VOCABULARY | {"models", "engine", "structured"},
     "serving": VOCABULARY | {"models", "auth", "backends", "structured"},
-    "jobs": VOCABULARY | {"models", "auth", "backends", "serving"},
+    "jobs": VOCABULARY | {"models", "auth", "backends", "serving", "database"},
     "api": SERVED - {"engine"},
     "web": frozenset(),  # static files: no Python
     "chat": ROOT_MODULES,

@@ -38,8 +38,8 @@ from llmserve.api.startup import start_or_exit
 from llmserve.auth.base import Gatekeeper
 from llmserve.backends.base import Backend
 from llmserve.config import ServerConfig
-from llmserve.jobs.service import Jobs, job_store_path
-from llmserve.jobs.sqlite_store import SqliteJobStore
+from llmserve.jobs.open_store import open_job_store
+from llmserve.jobs.service import Jobs
 from llmserve.jobs.workers import JobWorkers
 from llmserve.metrics import ServerMetrics
 
@@ -48,7 +48,7 @@ def create_app(
     config: ServerConfig, backends: Mapping[str, Backend], gatekeeper: Gatekeeper
 ) -> FastAPI:
     """An app serving `backends` (by model name); its lifespan starts and stops them."""
-    jobs = Jobs(SqliteJobStore(job_store_path(config.home)), config.home, config.jobs)
+    jobs = Jobs(open_job_store(config.home, config.database), config.home, config.jobs)
     workers = JobWorkers(jobs, backends, gatekeeper)
 
     @asynccontextmanager

@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from llmserve.auth.gatekeeper import KeyGatekeeper
+from llmserve.auth.key_store import KeyStore
 from llmserve.auth.limits import LimitState, LocalLimitState
+from llmserve.auth.postgres_store import PostgresKeyStore
 from llmserve.auth.redis_limits import RedisLimitState
 from llmserve.auth.store import SqliteKeyStore
 from llmserve.config import AuthConfig, ServerConfig
+from llmserve.database.url import parse_database_url
 
 DB_FILENAME = "llmserve.db"
 
@@ -18,9 +21,14 @@ def key_store_path(home: Path) -> Path:
     return home / DB_FILENAME
 
 
-def open_key_store(home: Path) -> SqliteKeyStore:
-    """The key store of `home` (created on first use)."""
-    return SqliteKeyStore(key_store_path(home))
+def open_key_store(home: Path, database: str | None = None) -> KeyStore:
+    """The key store of `home` (created on first use), or of `database` when one is named."""
+    if database is None:
+        return SqliteKeyStore(key_store_path(home))
+    parsed = parse_database_url(database)
+    if parsed.sqlite_path is not None:
+        return SqliteKeyStore(parsed.sqlite_path)
+    return PostgresKeyStore(parsed.url)
 
 
 def build_limit_state(config: AuthConfig) -> LimitState:
@@ -32,4 +40,5 @@ def build_limit_state(config: AuthConfig) -> LimitState:
 
 def build_gatekeeper(config: ServerConfig) -> KeyGatekeeper:
     """The server's gatekeeper; with no keys in the store it admits anonymous callers."""
-    return KeyGatekeeper(open_key_store(config.home), build_limit_state(config.auth), config.auth)
+    store = open_key_store(config.home, config.database)
+    return KeyGatekeeper(store, build_limit_state(config.auth), config.auth)

@@ -10,9 +10,10 @@ from collections.abc import Mapping
 
 from llmserve.auth.base import ANONYMOUS_KEY_ID, Principal, UsageRecord
 from llmserve.auth.headers import rate_limit_error, ratelimit_headers
+from llmserve.auth.key_store import KeyStore, second_connection, store_problem
 from llmserve.auth.keys import ApiKey, KeySpec, hash_secret, hashes_match, mask
 from llmserve.auth.limits import Admission, Limits, LimitState
-from llmserve.auth.store import SqliteKeyStore, UsageDelta, UsageRow
+from llmserve.auth.store import UsageDelta, UsageRow
 from llmserve.auth.usage_buckets import Bucket, UsageBucketRow
 from llmserve.auth.usage_writer import RequestUsage, UsageWriter
 from llmserve.config import AuthConfig
@@ -72,14 +73,14 @@ class KeySlot:
 
 
 class KeyGatekeeper:
-    """Authenticates against a `SqliteKeyStore` and admits within a `LimitState`."""
+    """Authenticates against a `KeyStore` and admits within a `LimitState`."""
 
-    def __init__(self, store: SqliteKeyStore, state: LimitState, config: AuthConfig) -> None:
+    def __init__(self, store: KeyStore, state: LimitState, config: AuthConfig) -> None:
         self.store = store
         self.state = state
         self.config = config
         # NOTE: a second connection, written from its own thread: the loop never waits on SQLite.
-        self.usage_writer = UsageWriter(SqliteKeyStore(store.path))
+        self.usage_writer = UsageWriter(second_connection(store))
         self._key_id_to_key: dict[str, ApiKey] = {}  # refreshed by every authenticate
         self._key_to_leases: dict[str, set[str]] = {}
         self._heartbeat: asyncio.Task[None] | None = None
@@ -150,7 +151,8 @@ class KeyGatekeeper:
         return await self.state.num_in_flight(key_id)
 
     async def dependency_problem(self) -> str | None:
-        return await self.state.dependency_problem()
+        problem = await asyncio.to_thread(store_problem, self.store)  # PostgreSQL down
+        return problem or await self.state.dependency_problem()
 
     async def usage(self, name: str | None = None) -> list[UsageRow]:
         """Usage totals (see `SqliteKeyStore.usage`), including every request released so far."""

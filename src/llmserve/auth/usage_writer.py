@@ -15,9 +15,16 @@ import logging
 import sqlite3
 import threading
 import time
+from typing import TYPE_CHECKING
+
+import psycopg
 
 from llmserve.auth.base import UsageRecord
-from llmserve.auth.store import SqliteKeyStore, UsageDelta
+from llmserve.auth.store import UsageDelta
+from llmserve.errors import OverloadedError
+
+if TYPE_CHECKING:
+    from llmserve.auth.key_store import KeyStore
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +35,7 @@ RETRY_PAUSE_S = 0.5  # after a failed write (the database is locked), wait this 
 class UsageWriter:
     """Adds usage deltas to a key store from one daemon thread."""
 
-    def __init__(self, store: SqliteKeyStore) -> None:
+    def __init__(self, store: KeyStore) -> None:
         self._store = store  # the writer's own connection: readers never wait behind it
         self._pending: dict[tuple[str, str], UsageDelta] = {}
         self._changed = threading.Condition()
@@ -79,7 +86,8 @@ class UsageWriter:
         try:
             self._store.add_usage(batch)
             return True
-        except sqlite3.Error as exc:  # locked past the busy timeout: merge back and retry
+        # locked past the busy timeout, or PostgreSQL away: merge back and retry
+        except (sqlite3.Error, psycopg.Error, OverloadedError) as exc:
             logger.warning("could not write usage (%s); retrying", exc)
             with self._changed:
                 for key, delta in self._pending.items():

@@ -14,6 +14,7 @@ from llmserve.cli.batch import add_batch_parser
 from llmserve.cli.bench import add_bench_parser
 from llmserve.cli.canary import add_canary_parser
 from llmserve.cli.chat import add_chat_parser
+from llmserve.cli.db import add_db_parser
 from llmserve.cli.keys import add_keys_parser
 from llmserve.cli.models import add_models_parser, add_pull_parser
 from llmserve.cli.serve import add_serve_parser
@@ -27,6 +28,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]]
     add_models_parser,
     add_canary_parser,
     add_batch_parser,
+    add_db_parser,
 ]
 
 

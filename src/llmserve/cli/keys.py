@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from llmserve.auth.factory import open_key_store
+from llmserve.auth.key_store import KeyStore
 from llmserve.auth.keys import (
     KeySpec,
     KeySpecError,
@@ -19,11 +20,12 @@ from llmserve.auth.keys import (
 )
 from llmserve.auth.store import (
     DuplicateKeyNameError,
-    SqliteKeyStore,
     UnknownKeyError,
     describe_usage,
 )
-from llmserve.config import AuthConfig, default_home
+from llmserve.config import AuthConfig, default_database, default_home
+from llmserve.database.postgres import check_postgres
+from llmserve.database.url import parse_database_url
 from llmserve.jobs.revocation import cancel_jobs_of
 
 
@@ -31,6 +33,12 @@ def add_keys_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     """`llmserve keys`: register it and its subcommands on the CLI's subparsers."""
     home = argparse.ArgumentParser(add_help=False)  # --home before or after the action
     home.add_argument("--home", type=Path, default=argparse.SUPPRESS, help="llmserve home")
+    home.add_argument(
+        "--database",
+        default=argparse.SUPPRESS,
+        help="the server's --database (sqlite:///PATH or postgresql://…; default: "
+        "LLMSERVE_DATABASE_URL, else the home's SQLite file)",
+    )
     keys = subparsers.add_parser(
         "keys", parents=[home], help="manage API keys and show their usage"
     )
@@ -69,18 +77,31 @@ def add_keys_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
 
 def run_keys(args: argparse.Namespace) -> int:
     """Run one `keys` subcommand; returns the exit status."""
-    store = open_key_store(getattr(args, "home", None) or default_home())
+    home = getattr(args, "home", None) or default_home()
+    database = getattr(args, "database", None) or default_database()
+    try:
+        store = open_store(home, database)
+    except ValueError as exc:
+        print(f"llmserve keys: error: {exc}", file=sys.stderr)
+        return 2
     try:
         command = args.keys_command
         if command == "create":
             return _create(store, args)
         if command == "revoke":
-            return _revoke(store, args.name, getattr(args, "home", None) or default_home())
+            return _revoke(store, args.name, home, database)
         if command == "list":
             return _list(store, as_json=args.json)
         return _usage(store, args.name, as_json=args.json)
     finally:
         store.close()
+
+
+def open_store(home: Path, database: str | None) -> KeyStore:
+    """The key store `serve` would use; a database that does not answer is a ValueError."""
+    if database is not None and parse_database_url(database).is_postgres:
+        check_postgres(database)
+    return open_key_store(home, database)
 
 
 def key_spec(args: argparse.Namespace) -> KeySpec:
@@ -104,7 +125,7 @@ def key_spec(args: argparse.Namespace) -> KeySpec:
     )
 
 
-def _create(store: SqliteKeyStore, args: argparse.Namespace) -> int:
+def _create(store: KeyStore, args: argparse.Namespace) -> int:
     try:
         key, secret = store.create_key(key_spec(args))
     except KeySpecError as exc:
@@ -122,20 +143,20 @@ def _fail(message: str) -> int:
     return 2
 
 
-def _revoke(store: SqliteKeyStore, name: str, home: Path) -> int:
+def _revoke(store: KeyStore, name: str, home: Path, database: str | None) -> int:
     try:
         key = store.revoke(name)
     except UnknownKeyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    batches, responses = cancel_jobs_of(home, key.key_id)
+    batches, responses = cancel_jobs_of(home, key.key_id, database)
     print(f"Revoked key {key.name!r} ({key.key_id}).")
     if batches or responses:
         print(f"Cancelled its {batches} unfinished batches and {responses} background responses.")
     return 0
 
 
-def _list(store: SqliteKeyStore, *, as_json: bool) -> int:
+def _list(store: KeyStore, *, as_json: bool) -> int:
     keys = store.list_keys()
     if as_json:
         print(json.dumps([describe_key(key) for key in keys], indent=2))
@@ -152,7 +173,7 @@ def _list(store: SqliteKeyStore, *, as_json: bool) -> int:
     return 0
 
 
-def _usage(store: SqliteKeyStore, name: str | None, *, as_json: bool) -> int:
+def _usage(store: KeyStore, name: str | None, *, as_json: bool) -> int:
     rows = store.usage(name)
     if as_json:
         print(json.dumps([describe_usage(row) for row in rows], indent=2))

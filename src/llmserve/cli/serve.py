@@ -34,6 +34,13 @@ def add_serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         "in-process (this process; also 'sqlite', its old name) or a redis:// URL shared by "
         "several server processes",
     )
+    parser.add_argument(
+        "--database",
+        help="where keys, usage, files, batches and stored responses live: "
+        "postgresql://USER:PASSWORD@HOST:PORT/DB (shared by every process and node) or "
+        "sqlite:///PATH (default: SQLite files in the home; also database: and "
+        "LLMSERVE_DATABASE_URL)",
+    )
     add_operations_arguments(parser)
     parser.add_argument(
         "--ray", action="store_true", help="run on Ray Serve (runtime: ray); see README: Scale out"

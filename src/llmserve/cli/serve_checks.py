@@ -16,6 +16,8 @@ from llmserve.auth.factory import open_key_store
 from llmserve.auth.policy import check_bind_policy
 from llmserve.auth.redis_limits import check_redis
 from llmserve.config import BackendKind, ServerConfig
+from llmserve.database.postgres import check_postgres
+from llmserve.database.url import parse_database_url
 from llmserve.models.source import ModelLoadError, check_model_source
 
 
@@ -27,7 +29,9 @@ def check_serve(config: ServerConfig) -> socket.socket:
     """Run every start-up check; returns the socket bound to the server's address."""
     check_models(config)
     check_ray_installed(config)
-    with contextlib.closing(open_key_store(config.home)) as store:
+    check_database(config)
+    # NOTE: opening a PostgreSQL store migrates its schema (a newer one: SchemaTooNewError)
+    with contextlib.closing(open_key_store(config.home, config.database)) as store:
         check_bind_policy(config.host, store.has_keys(), config.auth.no_auth)
     sock = bind_socket(config.host, config.port)
     try:
@@ -37,6 +41,18 @@ def check_serve(config: ServerConfig) -> socket.socket:
         sock.close()
         raise StartupError(str(exc)) from None
     return sock
+
+
+def check_database(config: ServerConfig) -> None:
+    """`--database` is a URL we understand, and a PostgreSQL one answers."""
+    if config.database is None:
+        return
+    try:
+        parsed = parse_database_url(config.database)
+        if parsed.is_postgres:
+            check_postgres(parsed.url)
+    except ValueError as exc:
+        raise StartupError(str(exc)) from None
 
 
 def check_models(config: ServerConfig) -> None:

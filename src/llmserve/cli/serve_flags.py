@@ -45,6 +45,7 @@ def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
     flags: dict[tuple[str, ...], object] = {
         ("host",): args.host,
         ("port",): args.port,
+        ("database",): args.database,
         ("auth", "no_auth"): True if args.no_auth else None,
         ("auth", "limit_store"): limit_store(args.limit_store),
         ("runtime",): "ray" if args.ray or args.ray_address else None,

@@ -7,7 +7,10 @@ engine deployments (a canary model: one per variant, sharing the board), built b
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import os
+from pathlib import Path
 from typing import Any
 
 from ray import serve
@@ -20,13 +23,15 @@ from llmserve.cluster.board import RayCanaryBoard
 from llmserve.cluster.deployments import APP_NAME, engine_deployments
 from llmserve.config import ServerConfig
 
+POSTGRES_PREFIXES = ("postgresql://", "postgres://")
+
 
 @serve.ingress()
 class IngressReplica:
     """Builds the FastAPI app once its engine and board handles are known."""
 
     def __init__(self, config: ServerConfig, engines: dict[str, Any], board: Any) -> None:
-        self._config = config
+        self._config = node_config(config)
         self._engines = engines  # deployment name -> DeploymentHandle (Serve resolved them)
         self._board = RayCanaryBoard(board)
 
@@ -46,6 +51,16 @@ class IngressReplica:
             for d in engine_deployments(self._config)
         }
         return RemoteEngines(model_to_engine, self._board)
+
+
+def node_config(config: ServerConfig) -> ServerConfig:
+    """Issue 21: with a PostgreSQL database nothing durable lives in the home, so a replica keeps
+    its local files (its copies of uploaded files) in its own node's `LLMSERVE_HOME`, when that
+    node sets one; with SQLite every replica must use the one shared home of the config."""
+    node_home = os.environ.get("LLMSERVE_HOME")
+    if config.database is None or not config.database.startswith(POSTGRES_PREFIXES):
+        return config
+    return dataclasses.replace(config, home=Path(node_home)) if node_home else config
 
 
 def running_replicas(deployment: str) -> int:

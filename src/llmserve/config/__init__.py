@@ -28,6 +28,7 @@ from llmserve.config.sections import (
     StructuredConfig,
     VariantConfig,
     builtin_model_config,
+    default_database,
     default_home,
     is_redis_url,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "VariantConfig",
     "build_config",
     "builtin_model_config",
+    "default_database",
     "default_home",
     "is_redis_url",
     "load_config_file",

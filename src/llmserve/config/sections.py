@@ -34,11 +34,17 @@ class BackendKind(enum.StrEnum):
     FAKE = "fake"  # canned text at a set pace (demos, tests)
 
 
+DATABASE_PREFIXES = ("sqlite:///", "postgresql://", "postgres://")
 IN_PROCESS = "in-process"  # auth.limit_store: per-key limits counted by this process alone
 
 ModelKindSetting = Literal["auto", "chat", "embedding"]
 # JSON answers and tool-call arguments: "compact" as OpenAI writes them, or whitespace allowed
 JsonWhitespace = Literal["compact", "flexible"]
+
+
+def default_database() -> str | None:
+    """`$LLMSERVE_DATABASE_URL`, else None (SQLite files in the home)."""
+    return os.environ.get("LLMSERVE_DATABASE_URL") or None
 
 
 def default_home() -> Path:
@@ -295,8 +301,15 @@ class ServerConfig:
     # names are always allowed; an Origin other than the server's own needs to be listed.
     allowed_hosts: tuple[str, ...] = ()  # more `Host` names; "*" allows any
     cors_origins: tuple[str, ...] = ()  # e.g. "http://localhost:3000"; "*" allows any
+    # Issue 21: where keys, usage and jobs live: None (SQLite files in `home`), sqlite:///PATH
+    # or postgresql://USER:PASSWORD@HOST:PORT/DB (shared by every process and node).
+    database: str | None = field(default_factory=default_database)
 
     def __post_init__(self) -> None:
+        if self.database is not None and not self.database.startswith(DATABASE_PREFIXES):
+            raise ValueError(
+                "database must be sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DB"
+            )
         if self.shutdown_timeout_s < 0:
             raise ValueError("shutdown_timeout_s must be non-negative")
         if not self.models:

@@ -15,6 +15,7 @@ from collections.abc import AsyncGenerator, Mapping
 
 from llmserve.auth.base import UsageRecord
 from llmserve.backends.base import Backend
+from llmserve.database.postgres import DatabaseUnavailableError
 from llmserve.errors import LlmserveError
 from llmserve.ids import request_id_of_response
 from llmserve.jobs.quarantine import DIED_MESSAGE, QUARANTINED_CODE, is_quarantined
@@ -53,6 +54,9 @@ class BackgroundRunner:
         while True:
             try:
                 await self._take_one()
+            except DatabaseUnavailableError as exc:  # issue 21: PostgreSQL away; ask again soon
+                logger.warning("background runner paused: %s", exc)
+                await asyncio.sleep(IDLE_POLL_S)
             except Exception:  # NOTE: the store was unreadable a moment; keep serving
                 logger.exception("background runner could not take a response")
                 await asyncio.sleep(IDLE_POLL_S)

@@ -10,16 +10,16 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from llmserve.jobs.open_store import open_job_store
 from llmserve.jobs.service import job_store_path
-from llmserve.jobs.sqlite_store import SqliteJobStore
 
 
-def cancel_jobs_of(home: Path, key_id: str) -> tuple[int, int]:
-    """Cancel the key's unfinished batches and background responses in `home`'s job store."""
-    path = job_store_path(home)
-    if not path.exists():
+def cancel_jobs_of(home: Path, key_id: str, database: str | None = None) -> tuple[int, int]:
+    """Cancel the key's unfinished batches and background responses in the job store of `home`
+    (or of `database`, the server's --database)."""
+    if database is None and not job_store_path(home).exists():
         return 0, 0
-    store = SqliteJobStore(path)
+    store = open_job_store(home, database)
     try:
         return store.cancel_jobs_of(key_id, int(time.time()))
     finally:

@@ -19,6 +19,7 @@ from typing import Protocol
 
 from llmserve.auth.base import UsageRecord
 from llmserve.backends.base import Backend
+from llmserve.database.postgres import DatabaseUnavailableError
 from llmserve.errors import LlmserveError
 from llmserve.ids import line_request_id
 from llmserve.jobs.finalize import finalize_batch
@@ -45,6 +46,13 @@ IDLE_POLL_S = 0.2  # how often an idle runner asks the store for work
 LINES_PER_READ = 256
 
 
+def is_database_outage(exc: BaseException) -> bool:
+    """True for PostgreSQL going away (alone, or inside the line tasks' exception group)."""
+    if isinstance(exc, BaseExceptionGroup):
+        return any(is_database_outage(inner) for inner in exc.exceptions)
+    return isinstance(exc, DatabaseUnavailableError)
+
+
 class UsageSink(Protocol):
     """Where a finished line's tokens are counted against its key (the gatekeeper)."""
 
@@ -65,9 +73,12 @@ class BatchRunner:
     async def run_forever(self) -> None:
         """Claim and run batches until cancelled."""
         while True:
-            record = await self.jobs.call(
-                self.jobs.store.claim_batch, self.holder, self.jobs.config.lease_s
-            )
+            try:
+                record = await self.jobs.call(
+                    self.jobs.store.claim_batch, self.holder, self.jobs.config.lease_s
+                )
+            except DatabaseUnavailableError:  # issue 21: PostgreSQL away; ask again soon
+                record = None
             if record is None:
                 await asyncio.sleep(IDLE_POLL_S)
                 continue
@@ -76,6 +87,9 @@ class BatchRunner:
             except StatusTransitionError as exc:  # cancelled meanwhile: the next claim sees it
                 logger.info("batch %s changed status while running: %s", record.id, exc)
             except Exception as exc:  # NOTE: one broken batch must not stop the runner
+                if is_database_outage(exc):  # not the batch's fault: it resumes later
+                    logger.warning("batch %s paused: the database is away", record.id)
+                    continue
                 logger.exception("batch %s failed", record.id)
                 await self._fail(record, exc)
             finally:
