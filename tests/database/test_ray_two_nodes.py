@@ -29,7 +29,7 @@ T = TypeVar("T")
 CONFIG = """
 runtime: ray
 home: {home}
-ingress: {{replicas: 2}}
+ingress: {{replicas: 2, num_cpus: 1}}  # one CPU a node: a replica on each node
 auth: {{limit_store: "{redis_url}", admin_key: {admin_key}}}
 models:
   - {{name: fake-chat, source: fake, backend: fake, fake_token_delay_s: 0.002}}
