@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from llmserve.config import SpeculativeConfig
 from llmserve.engine.sequence import Sequence
 
-MAX_NGRAM = 3  # prompt lookup matches the last 3, then 2, then 1 tokens
+MAX_NGRAM = 3  # prompt lookup matches the last 3, then 2 tokens (1: too often by chance)
+MIN_NGRAM = 2
+MAX_BACKOFF = 32  # after n-gram drafts fail, at most this many steps go without them
 MAX_RESYNC = 8  # a prediction re-syncs on at most the last 8 generated tokens
 
 
@@ -42,7 +44,7 @@ def rfind(haystack: Seq[int], needle: Seq[int], end: int) -> int:
 def ngram_drafts(token_ids: Seq[int], num_tokens: int) -> list[int]:
     """Prompt lookup: the tokens that followed the last earlier occurrence of the last n tokens."""
     length = len(token_ids)
-    for n in range(min(MAX_NGRAM, length - 1), 0, -1):
+    for n in range(min(MAX_NGRAM, length - 1), MIN_NGRAM - 1, -1):
         start = rfind(token_ids, token_ids[length - n :], length - 1)
         if start >= 0:
             return list(token_ids[start + n : start + n + num_tokens])
@@ -93,5 +95,19 @@ def propose_drafts(running: list[Sequence], config: SpeculativeConfig, max_model
         if seq.drafter is not None:
             num = min(room - 1, config.prediction_num_tokens)
             seq.draft_token_ids = seq.drafter.propose(seq.output_token_ids, num)
+        elif use_ngram and seq.num_ngram_waits > 0:
+            seq.num_ngram_waits -= 1
         elif use_ngram:
             seq.draft_token_ids = ngram_drafts(seq.token_ids, min(room - 1, config.num_tokens))
+
+
+def back_off_ngram(seq: Sequence, num_accepted: int) -> None:
+    """After n-gram drafts all failed, wait 1, 3, 7, ... steps before the next lookup.
+
+    A sequence whose output does not repeat its context then costs almost nothing extra.
+    """
+    if num_accepted:
+        seq.ngram_backoff = 0
+        return
+    seq.ngram_backoff = min(2 * seq.ngram_backoff + 1, MAX_BACKOFF)
+    seq.num_ngram_waits = seq.ngram_backoff

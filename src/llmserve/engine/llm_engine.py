@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from llmserve.config import EngineConfig
 from llmserve.engine.block_manager import BlockManager, namespace_root, num_kv_blocks
 from llmserve.engine.detokenizer import IncrementalDetokenizer
-from llmserve.engine.drafting import PredictionDrafter, propose_drafts
+from llmserve.engine.drafting import PredictionDrafter, back_off_ngram, propose_drafts
 from llmserve.engine.model_runner import ModelRunner
 from llmserve.engine.model_shape import kv_geometry
 from llmserve.engine.sampler import SampledToken, Sampler
@@ -269,6 +269,8 @@ class LLMEngine:
         if seq.drafter is not None:
             seq.num_accepted_prediction_tokens += num_accepted
             seq.num_rejected_prediction_tokens += num_drafts - num_accepted
+        else:
+            back_off_ngram(seq, num_accepted)
         return _merged(outputs, seq)
 
     def _append_or_fail(

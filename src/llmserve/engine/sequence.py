@@ -52,6 +52,8 @@ class Sequence:
     draft_token_ids: list[int] = field(default_factory=list)  # guesses for this step to verify
     num_accepted_prediction_tokens: int = 0
     num_rejected_prediction_tokens: int = 0
+    ngram_backoff: int = 0  # steps without n-gram drafts after the last failure (doubling)
+    num_ngram_waits: int = 0  # steps still to go without n-gram drafts
 
     def start_running(self) -> None:
         """Move to RUNNING; the first time, record how long it waited."""
