@@ -158,6 +158,7 @@ def test_ngram_drafts_follow_the_last_earlier_occurrence() -> None:
     assert ngram_drafts([1, 2, 3, 7, 8, 1, 2, 3, 5, 6, 2, 3], 3) == [5, 6, 2]
     assert ngram_drafts([1, 2, 3], 2) == []
     assert ngram_drafts([1, 2, 5, 2], 2) == []  # one token matching is too often chance
+    assert ngram_drafts([7] * 20, 8) == [7] * 8  # a repeating stretch: a full draft
 
 
 def first_tokens(

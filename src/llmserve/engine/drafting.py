@@ -42,12 +42,24 @@ def rfind(haystack: Seq[int], needle: Seq[int], end: int) -> int:
 
 
 def ngram_drafts(token_ids: Seq[int], num_tokens: int) -> list[int]:
-    """Prompt lookup: the tokens that followed the last earlier occurrence of the last n tokens."""
+    """Prompt lookup: the tokens that followed an earlier occurrence of the last n tokens.
+
+    The latest occurrence with `num_tokens` tokens after it wins (else the one with the most):
+    in a repeating stretch the very last occurrence is followed by a single token.
+    """
     length = len(token_ids)
     for n in range(min(MAX_NGRAM, length - 1), MIN_NGRAM - 1, -1):
-        start = rfind(token_ids, token_ids[length - n :], length - 1)
-        if start >= 0:
-            return list(token_ids[start + n : start + n + num_tokens])
+        suffix = token_ids[length - n :]
+        best: list[int] = []
+        end = length - 1
+        while (start := rfind(token_ids, suffix, end)) >= 0:
+            follow = list(token_ids[start + n : start + n + num_tokens])
+            best = follow if len(follow) > len(best) else best
+            if len(best) == num_tokens:
+                break
+            end = start + n - 1
+        if best:
+            return best
     return []
 
 
