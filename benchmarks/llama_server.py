@@ -115,14 +115,19 @@ def llama_vocab_copy(model_dir: Path, staging: Path) -> None:
 
 
 def start_llama_server(
-    binary: Path, gguf: Path, slots: int, threads: int, context_per_slot: int
+    binary: Path,
+    gguf: Path,
+    slots: int,
+    threads: int,
+    context_per_slot: int,
+    extra_args: tuple[str, ...] = (),
 ) -> tuple[subprocess.Popen[bytes], str]:
     """A running llama-server with `slots` parallel sequences; returns the process and base URL."""
     port = free_port()
     command = [
         str(binary), "-m", str(gguf), "--host", "127.0.0.1", "--port", str(port),
         "-np", str(slots), "-c", str(slots * context_per_slot), "-t", str(threads),
-        "-tb", str(threads), "-cb",
+        "-tb", str(threads), "-cb", *extra_args,
     ]  # fmt: skip
     log = (cache_dir() / "llama-server.log").open("ab")  # the last runs' logs, to diagnose
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)

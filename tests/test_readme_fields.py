@@ -95,6 +95,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "structured_outputs": {"structured_outputs": {"choice": ["yes", "no"]}},
     "cache_salt": {"cache_salt": "salt"},
     "prompt_cache_key": {"prompt_cache_key": "key"},
+    "prediction": {"prediction": {"type": "content", "content": "Hello there"}},
     "top_k": {"top_k": 5},
     "min_p": {"min_p": 0.1},
     "repetition_penalty": {"repetition_penalty": 1.1},

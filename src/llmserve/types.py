@@ -49,6 +49,8 @@ class GenerateRequest:
     # same namespace share cached blocks. "" is one shared namespace (engine-level callers).
     cache_namespace: str = ""
     prompt_cache_key: str | None = None  # OpenAI's routing hint: same key, same replica (Ray)
+    # OpenAI's Predicted Outputs: tokens the answer is expected to contain, verified as drafts
+    prediction_token_ids: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,9 @@ class GenerateOutput:
     num_cached_tokens: int = 0  # prompt tokens whose KV came from the prefix cache
     num_cache_write_tokens: int = 0  # prompt tokens this request newly wrote to the prefix cache
     replica: str = ""  # the engine replica that ran it (Ray runtime); "" in process
+    # Prediction tokens verified so far (cumulative for this index): kept, and thrown away
+    num_accepted_prediction_tokens: int = 0
+    num_rejected_prediction_tokens: int = 0
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,26 @@ def default_home() -> Path:
 
 
 @dataclass(frozen=True)
+class SpeculativeConfig:
+    """Draft tokens verified in one forward pass (`engine.speculative`).
+
+    A request's `prediction` always drafts; `method: ngram` (prompt lookup) drafts for the other
+    sequences, but only while at most `max_running` sequences run: at larger batches the step is
+    busy with real tokens and verifying drafts would only slow it.
+    """
+
+    method: Literal["none", "ngram"] = "none"
+    num_tokens: int = 4  # n-gram drafts per step
+    max_running: int = 4  # n-gram speculation only while at most this many sequences run
+    prediction_num_tokens: int = 16  # drafts per step from a request's `prediction`
+
+    def __post_init__(self) -> None:
+        for name in ("num_tokens", "max_running", "prediction_num_tokens"):
+            if not 1 <= getattr(self, name) <= 256:
+                raise ValueError(f"speculative.{name} must be between 1 and 256")
+
+
+@dataclass(frozen=True)
 class EngineConfig:
     """The continuous-batching engine's limits."""
 
@@ -68,6 +88,7 @@ class EngineConfig:
     batch_share: float = 0.5  # at most this share of max_num_seqs runs batch-priority work
     enable_prefix_caching: bool = True  # reuse the KV blocks of prompt prefixes seen before
     quantization: Literal["none", "int8"] = "none"  # int8: Linear weights int8 (CPU, fbgemm)
+    speculative: SpeculativeConfig = field(default_factory=SpeculativeConfig)
 
     def __post_init__(self) -> None:
         for name in ("max_num_seqs", "max_num_batched_tokens", "block_size", "kv_cache_memory_mb"):

@@ -117,12 +117,15 @@ class BlockManager:
         num_fresh = self._num_fresh_blocks(seq, num_new_tokens, len(cached))
         return num_fresh + num_revived <= self.num_free_blocks
 
-    def allocate(self, seq: Sequence, num_new_tokens: int, cached: Seq[int] = ()) -> None:
+    def allocate(
+        self, seq: Sequence, num_new_tokens: int, cached: Seq[int] = (), *, num_lookahead: int = 0
+    ) -> None:
         """Give `seq` the blocks for `num_new_tokens` more tokens after its `cached` prefix.
 
         Call `can_allocate` first. A cached prefix (from `cached_prefix`) counts as computed.
+        `num_lookahead` more slots hold draft tokens: never cached, rolled back by `free_tail`.
         """
-        num_fresh = self._num_fresh_blocks(seq, num_new_tokens, len(cached))
+        num_fresh = self._num_fresh_blocks(seq, num_new_tokens + num_lookahead, len(cached))
         for block_id in cached:
             self._take(block_id)
         if cached:  # only ever for a sequence that holds no blocks yet
@@ -149,6 +152,17 @@ class BlockManager:
         seq.block_ids.clear()
         seq.num_computed_tokens = 0
         seq.num_registered_blocks = 0
+
+    def free_tail(self, seq: Sequence) -> None:
+        """Release the blocks past `seq`'s computed tokens (those of its rejected drafts)."""
+        num_kept = -(-seq.num_computed_tokens // self.block_size)
+        for block_id in reversed(seq.block_ids[num_kept:]):
+            block = self._blocks[block_id]
+            block.ref_count -= 1
+            if block.ref_count == 0:  # NOTE: a draft block is never registered: no hash to keep
+                self._free_block_ids[block_id] = None
+                self._free_block_ids.move_to_end(block_id, last=False)
+        del seq.block_ids[num_kept:]
 
     def mark_computed(self) -> None:
         """The step whose blocks were registered has run: they hold real keys and values."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import logging
 from collections.abc import Sequence as Seq
 from typing import TYPE_CHECKING, Any, Protocol
@@ -9,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from llmserve.config import EngineConfig
 from llmserve.engine.block_manager import BlockManager, namespace_root, num_kv_blocks
 from llmserve.engine.detokenizer import IncrementalDetokenizer
+from llmserve.engine.drafting import PredictionDrafter, back_off_ngram, propose_drafts
 from llmserve.engine.model_runner import ModelRunner
 from llmserve.engine.model_shape import kv_geometry
 from llmserve.engine.sampler import SampledToken, Sampler
@@ -70,6 +73,7 @@ class LLMEngine:
         self.runner = ModelRunner(model, num_blocks=num_blocks, block_size=config.block_size)
         self.sampler = Sampler()
         self.grammars = grammars
+        self.speculative = config.speculative
         self.tokenizer = tokenizer
         self.max_model_len = max_model_len
         self.eos_token_ids = eos_token_ids
@@ -97,6 +101,9 @@ class LLMEngine:
                 priority=int(request.priority),
                 matcher=matcher.copy() if matcher is not None else None,
                 cache_root=namespace_root(request.cache_namespace),
+                drafter=PredictionDrafter(request.prediction_token_ids)
+                if request.prediction_token_ids
+                else None,
             )
             self._seq_to_detokenizer[seq] = IncrementalDetokenizer(
                 self.tokenizer.decode, request.sampling.stop
@@ -153,6 +160,7 @@ class LLMEngine:
 
     def step(self) -> list[GenerateOutput]:
         """One engine iteration; returns the outputs it produced."""
+        propose_drafts(self.scheduler.running, self.speculative, self.max_model_len)
         scheduled = self.scheduler.schedule()
         outputs = [self._finish(seq, "length") for seq in scheduled.finished]
         if scheduled.is_empty:
@@ -197,17 +205,71 @@ class LLMEngine:
     def _postprocess(
         self, chunks: list[ScheduledChunk], logits: torch.Tensor
     ) -> list[GenerateOutput]:
-        sampled_seqs = [c.seq for c in chunks if c.is_last]
-        if self.grammars is not None:  # NOTE: before any sampling decision, greedy included
-            apply_grammar_masks(logits, [s.matcher for s in sampled_seqs], self.grammars)
-        tokens = self.sampler.sample(logits, sampled_seqs)
         for chunk in chunks:
             chunk.seq.num_computed_tokens += chunk.num_tokens
+        drafted = [c for c in chunks if c.is_last and c.draft_token_ids]
+        plain = [c for c in chunks if c.is_last and not c.draft_token_ids]
+        row_starts = list(itertools.accumulate((c.num_sampled for c in chunks), initial=0))
+        if drafted:
+            plain_rows = [row_starts[i] for i, c in enumerate(chunks) if c in plain]
+            plain_logits = logits[plain_rows]
+        else:
+            plain_logits = logits
+        outputs = self._sample_plain([c.seq for c in plain], plain_logits)
+        for index, chunk in enumerate(chunks):
+            if chunk in drafted and not chunk.seq.is_finished:
+                start = row_starts[index]
+                outputs += self._verify(chunk, logits[start : start + chunk.num_sampled])
+        return outputs
+
+    def _sample_plain(self, seqs: list[Sequence], logits: torch.Tensor) -> list[GenerateOutput]:
+        """One token per sequence without drafts, the whole batch at once."""
+        if self.grammars is not None:  # NOTE: before any sampling decision, greedy included
+            apply_grammar_masks(logits, [s.matcher for s in seqs], self.grammars)
+        tokens = self.sampler.sample(logits, seqs)
         outputs = []
-        for seq, token in zip(sampled_seqs, tokens, strict=True):
+        for seq, token in zip(seqs, tokens, strict=True):
             if not seq.is_finished:  # else a sibling choice failed its request this step
                 outputs += self._append_or_fail(seq, token)
         return outputs
+
+    def _verify(self, chunk: ScheduledChunk, rows: torch.Tensor) -> list[GenerateOutput]:
+        """Keep the drafts the model accepts, in order, then the token it picks after them.
+
+        Each row is masked by the grammar as advanced over the tokens kept before it, and
+        sampled by the same rules as without drafts: greedy answers are what they would be.
+        """
+        seq, drafts = chunk.seq, chunk.draft_token_ids
+        outputs: list[GenerateOutput] = []
+        try:
+            for index in range(len(rows)):
+                if seq.matcher is not None and self.grammars is not None:
+                    apply_grammar_masks(rows[index : index + 1], [seq.matcher], self.grammars)
+                draft = drafts[index] if index < len(drafts) else None
+                token = self.sampler.sample_with_draft(rows[index], seq, draft)
+                outputs.append(self._append_token(seq, token))
+                if seq.is_finished or token.token_id != draft:
+                    break
+        except Exception as exc:  # this request's own failure: the rest of the batch goes on
+            self._fail(seq.request_id, exc)
+            return []
+        kept = [out.token_ids[0] for out in outputs]
+        num_accepted = sum(1 for kept_id, d in zip(kept, drafts, strict=False) if kept_id == d)
+        return [self._after_verify(seq, len(drafts), num_accepted, outputs)]
+
+    def _after_verify(
+        self, seq: Sequence, num_drafts: int, num_accepted: int, outputs: list[GenerateOutput]
+    ) -> GenerateOutput:
+        """Roll the cache back to the kept tokens; one output for all of them."""
+        if not seq.is_finished:
+            seq.num_computed_tokens = seq.num_tokens - 1  # accepted drafts' KV is computed
+            self.block_manager.free_tail(seq)
+        if seq.drafter is not None:
+            seq.num_accepted_prediction_tokens += num_accepted
+            seq.num_rejected_prediction_tokens += num_drafts - num_accepted
+        else:
+            back_off_ngram(seq, num_accepted)
+        return _merged(outputs, seq)
 
     def _append_or_fail(
         self, seq: Sequence, token: SampledToken | Exception
@@ -294,9 +356,27 @@ class LLMEngine:
             queue_time_s=seq.queue_time_s,
             num_cached_tokens=seq.num_cached_prompt_tokens or 0,
             num_cache_write_tokens=seq.num_written_prompt_blocks * self.block_manager.block_size,
+            num_accepted_prediction_tokens=seq.num_accepted_prediction_tokens,
+            num_rejected_prediction_tokens=seq.num_rejected_prediction_tokens,
         )
 
     def _logprobs(self, token: SampledToken) -> tuple[TokenLogprob, ...]:
         top = tuple(TopLogprob(i, self.tokenizer.decode([i]), lp) for i, lp in token.top)
         text = self.tokenizer.decode([token.token_id])
         return (TokenLogprob(token.token_id, text, token.logprob or 0.0, top),)
+
+
+def _merged(outputs: list[GenerateOutput], seq: Sequence) -> GenerateOutput:
+    """One output for the tokens one step kept for `seq` (texts, ids and logprobs joined)."""
+    last = outputs[-1]
+    logprobs = None
+    if last.logprobs is not None:
+        logprobs = tuple(lp for out in outputs for lp in out.logprobs or ())
+    return dataclasses.replace(
+        last,
+        text="".join(out.text for out in outputs),
+        token_ids=tuple(t for out in outputs for t in out.token_ids),
+        logprobs=logprobs,
+        num_accepted_prediction_tokens=seq.num_accepted_prediction_tokens,
+        num_rejected_prediction_tokens=seq.num_rejected_prediction_tokens,
+    )

@@ -30,12 +30,16 @@ class ModelRunner:
 
     @torch.inference_mode()
     def execute(self, out: SchedulerOutput) -> torch.Tensor:
-        """Logits `[num_sampled, vocab]` (float32) for the chunks that end their sequence."""
+        """Logits `[num_sampled, vocab]` (float32) for the chunks that end their sequence.
+
+        A chunk with drafts has one row for its last token and one per draft, in order.
+        """
         input_ids: list[int] = []
         positions: list[int] = []
         for chunk in out.chunks:
             input_ids += chunk.seq.token_ids[chunk.start : chunk.start + chunk.num_tokens]
-            positions += range(chunk.start, chunk.start + chunk.num_tokens)
+            input_ids += chunk.draft_token_ids
+            positions += range(chunk.start, chunk.start + chunk.num_query_tokens)
         batch = self._paged_batch(out.chunks)
         keep = self._sampled_rows(out.chunks)
         with attending(batch):
@@ -60,14 +64,14 @@ class ModelRunner:
         prefills: list[PrefillChunk] = []
         q_start = 0
         for chunk in chunks:
-            end = chunk.start + chunk.num_tokens
+            end = chunk.start + chunk.num_query_tokens
             context = self._slots(chunk.seq.block_ids, end)
             slot_parts.append(context[chunk.start :])
-            if chunk.num_tokens == 1:
+            if chunk.num_query_tokens == 1:
                 decode_slots.append(context)
             else:
-                prefills.append(PrefillChunk(q_start, q_start + chunk.num_tokens, context))
-            q_start += chunk.num_tokens
+                prefills.append(PrefillChunk(q_start, q_start + chunk.num_query_tokens, context))
+            q_start += chunk.num_query_tokens
         padded = _pad_decodes(decode_slots, self.kv.pad_slot)
         return PagedBatch(
             kv=self.kv,
@@ -83,9 +87,8 @@ class ModelRunner:
         rows: list[int] = []
         end = 0
         for chunk in chunks:
-            end += chunk.num_tokens
-            if chunk.is_last:
-                rows.append(end - 1)
+            end += chunk.num_query_tokens
+            rows += range(end - chunk.num_sampled, end)
         return torch.tensor(rows, dtype=torch.long)
 
 

@@ -52,6 +52,35 @@ class Sampler:
                 results.append(exc)
         return results
 
+    @torch.inference_mode()
+    def sample_with_draft(
+        self, raw: torch.Tensor, seq: Sequence, draft_id: int | None
+    ) -> SampledToken:
+        """One token for one row whose input guessed `draft_id`: the draft when it is accepted.
+
+        Without a draft (the row after the last one), the token is sampled as `sample` does.
+        Greedy: the argmax, as without a draft. Sampling: the speculative rejection rule for a
+        draft proposed with certainty (q is a point mass): accept it with probability p(draft),
+        else draw from p without the draft, renormalised. The token's law is p either way.
+        """
+        if not bool(torch.isfinite(raw.max())):
+            raise SamplingError("the model's logits are not finite")
+        if draft_id is None:
+            return self._sample_row(raw, seq, int(raw.argmax()))
+        penalized = _apply_penalties(raw, seq)
+        if seq.sampling.is_greedy:
+            token_id = int(_require_finite(penalized, "penalized logits").argmax())
+            return _with_logprobs(raw, token_id, seq.sampling.logprobs)
+        probs = self._probs(penalized, seq)
+        generator = self._generator(seq)
+        p_draft = float(probs[draft_id] / probs.sum())
+        if float(torch.rand((), generator=generator)) < p_draft:
+            return _with_logprobs(raw, draft_id, seq.sampling.logprobs)
+        rest = probs.clone()
+        rest[draft_id] = 0.0  # NOTE: p(draft) < 1 here, so some other token has mass
+        token_id = int(torch.multinomial(rest, 1, generator=generator))
+        return _with_logprobs(raw, token_id, seq.sampling.logprobs)
+
     def _sample_row(self, raw: torch.Tensor, seq: Sequence, greedy_id: int) -> SampledToken:
         penalized = _apply_penalties(raw, seq)
         if not seq.sampling.is_greedy:
@@ -63,6 +92,12 @@ class Sampler:
         return _with_logprobs(raw, token_id, seq.sampling.logprobs)
 
     def _draw(self, row_logits: torch.Tensor, seq: Sequence) -> int:
+        probs = self._probs(row_logits, seq)
+        return int(torch.multinomial(probs, 1, generator=self._generator(seq)))
+
+    @staticmethod
+    def _probs(row_logits: torch.Tensor, seq: Sequence) -> torch.Tensor:
+        """The distribution a token is drawn from: temperature, top-k, min-p, top-p applied."""
         params = seq.sampling
         scaled = _require_finite(row_logits / params.sampling_temperature, "scaled logits")
         if params.top_k > 0:
@@ -75,7 +110,7 @@ class Sampler:
             sorted_probs, order = probs.sort(descending=True)
             outside = sorted_probs.cumsum(-1) - sorted_probs > params.top_p
             probs = probs.scatter(0, order, sorted_probs.masked_fill(outside, 0.0))
-        return int(torch.multinomial(probs, 1, generator=self._generator(seq)))
+        return probs
 
     def _generator(self, seq: Sequence) -> torch.Generator | None:
         if seq.sampling.seed is None:

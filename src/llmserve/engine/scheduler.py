@@ -26,11 +26,24 @@ class ScheduledChunk:
     seq: Sequence
     start: int
     num_tokens: int
+    # Guesses at the tokens after the sequence's last one: their KV is computed after its own,
+    # and the step verifies them (only on a sequence's last chunk)
+    draft_token_ids: tuple[int, ...] = ()
 
     @property
     def is_last(self) -> bool:
         """True when this chunk reaches the sequence's end: the step samples a token for it."""
         return self.start + self.num_tokens == self.seq.num_tokens
+
+    @property
+    def num_query_tokens(self) -> int:
+        """Tokens this chunk puts through the model: its own, then its drafts."""
+        return self.num_tokens + len(self.draft_token_ids)
+
+    @property
+    def num_sampled(self) -> int:
+        """Rows of logits the step keeps for it: its last token's and one per draft (or none)."""
+        return 1 + len(self.draft_token_ids) if self.is_last else 0
 
 
 @dataclass(frozen=True)
@@ -43,7 +56,7 @@ class SchedulerOutput:
 
     @property
     def num_tokens(self) -> int:
-        return sum(c.num_tokens for c in self.chunks)
+        return sum(c.num_query_tokens for c in self.chunks)
 
     @property
     def is_empty(self) -> bool:
@@ -91,9 +104,10 @@ class Scheduler:
             is_out_of_blocks = is_out_of_blocks or len(preempted) > num_preempted
             if not is_room:
                 continue
-            self.block_manager.allocate(seq, num_new)
-            chunks.append(ScheduledChunk(seq, seq.num_computed_tokens, num_new))
-            budget -= num_new
+            drafts = self._fitting_drafts(seq, num_new, budget)
+            self.block_manager.allocate(seq, num_new, num_lookahead=len(drafts))
+            chunks.append(ScheduledChunk(seq, seq.num_computed_tokens, num_new, drafts))
+            budget -= num_new + len(drafts)
         while self.waiting and budget > 0 and not is_out_of_blocks:
             if len(self.running) >= self.config.max_num_seqs:
                 break
@@ -113,8 +127,20 @@ class Scheduler:
             self.running.append(candidate)
             chunks.append(ScheduledChunk(candidate, candidate.num_computed_tokens, num_new))
             budget -= num_new
-        chunks.sort(key=lambda c: c.num_tokens != 1)
+        chunks.sort(key=lambda c: c.num_query_tokens != 1)
         return SchedulerOutput(chunks, preempted, finished)
+
+    def _fitting_drafts(self, seq: Sequence, num_new: int, budget: int) -> tuple[int, ...]:
+        """The drafts `seq` verifies this step: what the budget and free blocks allow.
+
+        NOTE: drafts never preempt anyone: without free blocks for them, the step goes without.
+        """
+        if num_new != 1 or not seq.draft_token_ids:
+            return ()
+        drafts = seq.draft_token_ids[: budget - num_new]
+        if not self.block_manager.can_allocate(seq, num_new + len(drafts)):
+            return ()
+        return tuple(drafts)
 
     def _yield_batch_seat(self) -> list[Sequence]:
         """Preempt the newest lower-priority sequence when higher work waits and no seat is free.

@@ -5,10 +5,14 @@ from __future__ import annotations
 import enum
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from llmserve.sampling import SamplingParams
 from llmserve.structured.grammar import GrammarMatcher
 from llmserve.types import FinishReason
+
+if TYPE_CHECKING:
+    from llmserve.engine.drafting import PredictionDrafter
 
 
 class SequenceStatus(enum.Enum):
@@ -43,6 +47,12 @@ class Sequence:
     arrival_time: float = field(default_factory=time.monotonic)
     queue_time_s: float | None = None  # set when it first runs: the wait in the waiting queue
     matcher: GrammarMatcher | None = None  # the request's grammar state; None when unconstrained
+    drafter: PredictionDrafter | None = None  # drafts from the request's `prediction`
+    draft_token_ids: list[int] = field(default_factory=list)  # guesses for this step to verify
+    num_accepted_prediction_tokens: int = 0
+    num_rejected_prediction_tokens: int = 0
+    ngram_backoff: int = 0  # steps without n-gram drafts after the last failure (doubling)
+    num_ngram_waits: int = 0  # steps still to go without n-gram drafts
 
     def start_running(self) -> None:
         """Move to RUNNING; the first time, record how long it waited."""

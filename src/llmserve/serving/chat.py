@@ -24,6 +24,7 @@ from llmserve.serving.generation import Answer, Generation
 from llmserve.serving.logprobs import chat_logprobs
 from llmserve.serving.outputs import Choice, Outputs, check_not_aborted
 from llmserve.serving.params import sampling_params
+from llmserve.serving.prediction import check_prediction, prediction_token_ids
 from llmserve.serving.prompts import chat_prompt_ids, check_context, off_loop
 from llmserve.serving.schemas import ChatCompletionRequest
 from llmserve.serving.usage import UsageMeter
@@ -50,6 +51,7 @@ ChatGeneration = Generation[ChatCompletion, ChatCompletionChunk]
 async def prepare_chat(context: ServingContext, body: ChatCompletionRequest) -> ChatGeneration:
     """Validate and tokenize a chat request (400s here, before admission); nothing runs yet."""
     body.reject_unsupported()
+    check_prediction(body)
     plan = tool_plan(
         body.tools,
         body.tool_choice,
@@ -72,8 +74,9 @@ async def prepare_chat(context: ServingContext, body: ChatCompletionRequest) -> 
         grammar=grammar,
         cache_namespace=context.request_namespace(body.cache_salt),
         prompt_cache_key=body.prompt_cache_key,
+        prediction_token_ids=await prediction_token_ids(context.backend, body),
     )
-    meter = UsageMeter(context.model, prompt_tokens=len(ids))
+    meter = UsageMeter(context.model, prompt_tokens=len(ids), has_prediction=bool(body.prediction))
     answer = ChatAnswer.start("chatcmpl", context, body, meter)
     # None: plain content; else the answer is read for tool calls.
     answer.plan = plan if plan is not None and plan.call_format is not None else None

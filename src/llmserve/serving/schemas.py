@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from llmserve.errors import InvalidRequestError
+from llmserve.serving.prediction import Prediction
 from llmserve.serving.schemas_cache import PromptCacheFields
 from llmserve.serving.schemas_tools import (
     MessageToolCall,
@@ -140,6 +141,7 @@ class ChatCompletionRequest(SamplingFields):
     tools: list[Tool] | None = None
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool = True
+    prediction: Prediction | None = None  # Predicted Outputs (serving/prediction.py)
 
 
 class CompletionRequest(SamplingFields):

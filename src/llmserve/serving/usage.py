@@ -19,6 +19,11 @@ class UsageMeter:
     is_error: bool = False
     request_to_cached_tokens: dict[str, int] = field(default_factory=dict)
     request_to_cache_write_tokens: dict[str, int] = field(default_factory=dict)
+    has_prediction: bool = False  # usage then reports the prediction tokens (OpenAI's details)
+    # (request id, choice) -> prediction tokens it accepted and rejected so far
+    choice_to_prediction_tokens: dict[tuple[str, int], tuple[int, int]] = field(
+        default_factory=dict
+    )
 
     @property
     def cached_tokens(self) -> int:
@@ -37,6 +42,10 @@ class UsageMeter:
         if output.index == 0:
             self.request_to_cached_tokens[output.request_id] = output.num_cached_tokens
             self.request_to_cache_write_tokens[output.request_id] = output.num_cache_write_tokens
+        self.choice_to_prediction_tokens[(output.request_id, output.index)] = (
+            output.num_accepted_prediction_tokens,
+            output.num_rejected_prediction_tokens,
+        )
 
     def record(self) -> UsageRecord:
         """The usage record for the caller's slot."""
@@ -44,9 +53,18 @@ class UsageMeter:
 
     def usage(self) -> Usage:
         """OpenAI's `usage` object of chat and text completions."""
-        return {
+        usage: Usage = {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.prompt_tokens + self.completion_tokens,
             "prompt_tokens_details": {"cached_tokens": self.cached_tokens},
         }
+        if self.has_prediction:
+            counts = self.choice_to_prediction_tokens.values()
+            usage["completion_tokens_details"] = {
+                "reasoning_tokens": 0,
+                "audio_tokens": 0,
+                "accepted_prediction_tokens": sum(accepted for accepted, _ in counts),
+                "rejected_prediction_tokens": sum(rejected for _, rejected in counts),
+            }
+        return usage

@@ -13,6 +13,13 @@ class PromptTokensDetails(TypedDict):
     cached_tokens: int  # prompt tokens read from the prefix cache instead of computed
 
 
+class CompletionTokensDetails(TypedDict):
+    reasoning_tokens: int
+    audio_tokens: int
+    accepted_prediction_tokens: int  # predicted tokens the answer kept
+    rejected_prediction_tokens: int  # predicted tokens checked and thrown away (still billed)
+
+
 class Usage(TypedDict):
     """`usage` of chat and text completions."""
 
@@ -20,6 +27,7 @@ class Usage(TypedDict):
     completion_tokens: int
     total_tokens: int
     prompt_tokens_details: PromptTokensDetails
+    completion_tokens_details: NotRequired[CompletionTokensDetails]  # with a `prediction`
 
 
 class TopLogprobBody(TypedDict):
