@@ -57,9 +57,9 @@ _KEY_COLUMNS = (
     "key_id, name, key_hash, hint, created_at, expires_at, disabled, allowed_models, "
     "max_concurrency, rpm, tpm"
 )
-# Issue 19: the key's prefix-cache group (additive column, added to older files on open).
+# The key's prefix-cache group (additive column, added to older files on open).
 _KEY_COLUMNS += ", cache_group"
-# Issue 18b: the key's storage quota in MB (additive column; NULL: jobs.max_storage_mb_per_key).
+# The key's storage quota in MB (additive column; NULL: jobs.max_storage_mb_per_key).
 _KEY_COLUMNS += ", max_storage_mb"
 
 

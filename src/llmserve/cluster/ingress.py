@@ -54,7 +54,7 @@ class IngressReplica:
 
 
 def node_config(config: ServerConfig) -> ServerConfig:
-    """Issue 21: with a PostgreSQL database nothing durable lives in the home, so a replica keeps
+    """With a PostgreSQL database nothing durable lives in the home, so a replica keeps
     its local files (its copies of uploaded files) in its own node's `LLMSERVE_HOME`, when that
     node sets one; with SQLite every replica must use the one shared home of the config."""
     node_home = os.environ.get("LLMSERVE_HOME")

@@ -251,7 +251,7 @@ class JobsConfig:
     max_concurrent_lines: int = 64  # batch lines one runner keeps in the backend at once
     max_enqueued_tokens_per_key: int | None = None  # batch tokens queued per key; None: no limit
     default_line_max_tokens: int = 256  # what a line without max_tokens is estimated at
-    # Issue 18b: storage limits and expiry.
+    # Storage limits and expiry.
     max_storage_mb_per_key: float = 10_240.0  # files a key may keep (keys create --max-storage-mb)
     min_file_expiry_s: float = 3600.0  # shortest `expires_after.seconds` (OpenAI: 3600)
     response_ttl_days: float = 30.0  # stored responses and their events are deleted after this
@@ -318,11 +318,11 @@ class ServerConfig:
     ray: RayConfig = field(default_factory=RayConfig)
     jobs: JobsConfig = field(default_factory=JobsConfig)
     structured: StructuredConfig = field(default_factory=StructuredConfig)
-    # Issue 18b: whom the server answers (api/host_guard.py). The server's own host and loopback
+    # Whom the server answers (api/http/host_guard.py). The server's own host and loopback
     # names are always allowed; an Origin other than the server's own needs to be listed.
     allowed_hosts: tuple[str, ...] = ()  # more `Host` names; "*" allows any
     cors_origins: tuple[str, ...] = ()  # e.g. "http://localhost:3000"; "*" allows any
-    # Issue 21: where keys, usage and jobs live: None (SQLite files in `home`), sqlite:///PATH
+    # Where keys, usage and jobs live: None (SQLite files in `home`), sqlite:///PATH
     # or postgresql://USER:PASSWORD@HOST:PORT/DB (shared by every process and node).
     database: str | None = field(default_factory=default_database)
 

@@ -53,7 +53,7 @@ CREATE TABLE IF NOT EXISTS response_events (
 );
 """
 
-# Issue 18b: a file's expiry (`expires_after`), added to older files by a guarded ALTER TABLE.
+# A file's expiry (`expires_after`), added to older files by a guarded ALTER TABLE.
 FILE_EXPIRY_COLUMN = ("files", "expires_at", "INTEGER")
 
 # Attempts at each unit of work (a batch line, part = its line number; a background response,
