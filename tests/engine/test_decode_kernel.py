@@ -1,0 +1,102 @@
+"""The compiled decode kernel against the gather path, on random paged caches.
+
+Every case builds a cache of random blocks, hands each decode a ragged context scattered over
+non-consecutive blocks (padded with the pad slot, as the model runner does), and compares the
+kernel's output with the gather + SDPA reference path.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from llmserve.engine import attention, decode_kernel
+from llmserve.engine.attention import KVCache, LayerOptions, PagedBatch
+
+BLOCK = 16
+
+
+@pytest.fixture(scope="module")
+def kernel_on() -> None:
+    decode_kernel.configure("auto")
+    if decode_kernel.kernel() is None:
+        pytest.fail("the decode kernel did not build on this machine (see the log line)")
+
+
+def paged_batch(lengths: list[int], kv_heads: int, head_dim: int, dtype: torch.dtype) -> PagedBatch:
+    """Random keys/values in every slot; each decode's blocks picked at random from the pool."""
+    num_blocks = sum(-(-n // BLOCK) for n in lengths) + 3
+    kv = KVCache(num_slots=num_blocks * BLOCK, dtype=dtype)
+    shape = (num_blocks * BLOCK + 1, kv_heads, head_dim)
+    keys, values = torch.randn(shape).to(dtype), torch.randn(shape).to(dtype)
+    keys[-1], values[-1] = 0, 0  # the pad slot holds zeros, as KVCache allocates it
+    kv.keys[0], kv.values[0] = keys, values
+    order = torch.randperm(num_blocks)
+    rows, used = [], 0
+    for n in lengths:
+        blocks = order[used : used + -(-n // BLOCK)]
+        used += len(blocks)
+        positions = torch.arange(n)
+        rows.append(blocks[positions // BLOCK] * BLOCK + positions % BLOCK)
+    slots = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=kv.pad_slot)
+    return PagedBatch(
+        kv=kv,
+        slot_mapping=torch.zeros(0, dtype=torch.long),
+        num_decodes=len(lengths),
+        decode_slots=slots,
+        decode_lengths=torch.tensor(lengths, dtype=torch.long),
+        prefills=(),
+    )
+
+
+CASES = {
+    "plain MHA": dict(heads=4, kv_heads=4, window=None, softcap=None, sinks=False),
+    "GQA 3 groups": dict(heads=9, kv_heads=3, window=None, softcap=None, sinks=False),
+    "sliding window": dict(heads=8, kv_heads=2, window=20, softcap=None, sinks=False),
+    "softcap": dict(heads=8, kv_heads=2, window=None, softcap=5.0, sinks=False),
+    "sinks + window": dict(heads=8, kv_heads=2, window=7, softcap=None, sinks=True),
+    "everything": dict(heads=6, kv_heads=1, window=33, softcap=3.0, sinks=True),
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("case", list(CASES))
+def test_kernel_equals_gather_path(kernel_on: None, case: str, dtype: torch.dtype) -> None:
+    torch.manual_seed(hash(case) % 1000)
+    spec = CASES[case]
+    head_dim, lengths = 64, [1, 5, 16, 17, 40, 100, 3, 64]
+    batch = paged_batch(lengths, spec["kv_heads"], head_dim, dtype)
+    query = torch.randn(1, spec["heads"], len(lengths), head_dim).to(dtype)
+    options = LayerOptions(
+        scaling=head_dim**-0.5 * 1.7,
+        window=spec["window"],
+        softcap=spec["softcap"],
+        sinks=torch.randn(spec["heads"]) if spec["sinks"] else None,
+    )
+    k_cache, v_cache = batch.kv.keys[0], batch.kv.values[0]
+    got = attention._decode_in_place(query, k_cache, v_cache, batch, options)
+    assert got is not None, "the kernel path was not taken"
+    ref = attention._decode_gathered(
+        query.float(), k_cache.float(), v_cache.float(), batch, options
+    )
+    assert got.shape == ref.shape == (len(lengths), spec["heads"], head_dim)
+    tolerance = 1e-5 if dtype == torch.float32 else 1e-2  # bf16: the output is rounded to bf16
+    torch.testing.assert_close(got.float(), ref, atol=tolerance, rtol=tolerance)
+
+
+def test_gather_mode_turns_the_kernel_off() -> None:
+    decode_kernel.configure("gather")
+    try:
+        assert decode_kernel.kernel() is None
+    finally:
+        decode_kernel.configure("auto")
+    assert decode_kernel.kernel() is not None
+
+
+def test_float16_cache_falls_back_to_gather(kernel_on: None) -> None:
+    batch = paged_batch([3, 9], 2, 16, torch.float16)
+    query = torch.randn(1, 4, 2, 16).to(torch.float16)
+    options = LayerOptions(scaling=0.25, window=None, softcap=None, sinks=None)
+    k_cache, v_cache = batch.kv.keys[0], batch.kv.values[0]
+    assert attention._decode_in_place(query, k_cache, v_cache, batch, options) is None
+    assert attention._decode(query, k_cache, v_cache, batch, options).shape == (2, 4, 16)
