@@ -168,17 +168,18 @@ def _decode_in_place(
         return None
     q = query[0, :, : batch.num_decodes].transpose(0, 1).float().contiguous()  # [D, H, d]
     sinks = options.sinks
-    out: torch.Tensor = module.decode_attention(
-        q,
-        k_cache,
-        v_cache,
-        batch.decode_slots,
-        batch.decode_lengths,
-        torch.empty(0) if sinks is None else sinks.detach().float().contiguous(),
-        options.scaling,
-        options.window or 0,
-        float(options.softcap or 0.0),
-    )
+    with torch.profiler.record_function("llmserve::decode_attention"):
+        out: torch.Tensor = module.decode_attention(
+            q,
+            k_cache,
+            v_cache,
+            batch.decode_slots,
+            batch.decode_lengths,
+            torch.empty(0) if sinks is None else sinks.detach().float().contiguous(),
+            options.scaling,
+            options.window or 0,
+            float(options.softcap or 0.0),
+        )
     return out.to(query.dtype)
 
 
