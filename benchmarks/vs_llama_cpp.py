@@ -308,6 +308,29 @@ def ratios(rows: list[dict[str, Any]]) -> str:
     return "llmserve int8 / llama-server q8_0 tokens/s: " + "; ".join(parts)
 
 
+def context_ratios(rows: list[dict[str, Any]]) -> str:
+    """llmserve int8's decode tokens/s (streams / ITL p50) per prompt length, over the shortest's.
+
+    Once every stream has its first token, each engine step gives every stream one token, so the
+    median gap between tokens is the decode step's time; tokens/s above also count the prefill.
+    """
+    rate = {
+        (r["prompt_len"], r["concurrency"]): r["concurrency"] * 1000 / r["itl_p50_ms"]
+        for r in rows
+        if r["method"] == "llmserve_int8" and r["itl_p50_ms"]
+    }
+    parts = []
+    for (prompt_len, concurrency), value in sorted(rate.items()):
+        base = rate.get((min(p for p, c in rate if c == concurrency), concurrency))
+        parts.append(
+            f"prompt {prompt_len}, {concurrency} streams: {value:.1f} tok/s"
+            + (f" ({value / base:.2f}x)" if base else "")
+        )
+    return "llmserve int8 decode tokens/s (streams / ITL p50), vs the shortest prompt: " + (
+        "; ".join(parts) or "-"
+    )
+
+
 def prefix_table(results: dict[str, dict[str, Any]]) -> str:
     lines = [
         f"Second turn of a {FIRST_TURN_TOKENS}-token conversation ({REPLY_TOKENS}-token reply, "
@@ -411,7 +434,7 @@ def main() -> None:
         f"{load[0]:.1f}. {args.new_tokens} new tokens per request, prompts of "
         f"{', '.join(map(str, args.prompt_len))} tokens, greedy, ignore_eos; "
         f"medians of {args.rounds} interleaved rounds.\n\n"
-        f"{table(rows)}\n\n{ratios(rows)}\n"
+        f"{table(rows)}\n\n{ratios(rows)}\n\n{context_ratios(rows)}\n"
     )
     prefix = {} if args.skip_prefix else run_prefix(folder, args)
     if prefix:
