@@ -7,11 +7,17 @@ kernel's output with the gather + SDPA reference path.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
+from torch.profiler import ProfilerActivity, profile
 
 from llmserve.engine import attention, decode_kernel
 from llmserve.engine.attention import KVCache, LayerOptions, PagedBatch
+from llmserve.types import GenerateOutput, GenerateRequest
+
+from .conftest import greedy, hf_greedy, make_engine, output_ids, run_all, tiny_model
 
 BLOCK = 16
 
@@ -100,3 +106,25 @@ def test_float16_cache_falls_back_to_gather(kernel_on: None) -> None:
     k_cache, v_cache = batch.kv.keys[0], batch.kv.values[0]
     assert attention._decode_in_place(query, k_cache, v_cache, batch, options) is None
     assert attention._decode(query, k_cache, v_cache, batch, options).shape == (2, 4, 16)
+
+
+def kernel_calls_while(run: Callable[[], object]) -> int:
+    """How many times the compiled decode kernel ran during `run()`."""
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        run()
+    return sum(e.count for e in prof.key_averages() if e.key == "llmserve::decode_attention")
+
+
+@pytest.mark.parametrize("mode", ["kernel", "gather"])
+def test_engine_greedy_equals_generate_in_either_mode(mode: str) -> None:
+    model = tiny_model("mistral")  # sliding window 4096 > context: the full-attention branch too
+    engine = make_engine(model, max_num_batched_tokens=64, decode_attention=mode)
+    batch = [[(7 * i + 3 * j) % 290 + 5 for j in range(20 + 9 * i)] for i in range(3)]
+    requests = [GenerateRequest(f"r{i}", tuple(p), greedy(10)) for i, p in enumerate(batch)]
+    results: dict[tuple[str, int], list[GenerateOutput]] = {}
+    calls = kernel_calls_while(lambda: results.update(run_all(engine, requests)))
+    decode_kernel.configure("auto")
+    for i, prompt in enumerate(batch):
+        assert output_ids(results[(f"r{i}", 0)]) == hf_greedy(model, prompt, 10)
+    layers = model.config.num_hidden_layers
+    assert calls >= 9 * layers if mode == "kernel" else calls == 0
