@@ -57,19 +57,18 @@ def main() -> None:
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(LlamaConfig(**SHAPE), dtype=torch.float32).eval()
     engine = decoding_engine(model, args.streams, args.prompt_len, args.decode_attention)
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         engine.step()
-    events = prof.key_averages()
-    print(events.table(sort_by="self_cpu_time_total", row_limit=15))
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
     layers = SHAPE["num_hidden_layers"]
-    counts = {e.key: e.count for e in events if e.key in GATHER_OPS}
-    kernel_calls = sum(e.count for e in events if e.key == "llmserve::decode_attention")
-    print(
-        f"decode step, {args.streams} streams x {args.prompt_len}-token prompts, {layers} layers:"
-    )
-    print(
-        f"  gather-like ops: {counts or 'none'}; llmserve::decode_attention calls: {kernel_calls}"
-    )
+    calls = sum(e.count for e in prof.key_averages() if e.key == "llmserve::decode_attention")
+    print(f"decode step, {args.streams} streams x {args.prompt_len}-token prompts, {layers} layers")
+    print(f"  llmserve::decode_attention calls: {calls}; gather-like ops (calls, inputs):")
+    for e in prof.key_averages(group_by_input_shape=True):
+        if e.key in GATHER_OPS:
+            print(
+                f"    {e.key} x{e.count}: {e.input_shapes}, {e.self_cpu_time_total / 1000:.2f} ms"
+            )
 
 
 if __name__ == "__main__":
