@@ -7,7 +7,9 @@ kernel's output with the gather + SDPA reference path.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 import torch
@@ -128,3 +130,22 @@ def test_engine_greedy_equals_generate_in_either_mode(mode: str) -> None:
         assert output_ids(results[(f"r{i}", 0)]) == hf_greedy(model, prompt, 10)
     layers = model.config.num_hidden_layers
     assert calls >= 9 * layers if mode == "kernel" else calls == 0
+
+
+def test_a_failed_build_falls_back_to_gather_with_one_log_line(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Any
+) -> None:
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    monkeypatch.setattr(decode_kernel, "FLAGS", ["-fno-such-flag-llmserve"])  # g++ refuses it
+    monkeypatch.setattr(decode_kernel, "_state", {"mode": "auto", "module": None, "tried": False})
+    with caplog.at_level(logging.INFO, logger=decode_kernel.__name__):
+        decode_kernel.configure("kernel")
+        assert decode_kernel.kernel() is None
+    lines = [r for r in caplog.records if r.name == decode_kernel.__name__]
+    assert len(lines) == 1 and lines[0].levelno == logging.WARNING
+    assert "using the gather path" in lines[0].getMessage()
+    batch = paged_batch([3, 9], 2, 16, torch.float32)
+    query = torch.randn(1, 4, 2, 16)
+    options = LayerOptions(scaling=0.25, window=None, softcap=None, sinks=None)
+    out = attention._decode(query, batch.kv.keys[0], batch.kv.values[0], batch, options)
+    assert out.shape == (2, 4, 16)

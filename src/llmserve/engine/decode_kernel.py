@@ -62,9 +62,16 @@ def _build(mode: DecodeAttention) -> Any | None:
         )
     except Exception as exc:  # a missing compiler, ninja or header: the gather path still works
         level = logging.WARNING if mode == "kernel" else logging.INFO
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        reason = _first_error(str(exc)) or type(exc).__name__
         logger.log(level, "decode attention kernel unavailable (%s); using the gather path", reason)
         return None
+
+
+def _first_error(text: str) -> str:
+    """The compiler's first `error:` line, else the message's last line."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    errors = [line for line in lines if "error:" in line]
+    return (errors or lines or [""])[0 if errors else -1][:300]
 
 
 def _extension_name() -> str:
