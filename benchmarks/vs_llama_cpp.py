@@ -272,6 +272,7 @@ def medians(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "tokens_per_s": median(lambda r: r["tokens_per_s"]),
             "ttft_p50_ms": median(lambda r: r["ttft_ms"]["p50"]),
             "itl_p50_ms": median(lambda r: r["itl_ms"]["p50"]),
+            "steady_decode_tokens_per_s": median(lambda r: r.get("steady_decode_tokens_per_s")),
             "peak_rss_mb": median(lambda r: r["peak_rss_mb"]),
         })  # fmt: skip
     return rows
@@ -309,25 +310,24 @@ def ratios(rows: list[dict[str, Any]]) -> str:
 
 
 def context_ratios(rows: list[dict[str, Any]]) -> str:
-    """llmserve int8's decode tokens/s (streams / ITL p50) per prompt length, over the shortest's.
+    """llmserve int8's steady decode tokens/s per prompt length, over the shortest prompt's.
 
-    Once every stream has its first token, each engine step gives every stream one token, so the
-    median gap between tokens is the decode step's time; tokens/s above also count the prefill.
+    Steady: from the moment the last stream got its first token to the moment the first stream
+    finished, when every stream decodes and no prefill shares the steps (engine_cpu.py).
     """
     rate = {
-        (r["prompt_len"], r["concurrency"]): r["concurrency"] * 1000 / r["itl_p50_ms"]
+        (r["prompt_len"], r["concurrency"]): r["steady_decode_tokens_per_s"]
         for r in rows
-        if r["method"] == "llmserve_int8" and r["itl_p50_ms"]
+        if r["method"] == "llmserve_int8" and r.get("steady_decode_tokens_per_s")
     }
     parts = []
     for (prompt_len, concurrency), value in sorted(rate.items()):
-        base = rate.get((min(p for p, c in rate if c == concurrency), concurrency))
+        base = rate[(min(p for p, c in rate if c == concurrency), concurrency)]
         parts.append(
-            f"prompt {prompt_len}, {concurrency} streams: {value:.1f} tok/s"
-            + (f" ({value / base:.2f}x)" if base else "")
+            f"prompt {prompt_len}, {concurrency} streams: {value:.1f} ({value / base:.2f}x)"
         )
-    return "llmserve int8 decode tokens/s (streams / ITL p50), vs the shortest prompt: " + (
-        "; ".join(parts) or "-"
+    return "llmserve int8 steady decode tokens/s, vs the shortest prompt: " + (
+        "; ".join(parts) or "- (no window where every stream decoded: raise --new-tokens)"
     )
 
 
