@@ -53,6 +53,7 @@ def _build(mode: DecodeAttention) -> Any | None:
     try:
         from torch.utils import cpp_extension
 
+        logger.info("loading the decode attention kernel (the first start compiles it: 1-2 min)")
         return cpp_extension.load(
             name=_extension_name(),
             sources=[str(SOURCE)],
@@ -90,3 +91,11 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor()
+
+
+if __name__ == "__main__":  # `python -m llmserve.engine.decode_kernel`: build it now (install.sh)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    configure("kernel")
+    print(
+        "decode attention kernel:", "ready" if kernel() is not None else "unavailable (gather path)"
+    )
