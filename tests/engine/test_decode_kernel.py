@@ -141,8 +141,8 @@ def test_a_failed_build_falls_back_to_gather_with_one_log_line(
     with caplog.at_level(logging.INFO, logger=decode_kernel.__name__):
         decode_kernel.configure("kernel")
         assert decode_kernel.kernel() is None
-    lines = [r for r in caplog.records if r.name == decode_kernel.__name__]
-    assert len(lines) == 1 and lines[0].levelno == logging.WARNING
+    lines = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(lines) == 1 and lines[0].name == decode_kernel.__name__
     assert "using the gather path" in lines[0].getMessage()
     batch = paged_batch([3, 9], 2, 16, torch.float32)
     query = torch.randn(1, 4, 2, 16)
