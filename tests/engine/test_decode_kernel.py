@@ -64,6 +64,8 @@ CASES = {
     "softcap": dict(heads=8, kv_heads=2, window=None, softcap=5.0, sinks=False),
     "sinks + window": dict(heads=8, kv_heads=2, window=7, softcap=None, sinks=True),
     "everything": dict(heads=6, kv_heads=1, window=33, softcap=3.0, sinks=True),
+    "head size 128": dict(heads=4, kv_heads=2, window=None, softcap=None, sinks=False, d=128),
+    "head size 80": dict(heads=4, kv_heads=2, window=None, softcap=2.0, sinks=True, d=80),
 }
 
 
@@ -72,7 +74,7 @@ CASES = {
 def test_kernel_equals_gather_path(kernel_on: None, case: str, dtype: torch.dtype) -> None:
     torch.manual_seed(hash(case) % 1000)
     spec = CASES[case]
-    head_dim, lengths = 64, [1, 5, 16, 17, 40, 100, 3, 64]
+    head_dim, lengths = spec.get("d", 64), [1, 5, 16, 17, 40, 100, 3, 64]
     batch = paged_batch(lengths, spec["kv_heads"], head_dim, dtype)
     query = torch.randn(1, spec["heads"], len(lengths), head_dim).to(dtype)
     options = LayerOptions(

@@ -61,10 +61,12 @@ inline void prefetch_row(const T* row, int64_t bytes) {
 
 // One sequence, every query head: a slot's whole row (all KV heads, contiguous, and a block's
 // slots are consecutive) is read once for keys and once for values.
-template <typename T>
+// HD > 0: the head size known at compile time (fixed-length inner loops); 0: read from `o`.
+template <typename T, int64_t HD>
 void attend_one(const float* q, const T* k_cache, const T* v_cache, const int64_t* slots,
                 int64_t first, int64_t length, const float* sinks, const Options& o, float* out) {
-  const int64_t G = o.groups, d = o.head_dim, H = o.kv_heads * G, row = o.kv_heads * d;
+  const int64_t G = o.groups, d = HD > 0 ? HD : o.head_dim, H = o.kv_heads * G;
+  const int64_t row = o.kv_heads * d;
   const int64_t row_bytes = row * static_cast<int64_t>(sizeof(T));
   std::vector<float> acc(H * d, 0.0f), scores(H * TILE), m(H), l(H);
   for (int64_t h = 0; h < H; ++h) {
@@ -74,8 +76,8 @@ void attend_one(const float* q, const T* k_cache, const T* v_cache, const int64_
   for (int64_t start = first; start < length; start += TILE) {
     const int64_t n = std::min(TILE, length - start);
     for (int64_t t = 0; t < n; ++t) {
-      if (start + t + 4 < length) prefetch_row(k_cache + slots[start + t + 4] * row, row_bytes);
-      prefetch_row(v_cache + slots[start + t] * row, row_bytes);
+      if (start + t + 8 < length) prefetch_row(k_cache + slots[start + t + 8] * row, row_bytes);
+      if (start + t + 8 < length) prefetch_row(v_cache + slots[start + t + 8] * row, row_bytes);
       const T* kr = k_cache + slots[start + t] * row;
       for (int64_t h = 0; h < H; ++h) {
         const float* qh = q + h * d;
@@ -140,8 +142,16 @@ void run(const torch::Tensor& q, const torch::Tensor& k_cache, const torch::Tens
     for (int64_t b = begin; b < end; ++b) {
       const int64_t length = len_p[b];
       const int64_t first = o.window > 0 ? std::max<int64_t>(0, length - o.window) : 0;
-      attend_one<T>(qp + b * H * d, kp, vp, slot_p + b * max_ctx, first, length, sp, o,
-                    op + b * H * d);
+      const float* qb = qp + b * H * d;
+      const int64_t* sb = slot_p + b * max_ctx;
+      float* ob = op + b * H * d;
+      if (d == 64) {
+        attend_one<T, 64>(qb, kp, vp, sb, first, length, sp, o, ob);
+      } else if (d == 128) {
+        attend_one<T, 128>(qb, kp, vp, sb, first, length, sp, o, ob);
+      } else {
+        attend_one<T, 0>(qb, kp, vp, sb, first, length, sp, o, ob);
+      }
     }
   });
 }
