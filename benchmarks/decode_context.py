@@ -33,9 +33,11 @@ class Words:
         return " ".join(f"w{i}" for i in token_ids)
 
 
-def decode_rate(model: Any, streams: int, prompt_len: int, decode_tokens: int) -> float:
+def decode_rate(
+    model: Any, streams: int, prompt_len: int, decode_tokens: int, mode: Any = "auto"
+) -> float:
     """Decode tokens/s once every stream has its first token, over `decode_tokens` steps."""
-    config = EngineConfig(max_num_seqs=streams, max_num_batched_tokens=1024)
+    config = EngineConfig(max_num_seqs=streams, max_num_batched_tokens=1024, decode_attention=mode)
     engine = LLMEngine(
         model, Words(), config, max_model_len=2048, eos_token_ids=frozenset(), num_blocks=4096
     )
@@ -57,10 +59,14 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=32)
     parser.add_argument("--prompt-lens", type=int, nargs="+", default=[32, 1000])
     parser.add_argument("--decode-tokens", type=int, default=16)
+    parser.add_argument("--decode-attention", default="auto", choices=["auto", "kernel", "gather"])
     args = parser.parse_args()
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(LlamaConfig(**SHAPE), dtype=torch.float32).eval()
-    rates = {n: decode_rate(model, args.streams, n, args.decode_tokens) for n in args.prompt_lens}
+    rates = {
+        n: decode_rate(model, args.streams, n, args.decode_tokens, args.decode_attention)
+        for n in args.prompt_lens
+    }
     base = rates[min(rates)]
     print(f"| prompt tokens | streams | decode tokens/s | vs {min(rates)}-token prompts |")
     print("|---:|---:|---:|---:|")

@@ -218,13 +218,16 @@ def run_llmserve(
     params = SamplingParams(max_tokens=new_tokens, temperature=0.0, ignore_eos=True)
     ttfts: list[float] = []
     itls: list[float] = []
+    stamps: list[list[float]] = []  # per stream: when each of its tokens arrived
 
     async def client(i: int, prompt: list[int], start: float) -> None:
-        last = start
+        last, mine = start, []
+        stamps.append(mine)
         async for output in backend.generate(GenerateRequest(f"r{i}", tuple(prompt), params)):
             now = time.perf_counter()
             (itls if output.num_output_tokens > 1 else ttfts).append(now - last)
             last = now
+            mine.append(now)
 
     async def main() -> float:
         await backend.start()
@@ -240,7 +243,19 @@ def run_llmserve(
         return elapsed
 
     elapsed = asyncio.run(main())
-    return _result(concurrency * new_tokens, elapsed, ttfts, itls)
+    result = _result(concurrency * new_tokens, elapsed, ttfts, itls)
+    result["steady_decode_tokens_per_s"] = steady_decode_rate(stamps)
+    return result
+
+
+def steady_decode_rate(stamps: list[list[float]]) -> float | None:
+    """Tokens/s while every stream decodes: from the last first token to the first stream's end.
+
+    Prefill chunks of streams still starting share steps with decodes; this window has none.
+    """
+    begin, end = max(s[0] for s in stamps), min(s[-1] for s in stamps)
+    count = sum(1 for s in stamps for t in s if begin < t <= end)
+    return count / (end - begin) if end > begin and count else None
 
 
 def run_http(

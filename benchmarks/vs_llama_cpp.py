@@ -272,6 +272,7 @@ def medians(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "tokens_per_s": median(lambda r: r["tokens_per_s"]),
             "ttft_p50_ms": median(lambda r: r["ttft_ms"]["p50"]),
             "itl_p50_ms": median(lambda r: r["itl_ms"]["p50"]),
+            "steady_decode_tokens_per_s": median(lambda r: r.get("steady_decode_tokens_per_s")),
             "peak_rss_mb": median(lambda r: r["peak_rss_mb"]),
         })  # fmt: skip
     return rows
@@ -306,6 +307,28 @@ def ratios(rows: list[dict[str, Any]]) -> str:
         ratio = f"{ours / theirs:.2f}x" if ours and theirs else "-"
         parts.append(f"prompt {prompt_len}, {concurrency} streams: {ratio}")
     return "llmserve int8 / llama-server q8_0 tokens/s: " + "; ".join(parts)
+
+
+def context_ratios(rows: list[dict[str, Any]]) -> str:
+    """llmserve int8's steady decode tokens/s per prompt length, over the shortest prompt's.
+
+    Steady: from the moment the last stream got its first token to the moment the first stream
+    finished, when every stream decodes and no prefill shares the steps (engine_cpu.py).
+    """
+    rate = {
+        (r["prompt_len"], r["concurrency"]): r["steady_decode_tokens_per_s"]
+        for r in rows
+        if r["method"] == "llmserve_int8" and r.get("steady_decode_tokens_per_s")
+    }
+    parts = []
+    for (prompt_len, concurrency), value in sorted(rate.items()):
+        base = rate[(min(p for p, c in rate if c == concurrency), concurrency)]
+        parts.append(
+            f"prompt {prompt_len}, {concurrency} streams: {value:.1f} ({value / base:.2f}x)"
+        )
+    return "llmserve int8 steady decode tokens/s, vs the shortest prompt: " + (
+        "; ".join(parts) or "- (no window where every stream decoded: raise --new-tokens)"
+    )
 
 
 def prefix_table(results: dict[str, dict[str, Any]]) -> str:
@@ -411,7 +434,7 @@ def main() -> None:
         f"{load[0]:.1f}. {args.new_tokens} new tokens per request, prompts of "
         f"{', '.join(map(str, args.prompt_len))} tokens, greedy, ignore_eos; "
         f"medians of {args.rounds} interleaved rounds.\n\n"
-        f"{table(rows)}\n\n{ratios(rows)}\n"
+        f"{table(rows)}\n\n{ratios(rows)}\n\n{context_ratios(rows)}\n"
     )
     prefix = {} if args.skip_prefix else run_prefix(folder, args)
     if prefix:

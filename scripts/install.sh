@@ -11,3 +11,6 @@ if [ "${1:-}" = "dev" ]; then
 else
   .venv/bin/python -m pip install -q -e .
 fi
+# Build the engine's decode-attention kernel now (once per machine, 1-2 minutes) rather than at the
+# first engine start; without a compiler the engine uses its gather path and says so.
+.venv/bin/python -m llmserve.engine.decode_kernel || true

@@ -89,6 +89,8 @@ class EngineConfig:
     enable_prefix_caching: bool = True  # reuse the KV blocks of prompt prefixes seen before
     quantization: Literal["none", "int8"] = "none"  # int8: Linear weights int8 (CPU, fbgemm)
     speculative: SpeculativeConfig = field(default_factory=SpeculativeConfig)
+    # decode attention: auto (compiled in-place kernel if it builds, else gather) | kernel | gather
+    decode_attention: Literal["auto", "kernel", "gather"] = "auto"
 
     def __post_init__(self) -> None:
         for name in ("max_num_seqs", "max_num_batched_tokens", "block_size", "kv_cache_memory_mb"):
@@ -98,6 +100,8 @@ class EngineConfig:
             raise ValueError("batch_share must be in (0, 1]")
         if self.num_threads is not None and self.num_threads < 1:
             raise ValueError("num_threads must be at least 1")
+        if self.decode_attention not in ("auto", "kernel", "gather"):
+            raise ValueError("decode_attention must be one of auto, kernel, gather")
         if self.quantization == "int8" and self.dtype != "float32":
             raise ValueError("quantization int8 computes in float32: set dtype to float32")
 

@@ -19,6 +19,8 @@ import torch.nn.functional as F
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
+from llmserve.engine import decode_kernel
+
 ATTENTION_NAME = "llmserve_paged"
 # NOTE: the step's batch reaches attention through this variable, not through the forward's
 # keywords: some families' decoder layers (StableLM) do not pass extra keywords on to attention.
@@ -147,6 +149,48 @@ def _decode(
     options: LayerOptions,
 ) -> torch.Tensor:
     """One query per sequence, all sequences at once: `[D, H, d]`."""
+    in_place = _decode_in_place(query, k_cache, v_cache, batch, options)
+    if in_place is not None:
+        return in_place
+    return _decode_gathered(query, k_cache, v_cache, batch, options)
+
+
+def _decode_in_place(
+    query: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    batch: PagedBatch,
+    options: LayerOptions,
+) -> torch.Tensor | None:
+    """The compiled kernel reading keys and values where they lie; None: use the gather path."""
+    module = decode_kernel.kernel()
+    if module is None or k_cache.dtype not in decode_kernel.KERNEL_DTYPES:
+        return None
+    q = query[0, :, : batch.num_decodes].transpose(0, 1).float().contiguous()  # [D, H, d]
+    sinks = options.sinks
+    with torch.profiler.record_function("llmserve::decode_attention"):
+        out: torch.Tensor = module.decode_attention(
+            q,
+            k_cache,
+            v_cache,
+            batch.decode_slots,
+            batch.decode_lengths,
+            torch.empty(0) if sinks is None else sinks.detach().float().contiguous(),
+            options.scaling,
+            options.window or 0,
+            float(options.softcap or 0.0),
+        )
+    return out.to(query.dtype)
+
+
+def _decode_gathered(
+    query: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    batch: PagedBatch,
+    options: LayerOptions,
+) -> torch.Tensor:
+    """The reference path: gather every decode's context, then one batched SDPA: `[D, H, d]`."""
     num_decodes, num_kv_heads = batch.num_decodes, k_cache.shape[1]
     # NOTE: one query per sequence, so the query heads of a KV group can ride in the
     # "query length" axis: [D, kv, groups, d] attends to [D, kv, ctx, d] without repeating KV.

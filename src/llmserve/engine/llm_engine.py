@@ -9,6 +9,7 @@ from collections.abc import Sequence as Seq
 from typing import TYPE_CHECKING, Any, Protocol
 
 from llmserve.config import EngineConfig
+from llmserve.engine import decode_kernel
 from llmserve.engine.block_manager import BlockManager, namespace_root, num_kv_blocks
 from llmserve.engine.detokenizer import IncrementalDetokenizer
 from llmserve.engine.drafting import PredictionDrafter, back_off_ngram, propose_drafts
@@ -71,6 +72,7 @@ class LLMEngine:
         )
         self.scheduler = Scheduler(config, self.block_manager)
         self.runner = ModelRunner(model, num_blocks=num_blocks, block_size=config.block_size)
+        decode_kernel.configure(config.decode_attention)  # builds once per machine, else loads
         self.sampler = Sampler()
         self.grammars = grammars
         self.speculative = config.speculative

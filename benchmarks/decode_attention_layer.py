@@ -1,0 +1,85 @@
+"""One layer's decode attention, in-place kernel against gather + SDPA, on a random paged cache.
+
+SmolLM2-135M's attention shape (9 query heads, 3 KV heads, head size 64), 32 decodes, contexts
+of 48 and 1,024 tokens scattered over shuffled 16-slot blocks. Prints the best and median time
+per call and the bytes of keys and values each call must read, as GB/s.
+
+    PYTHONPATH=src .venv/bin/python benchmarks/decode_attention_layer.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from llmserve.engine import attention, decode_kernel
+from llmserve.engine.attention import KVCache, LayerOptions, PagedBatch
+
+BLOCK, HEADS, KV_HEADS, HEAD_DIM = 16, 9, 3, 64
+
+
+def random_batch(streams: int, ctx: int) -> PagedBatch:
+    blocks = -(-ctx // BLOCK)
+    num_slots = streams * blocks * BLOCK
+    kv = KVCache(num_slots=num_slots, dtype=torch.float32)
+    kv.keys[0] = torch.randn(num_slots + 1, KV_HEADS, HEAD_DIM)
+    kv.values[0] = torch.randn(num_slots + 1, KV_HEADS, HEAD_DIM)
+    table = torch.randperm(streams * blocks).view(streams, blocks)
+    positions = torch.arange(ctx)
+    slots = table[:, positions // BLOCK] * BLOCK + positions % BLOCK
+    return PagedBatch(
+        kv=kv,
+        slot_mapping=torch.zeros(0, dtype=torch.long),
+        num_decodes=streams,
+        decode_slots=slots,
+        decode_lengths=torch.full((streams,), ctx, dtype=torch.long),
+        prefills=(),
+    )
+
+
+def timed(fn: Callable[..., Any], call: tuple[Any, ...], repeats: int) -> list[float]:
+    fn(*call)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn(*call)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--streams", type=int, default=32)
+    parser.add_argument("--contexts", type=int, nargs="+", default=[48, 1024])
+    parser.add_argument("--repeats", type=int, default=10)
+    args = parser.parse_args()
+    decode_kernel.configure("kernel")
+    torch.manual_seed(0)
+    options = LayerOptions(scaling=HEAD_DIM**-0.5, window=None, softcap=None, sinks=None)
+    print(f"torch threads: {torch.get_num_threads()}")
+    print("| context | path | best ms | median ms | KV GB/s (best) |")
+    print("|---:|---|---:|---:|---:|")
+    for ctx in args.contexts:
+        batch = random_batch(args.streams, ctx)
+        query = torch.randn(1, HEADS, args.streams, HEAD_DIM)
+        k, v = batch.kv.keys[0], batch.kv.values[0]
+        kv_bytes = 2 * args.streams * ctx * KV_HEADS * HEAD_DIM * 4
+        for name, path in (
+            ("kernel", attention._decode_in_place),
+            ("gather", attention._decode_gathered),
+        ):
+            times = timed(path, (query, k, v, batch, options), args.repeats)
+            best = min(times)
+            print(
+                f"| {ctx} | {name} | {best * 1e3:.2f} | {statistics.median(times) * 1e3:.2f} "
+                f"| {kv_bytes / best / 1e9:.1f} |"
+            )
+
+
+if __name__ == "__main__":
+    main()

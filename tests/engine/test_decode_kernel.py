@@ -1,0 +1,153 @@
+"""The compiled decode kernel against the gather path, on random paged caches.
+
+Every case builds a cache of random blocks, hands each decode a ragged context scattered over
+non-consecutive blocks (padded with the pad slot, as the model runner does), and compares the
+kernel's output with the gather + SDPA reference path.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from llmserve.engine import attention, decode_kernel
+from llmserve.engine.attention import KVCache, LayerOptions, PagedBatch
+from llmserve.types import GenerateOutput, GenerateRequest
+
+from .conftest import greedy, hf_greedy, make_engine, output_ids, run_all, tiny_model
+
+BLOCK = 16
+
+
+@pytest.fixture(scope="module")
+def kernel_on() -> None:
+    decode_kernel.configure("auto")
+    if decode_kernel.kernel() is None:
+        pytest.fail("the decode kernel did not build on this machine (see the log line)")
+
+
+def paged_batch(lengths: list[int], kv_heads: int, head_dim: int, dtype: torch.dtype) -> PagedBatch:
+    """Random keys/values in every slot; each decode's blocks picked at random from the pool."""
+    num_blocks = sum(-(-n // BLOCK) for n in lengths) + 3
+    kv = KVCache(num_slots=num_blocks * BLOCK, dtype=dtype)
+    shape = (num_blocks * BLOCK + 1, kv_heads, head_dim)
+    keys, values = torch.randn(shape).to(dtype), torch.randn(shape).to(dtype)
+    keys[-1], values[-1] = 0, 0  # the pad slot holds zeros, as KVCache allocates it
+    kv.keys[0], kv.values[0] = keys, values
+    order = torch.randperm(num_blocks)
+    rows, used = [], 0
+    for n in lengths:
+        blocks = order[used : used + -(-n // BLOCK)]
+        used += len(blocks)
+        positions = torch.arange(n)
+        rows.append(blocks[positions // BLOCK] * BLOCK + positions % BLOCK)
+    slots = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=kv.pad_slot)
+    return PagedBatch(
+        kv=kv,
+        slot_mapping=torch.zeros(0, dtype=torch.long),
+        num_decodes=len(lengths),
+        decode_slots=slots,
+        decode_lengths=torch.tensor(lengths, dtype=torch.long),
+        prefills=(),
+    )
+
+
+CASES = {
+    "plain MHA": dict(heads=4, kv_heads=4, window=None, softcap=None, sinks=False),
+    "GQA 3 groups": dict(heads=9, kv_heads=3, window=None, softcap=None, sinks=False),
+    "sliding window": dict(heads=8, kv_heads=2, window=20, softcap=None, sinks=False),
+    "softcap": dict(heads=8, kv_heads=2, window=None, softcap=5.0, sinks=False),
+    "sinks + window": dict(heads=8, kv_heads=2, window=7, softcap=None, sinks=True),
+    "everything": dict(heads=6, kv_heads=1, window=33, softcap=3.0, sinks=True),
+    "head size 128": dict(heads=4, kv_heads=2, window=None, softcap=None, sinks=False, d=128),
+    "head size 80": dict(heads=4, kv_heads=2, window=None, softcap=2.0, sinks=True, d=80),
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("case", list(CASES))
+def test_kernel_equals_gather_path(kernel_on: None, case: str, dtype: torch.dtype) -> None:
+    torch.manual_seed(hash(case) % 1000)
+    spec = CASES[case]
+    head_dim, lengths = spec.get("d", 64), [1, 5, 16, 17, 40, 100, 3, 64]
+    batch = paged_batch(lengths, spec["kv_heads"], head_dim, dtype)
+    query = torch.randn(1, spec["heads"], len(lengths), head_dim).to(dtype)
+    options = LayerOptions(
+        scaling=head_dim**-0.5 * 1.7,
+        window=spec["window"],
+        softcap=spec["softcap"],
+        sinks=torch.randn(spec["heads"]) if spec["sinks"] else None,
+    )
+    k_cache, v_cache = batch.kv.keys[0], batch.kv.values[0]
+    got = attention._decode_in_place(query, k_cache, v_cache, batch, options)
+    assert got is not None, "the kernel path was not taken"
+    ref = attention._decode_gathered(
+        query.float(), k_cache.float(), v_cache.float(), batch, options
+    )
+    assert got.shape == ref.shape == (len(lengths), spec["heads"], head_dim)
+    tolerance = 1e-5 if dtype == torch.float32 else 1e-2  # bf16: the output is rounded to bf16
+    torch.testing.assert_close(got.float(), ref, atol=tolerance, rtol=tolerance)
+
+
+def test_gather_mode_turns_the_kernel_off() -> None:
+    decode_kernel.configure("gather")
+    try:
+        assert decode_kernel.kernel() is None
+    finally:
+        decode_kernel.configure("auto")
+    assert decode_kernel.kernel() is not None
+
+
+def test_float16_cache_falls_back_to_gather(kernel_on: None) -> None:
+    batch = paged_batch([3, 9], 2, 16, torch.float16)
+    query = torch.randn(1, 4, 2, 16).to(torch.float16)
+    options = LayerOptions(scaling=0.25, window=None, softcap=None, sinks=None)
+    k_cache, v_cache = batch.kv.keys[0], batch.kv.values[0]
+    assert attention._decode_in_place(query, k_cache, v_cache, batch, options) is None
+    assert attention._decode(query, k_cache, v_cache, batch, options).shape == (2, 4, 16)
+
+
+def kernel_calls_while(run: Callable[[], object]) -> int:
+    """How many times the compiled decode kernel ran during `run()`."""
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        run()
+    return sum(e.count for e in prof.key_averages() if e.key == "llmserve::decode_attention")
+
+
+@pytest.mark.parametrize("mode", ["kernel", "gather"])
+def test_engine_greedy_equals_generate_in_either_mode(mode: str) -> None:
+    model = tiny_model("mistral")  # sliding window 4096 > context: the full-attention branch too
+    engine = make_engine(model, max_num_batched_tokens=64, decode_attention=mode)
+    batch = [[(7 * i + 3 * j) % 290 + 5 for j in range(20 + 9 * i)] for i in range(3)]
+    requests = [GenerateRequest(f"r{i}", tuple(p), greedy(10)) for i, p in enumerate(batch)]
+    results: dict[tuple[str, int], list[GenerateOutput]] = {}
+    calls = kernel_calls_while(lambda: results.update(run_all(engine, requests)))
+    decode_kernel.configure("auto")
+    for i, prompt in enumerate(batch):
+        assert output_ids(results[(f"r{i}", 0)]) == hf_greedy(model, prompt, 10)
+    layers = model.config.num_hidden_layers
+    assert calls >= 9 * layers if mode == "kernel" else calls == 0
+
+
+def test_a_failed_build_falls_back_to_gather_with_one_log_line(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Any
+) -> None:
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    monkeypatch.setattr(decode_kernel, "FLAGS", ["-fno-such-flag-llmserve"])  # g++ refuses it
+    monkeypatch.setattr(decode_kernel, "_state", {"mode": "auto", "module": None, "tried": False})
+    with caplog.at_level(logging.INFO, logger=decode_kernel.__name__):
+        decode_kernel.configure("kernel")
+        assert decode_kernel.kernel() is None
+    lines = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(lines) == 1 and lines[0].name == decode_kernel.__name__
+    assert "using the gather path" in lines[0].getMessage()
+    batch = paged_batch([3, 9], 2, 16, torch.float32)
+    query = torch.randn(1, 4, 2, 16)
+    options = LayerOptions(scaling=0.25, window=None, softcap=None, sinks=None)
+    out = attention._decode(query, batch.kv.keys[0], batch.kv.values[0], batch, options)
+    assert out.shape == (2, 4, 16)
