@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import ConfigDict, Field
 
 from llmserve.api.access.admin_access import KeyInFlight, Limit, require_admin
-from llmserve.api.access.jobs_access import JsonBody, jobs_of, page_limit
+from llmserve.api.access.jobs_access import JsonBody, jobs_of, list_body, page_limit
 from llmserve.api.access.web_files import web_file
 from llmserve.api.admission import ServerState, server_state
 from llmserve.api.http.json_body import parse_json_body
@@ -28,6 +28,7 @@ from llmserve.auth.store import UnknownKeyError
 from llmserve.errors import NotFoundError
 from llmserve.jobs.batches import cancel_batch
 from llmserve.jobs.objects import batch_object
+from llmserve.jobs.store import BatchRecord
 from llmserve.metrics import PREFIX
 from llmserve.serving.schemas import StrictModel
 
@@ -169,17 +170,12 @@ async def all_batches(request: Request) -> JsonBody:
     after = request.query_params.get("after")
     page = await jobs.call(jobs.store.list_batches, None, after=after, limit=page_limit(request))
     names = {key.key_id: key.name for key in await gatekeeper.list_keys()}
-    data = [
-        {**batch_object(record), "owner": {"id": record.owner, "name": names.get(record.owner)}}
-        for record in page.items
-    ]
-    return {
-        "object": "list",
-        "data": data,
-        "first_id": data[0]["id"] if data else None,
-        "last_id": data[-1]["id"] if data else None,
-        "has_more": page.has_more,
-    }
+
+    def with_owner(record: BatchRecord) -> dict[str, object]:
+        owner = {"id": record.owner, "name": names.get(record.owner)}
+        return {**batch_object(record), "owner": owner}
+
+    return list_body(page, with_owner)
 
 
 @router.post("/batches/{batch_id}/cancel")
