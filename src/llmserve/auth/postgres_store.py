@@ -27,8 +27,8 @@ from llmserve.auth.store import (
     UsageRow,
     _row_to_key,
 )
-from llmserve.database.migrations import migrate
-from llmserve.database.postgres import Connection, Database
+from llmserve.database.migrations import open_migrated
+from llmserve.database.postgres import Connection
 
 _ADD_USAGE = (
     "INSERT INTO usage AS u VALUES (%s, %s, %s, %s, %s, %s, %s)"
@@ -50,13 +50,7 @@ class PostgresKeyStore:
 
     def __init__(self, url: str, *, max_connections: int = 8) -> None:
         self.url = url
-        self.database = Database(url, max_size=max_connections)
-        try:
-            with self.database.transaction() as connection:
-                migrate(connection, url)
-        except BaseException:
-            self.database.close()
-            raise
+        self.database = open_migrated(url, max_size=max_connections)
 
     def close(self) -> None:
         self.database.close()

@@ -7,7 +7,7 @@ newer than this llmserve knows is refused with one line, never half-used.
 
 from __future__ import annotations
 
-from llmserve.database.postgres import Connection
+from llmserve.database.postgres import Connection, Database
 from llmserve.database.url import redacted
 
 _LOCK_ID = 7_201_021  # pg_advisory_xact_lock key of the schema migration
@@ -158,3 +158,16 @@ def migrate(connection: Connection, url: str) -> int:
             connection.execute(statement)
         connection.execute("INSERT INTO schema_version (version) VALUES (%s)", (version,))
     return current
+
+
+def open_migrated(url: str, *, max_size: int) -> Database:
+    """A pool on the database at `url`, its schema brought to `LATEST_VERSION` (closed again if
+    that fails: a newer schema, an unreachable server)."""
+    database = Database(url, max_size=max_size)
+    try:
+        with database.transaction() as connection:
+            migrate(connection, url)
+    except BaseException:
+        database.close()
+        raise
+    return database

@@ -14,8 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from llmserve.database.migrations import migrate
-from llmserve.database.postgres import Connection, Database
+from llmserve.database.migrations import open_migrated
+from llmserve.database.postgres import Connection
 from llmserve.jobs.files import CHUNK_BYTES, files_dir
 from llmserve.jobs.store import FileRecord
 
@@ -28,13 +28,7 @@ class PostgresTables:
     def __init__(self, url: str, home: Path, *, max_connections: int = 8) -> None:
         self.url = url
         self.cache_dir = files_dir(home)
-        self.database = Database(url, max_size=max_connections)
-        try:
-            with self.database.transaction() as connection:
-                migrate(connection, url)
-        except BaseException:
-            self.database.close()
-            raise
+        self.database = open_migrated(url, max_size=max_connections)
 
     @contextmanager
     def _tx(self) -> Iterator[Connection]:
