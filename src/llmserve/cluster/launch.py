@@ -21,6 +21,7 @@ from llmserve.cluster.deployments import (
     cpus_needed,
     engine_deployments,
 )
+from llmserve.cluster.proxy_ready import wait_for_every_proxy
 from llmserve.config import ServerConfig
 from llmserve.models.source import resolve_model_path
 
@@ -29,7 +30,8 @@ QUIET = {"log_level": "WARNING", "enable_access_log": False}  # Serve logs per c
 
 
 def serve_on_ray(config: ServerConfig, on_ready: Callable[[int], None]) -> int:
-    """Run the application until SIGINT or SIGTERM; `on_ready(port)` once it answers."""
+    """Run the application until SIGINT or SIGTERM; `on_ready(port)` once every proxy on the
+    port routes to it."""
     import ray
     from ray import serve
 
@@ -42,6 +44,8 @@ def serve_on_ray(config: ServerConfig, on_ready: Callable[[int], None]) -> int:
     try:
         serve.start(http_options={"host": config.host, "port": port}, logging_config=QUIET)
         serve.run(build_application(config), name=APP_NAME, route_prefix="/", logging_config=QUIET)
+        if not wait_for_every_proxy(config.host, port):
+            print("llmserve: a Serve proxy still has no routes; its requests get 404", flush=True)
         on_ready(port)
         while True:
             time.sleep(3600)
