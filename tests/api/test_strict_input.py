@@ -143,6 +143,43 @@ async def test_empty_lists_are_refused(
     )
 
 
+ITEM_KINDS = (
+    "Input items are objects of type message (with role and content), function_call, "
+    "function_call_output, compaction or item_reference."
+)
+
+
+@pytest.mark.parametrize(
+    ("item", "param", "message"),
+    [
+        ({"role": "user", "content": 7}, "input.0.content", "Input should be a valid string."),
+        (
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": 5}]},
+            "input.0.content.0.text",
+            "Input should be a valid string.",
+        ),
+        ({"type": "bogus"}, "input.0", ITEM_KINDS),
+        (7, "input.0", ITEM_KINDS),
+    ],
+)
+async def test_a_bad_responses_item_is_named_by_its_own_type(
+    client: httpx.AsyncClient, item: Any, param: str, message: str
+) -> None:
+    """The 400 comes from the member the item's `type` names (a message without `type` too),
+    never from another member of the union (it said `input.0.FunctionCallItem.type`)."""
+    body = {"model": FAKE_MODEL, "input": [item]}
+    error = error_of(await client.post("/v1/responses", json=body), 400)
+    assert error["param"] == param
+    assert error["message"] == f"Invalid value for '{param}': {message}"
+
+
+async def test_a_function_call_item_missing_a_field_names_it(client: httpx.AsyncClient) -> None:
+    item = {"type": "function_call", "call_id": "c1", "name": "lookup"}
+    body = {"model": FAKE_MODEL, "input": [item]}
+    error = error_of(await client.post("/v1/responses", json=body), 400)
+    assert error["message"] == "Missing required parameter: 'input.0.arguments'."
+
+
 @pytest.mark.parametrize(
     ("content_type", "sent"),
     [

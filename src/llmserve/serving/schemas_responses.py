@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Discriminator, Field, Tag, ValidationError
 
 from llmserve.errors import InvalidRequestError
 from llmserve.serving.schemas import ModelRequest, StrictModel
@@ -99,9 +99,30 @@ class ItemReference(StrictModel):
     id: str
 
 
+_ITEM_TYPES = ("message", "function_call", "function_call_output", "compaction", "item_reference")
+
+
+def _item_tag(item: Any) -> str | None:
+    """Which member an item is, by its `type` (a message may leave it out): errors then come
+    from that member alone, never from whichever member pydantic tried last."""
+    kind = item.get("type", "message") if isinstance(item, dict) else getattr(item, "type", None)
+    return f"item-{kind}" if kind in _ITEM_TYPES else None
+
+
 InputItem = Annotated[
-    InputMessage | FunctionCallItem | FunctionCallOutputItem | CompactionItem | ItemReference,
-    Field(union_mode="left_to_right"),
+    Annotated[InputMessage, Tag("item-message")]
+    | Annotated[FunctionCallItem, Tag("item-function_call")]
+    | Annotated[FunctionCallOutputItem, Tag("item-function_call_output")]
+    | Annotated[CompactionItem, Tag("item-compaction")]
+    | Annotated[ItemReference, Tag("item-item_reference")],
+    Discriminator(
+        _item_tag,
+        custom_error_type="invalid_input_item",
+        custom_error_message=(
+            "Input items are objects of type message (with role and content), function_call, "
+            "function_call_output, compaction or item_reference"
+        ),
+    ),
 ]
 
 
