@@ -226,6 +226,22 @@ async def test_health_reports_replicas(cluster: Cluster) -> None:
     assert models["chat-canary"]["variants"]["v2"]["weight"] == 20.0
 
 
+async def test_foreign_host_and_origin_are_refused_on_ray(cluster: Cluster) -> None:
+    """The ingress replicas guard `Host` and `Origin` as `serve` does locally (DNS rebinding
+    and cross-site posts must not reach a cluster either)."""
+    async with cluster.client() as client:
+        rebound = await client.get("/v1/models", headers={"Host": "attacker.example"})
+        foreign = await client.get("/v1/models", headers={"Origin": "http://evil.example"})
+        own = await client.get(
+            "/v1/models", headers={"Authorization": f"Bearer {cluster.keys['plain']}"}
+        )
+    assert rebound.status_code == 400
+    assert rebound.json()["error"]["code"] == "invalid_host"
+    assert foreign.status_code == 403
+    assert foreign.json()["error"]["code"] == "origin_not_allowed"
+    assert own.status_code == 200
+
+
 def replica_processes(deployment: str) -> list[psutil.Process]:
     """The worker processes of `deployment`'s replicas (Ray titles them after it)."""
     title = f"ServeReplica:llmserve:{deployment}"

@@ -17,6 +17,7 @@ from ray import serve
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llmserve.api.app import create_app
+from llmserve.api.http.host_guard import guard_hosts
 from llmserve.auth.factory import build_gatekeeper
 from llmserve.backends.factory import RemoteEngine, RemoteEngines, build_backends
 from llmserve.cluster.board import RayCanaryBoard
@@ -40,6 +41,7 @@ class IngressReplica:
         backends = build_backends(self._config, self._remote_engines())
         app = create_app(self._config, backends, build_gatekeeper(self._config))
         app.add_middleware(DropRequestIdHeader)
+        guard_hosts(app, self._config)  # as `serve` locally: foreign Host 400, foreign Origin 403
         return app
 
     def _remote_engines(self) -> RemoteEngines:
