@@ -20,7 +20,12 @@ from llmserve.config import (
     load_config_file,
 )
 
-ENGINE_FLAGS = ("dtype", "quantization", "enable_prefix_caching")  # EngineConfig fields
+ENGINE_FLAGS = (
+    "dtype",
+    "quantization",
+    "kv_cache_dtype",
+    "enable_prefix_caching",
+)  # EngineConfig fields
 SOURCE = "from the command line"
 
 
