@@ -7,9 +7,15 @@ with transformers' greedy tokens), on prompts longer than 32 tokens that cross t
 
 from __future__ import annotations
 
+import os
 import random
+import re
+import subprocess
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 
+import openai
 import pytest
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -153,3 +159,33 @@ def test_the_default_cache_is_the_models_dtype() -> None:
     answers(engine, [list(range(1, 9))])
     assert {t.dtype for t in engine.runner.kv.keys.values()} == {torch.bfloat16}
     assert EngineConfig().kv_cache_dtype == "auto"
+
+
+@pytest.mark.slow
+def test_serve_with_a_bfloat16_kv_cache_answers_chat(
+    tiny_chat_path: Path, llmserve_home: Path
+) -> None:
+    command = [sys.executable, "-m", "llmserve", "serve", "--model", str(tiny_chat_path)]
+    command += ["--port", "0", "--kv-cache-dtype", "bfloat16"]
+    env = {**os.environ, "LLMSERVE_HOME": str(llmserve_home)}
+    with subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    ) as process:
+        try:
+            assert process.stdout is not None
+            banner = [process.stdout.readline() for _ in range(6)]  # printed at once
+            match = re.search(r"(http://127\.0\.0\.1:\d+/v1)", banner[0])
+            assert match, f"no URL in {banner[0]!r}"
+            assert ", kv cache bfloat16, " in banner[-1], banner
+            with openai.OpenAI(base_url=match.group(1), api_key="unused", max_retries=0) as client:
+                reply = client.chat.completions.create(
+                    model=str(tiny_chat_path),
+                    messages=[{"role": "user", "content": "Hello!"}],
+                    max_tokens=8,
+                    temperature=0,
+                )
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    assert reply.usage is not None and reply.usage.completion_tokens == 8
+    assert reply.choices[0].finish_reason == "length" and reply.choices[0].message.content
