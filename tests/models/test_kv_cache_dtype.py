@@ -52,6 +52,19 @@ def answers(engine: LLMEngine, batch: list[list[int]]) -> list[list[int]]:
     return [output_ids(results[(f"r{i}", 0)]) for i in range(len(batch))]
 
 
+def one(
+    engine: LLMEngine,
+    request_id: str,
+    prompt: list[int],
+    max_tokens: int = NUM_TOKENS,
+    prediction: list[int] | None = None,
+) -> list[GenerateOutput]:
+    request = GenerateRequest(
+        request_id, tuple(prompt), greedy(max_tokens), prediction_token_ids=tuple(prediction or ())
+    )
+    return run_all(engine, [request])[(request_id, 0)]
+
+
 def answers_and_kernel_calls(
     engine: LLMEngine, batch: list[list[int]]
 ) -> tuple[list[list[int]], int]:
@@ -133,19 +146,6 @@ def test_drafts_are_verified_over_a_bfloat16_cache() -> None:
     assert agreement(output_ids(predicted), plain) >= AGREEMENT
     assert predicted[-1].num_accepted_prediction_tokens > 0
     assert len(predicted) < 24  # accepted drafts came several per step
-
-
-def one(
-    engine: LLMEngine,
-    request_id: str,
-    prompt: list[int],
-    max_tokens: int = NUM_TOKENS,
-    prediction: list[int] | None = None,
-) -> list[GenerateOutput]:
-    request = GenerateRequest(
-        request_id, tuple(prompt), greedy(max_tokens), prediction_token_ids=tuple(prediction or ())
-    )
-    return run_all(engine, [request])[(request_id, 0)]
 
 
 def test_a_kv_cache_dtype_other_than_auto_or_bfloat16_is_refused() -> None:
