@@ -34,10 +34,20 @@ class Words:
 
 
 def decode_rate(
-    model: Any, streams: int, prompt_len: int, decode_tokens: int, mode: Any = "auto"
+    model: Any,
+    streams: int,
+    prompt_len: int,
+    decode_tokens: int,
+    mode: Any = "auto",
+    kv_cache_dtype: Any = "auto",
 ) -> float:
     """Decode tokens/s once every stream has its first token, over `decode_tokens` steps."""
-    config = EngineConfig(max_num_seqs=streams, max_num_batched_tokens=1024, decode_attention=mode)
+    config = EngineConfig(
+        max_num_seqs=streams,
+        max_num_batched_tokens=1024,
+        decode_attention=mode,
+        kv_cache_dtype=kv_cache_dtype,
+    )
     engine = LLMEngine(
         model, Words(), config, max_model_len=2048, eos_token_ids=frozenset(), num_blocks=4096
     )
@@ -60,14 +70,18 @@ def main() -> None:
     parser.add_argument("--prompt-lens", type=int, nargs="+", default=[32, 1000])
     parser.add_argument("--decode-tokens", type=int, default=16)
     parser.add_argument("--decode-attention", default="auto", choices=["auto", "kernel", "gather"])
+    parser.add_argument("--kv-cache-dtype", default="auto", choices=["auto", "bfloat16"])
     args = parser.parse_args()
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(LlamaConfig(**SHAPE), dtype=torch.float32).eval()
     rates = {
-        n: decode_rate(model, args.streams, n, args.decode_tokens, args.decode_attention)
+        n: decode_rate(
+            model, args.streams, n, args.decode_tokens, args.decode_attention, args.kv_cache_dtype
+        )
         for n in args.prompt_lens
     }
     base = rates[min(rates)]
+    print(f"KV cache {args.kv_cache_dtype}, decode attention {args.decode_attention}")
     print(f"| prompt tokens | streams | decode tokens/s | vs {min(rates)}-token prompts |")
     print("|---:|---:|---:|---:|")
     for n, rate in rates.items():

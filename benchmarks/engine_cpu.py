@@ -201,7 +201,12 @@ def _timed_generate(
 
 
 def run_llmserve(
-    folder: Path, concurrency: int, new_tokens: int, prompt_len: int, quantization: str = "none"
+    folder: Path,
+    concurrency: int,
+    new_tokens: int,
+    prompt_len: int,
+    quantization: str = "none",
+    kv_cache_dtype: str = "auto",
 ) -> dict[str, Any]:
     from llmserve.backends.local import LocalBackend
     from llmserve.config import EngineConfig, ModelConfig
@@ -213,6 +218,7 @@ def run_llmserve(
         max_num_batched_tokens=512,
         kv_cache_memory_mb=kv_cache_mb(concurrency, prompt_len + new_tokens),
         quantization=quantization,  # type: ignore[arg-type]
+        kv_cache_dtype=kv_cache_dtype,  # type: ignore[arg-type]
     )
     backend = LocalBackend(ModelConfig(name="bench", source=str(folder)), engine_config, folder)
     params = SamplingParams(max_tokens=new_tokens, temperature=0.0, ignore_eos=True)
@@ -259,14 +265,19 @@ def steady_decode_rate(stamps: list[list[float]]) -> float | None:
 
 
 def run_http(
-    folder: Path, concurrency: int, new_tokens: int, prompt_len: int, quantization: str = "none"
+    folder: Path,
+    concurrency: int,
+    new_tokens: int,
+    prompt_len: int,
+    quantization: str = "none",
+    kv_cache_dtype: str = "auto",
 ) -> dict[str, Any]:
     """`llmserve serve --model folder` in a subprocess, driven by streaming HTTP clients."""
     import tempfile
 
     home = tempfile.mkdtemp(prefix="llmserve-bench-")
     command = [sys.executable, "-m", "llmserve", "serve", "--model", str(folder), "--port", "0"]
-    command += ["--quantization", quantization]
+    command += ["--quantization", quantization, "--kv-cache-dtype", kv_cache_dtype]
     server = subprocess.Popen(
         command,
         stdout=subprocess.PIPE,
@@ -369,14 +380,21 @@ def flops_per_token() -> float:
 
 
 def run_child(
-    method: str, folder: Path, concurrency: int, new_tokens: int, prompt_len: int
+    method: str,
+    folder: Path,
+    concurrency: int,
+    new_tokens: int,
+    prompt_len: int,
+    kv_cache_dtype: str = "auto",
 ) -> None:
     if method in ("llmserve", "llmserve_int8"):
         quantization = "int8" if method == "llmserve_int8" else "none"
-        result = run_llmserve(folder, concurrency, new_tokens, prompt_len, quantization)
+        result = run_llmserve(
+            folder, concurrency, new_tokens, prompt_len, quantization, kv_cache_dtype
+        )
     elif method in ("llmserve_http", "llmserve_http_int8"):
         quantization = "int8" if method == "llmserve_http_int8" else "none"
-        result = run_http(folder, concurrency, new_tokens, prompt_len, quantization)
+        result = run_http(folder, concurrency, new_tokens, prompt_len, quantization, kv_cache_dtype)
     else:
         result = run_hf(method, folder, concurrency, new_tokens, prompt_len)
     print("RESULT " + json.dumps(result))
@@ -387,6 +405,7 @@ def measure(
 ) -> dict[str, Any] | None:
     command = [sys.executable, __file__, "--child", method, str(folder), str(concurrency)]
     command += ["--new-tokens", str(args.new_tokens), "--prompt-len", str(args.prompt_len)]
+    command += ["--kv-cache-dtype", args.kv_cache_dtype]  # llmserve's methods; HF ignores it
     try:
         done = subprocess.run(
             command, capture_output=True, text=True, check=False, timeout=args.timeout
@@ -442,6 +461,16 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def add_kv_cache_dtype_argument(parser: argparse.ArgumentParser) -> None:
+    """`--kv-cache-dtype`, passed to every llmserve method (`engine.kv_cache_dtype`)."""
+    parser.add_argument(
+        "--kv-cache-dtype",
+        choices=("auto", "bfloat16"),
+        default="auto",
+        help="llmserve's KV cache dtype: auto (the model's) or bfloat16 (half the bytes)",
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="32 new tokens instead of 128")
@@ -451,12 +480,20 @@ def main() -> None:
     parser.add_argument("--home", type=Path, default=Path.home() / ".cache" / "llmserve")
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=METHODS[:4])
     parser.add_argument("--timeout", type=float, default=300, help="seconds per measurement")
+    add_kv_cache_dtype_argument(parser)
     parser.add_argument("--child", nargs=3, metavar=("METHOD", "MODEL_DIR", "CONCURRENCY"))
     args = parser.parse_args()
     args.new_tokens = args.new_tokens or (32 if args.quick else 128)
     if args.child:
         method, folder, concurrency = args.child
-        run_child(method, Path(folder), int(concurrency), args.new_tokens, args.prompt_len)
+        run_child(
+            method,
+            Path(folder),
+            int(concurrency),
+            args.new_tokens,
+            args.prompt_len,
+            args.kv_cache_dtype,
+        )
         return
     folder = build_model(args.home)
     peak = gemm_peak_flops()
@@ -471,7 +508,8 @@ def main() -> None:
                 print(table(rows[-1:], peak).splitlines()[-1], flush=True)
     report = (
         f"GEMM fp32 peak: {peak / 1e9:.1f} GFLOP/s, {args.new_tokens} new tokens, "
-        f"prompt {args.prompt_len} tokens, greedy, ignore_eos\n\n"
+        f"prompt {args.prompt_len} tokens, greedy, ignore_eos, "
+        f"llmserve KV cache {args.kv_cache_dtype}\n\n"
     )
     report += table(rows, peak)
     print(report)

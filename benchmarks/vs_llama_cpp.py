@@ -4,6 +4,7 @@
     python benchmarks/vs_llama_cpp.py --threads 1                # on a machine shared with others
     python benchmarks/vs_llama_cpp.py --rounds 1 --concurrency 1 8 --skip-prefix
     python benchmarks/vs_llama_cpp.py --prompt-len 32 1000 4000 --concurrency 1 32  # long context
+    python benchmarks/vs_llama_cpp.py --kv-cache-dtype bfloat16   # llmserve with a bf16 KV cache
 
 Methods: Hugging Face padded batch, llmserve float32 and int8 in process (like engine_cpu.py),
 llmserve int8 behind its HTTP server (`llmserve serve --quantization int8`, streaming
@@ -38,6 +39,7 @@ from engine_cpu import (
     ROOT,
     _peak_rss_mb,
     _result,
+    add_kv_cache_dtype_argument,
     build_model,
     measure,
     prompts,
@@ -149,14 +151,18 @@ def conversation(reply: list[int]) -> tuple[list[int], list[int]]:
     return first, first + reply + new_message
 
 
-def run_prefix_child(folder: Path, caching: bool) -> dict[str, Any]:
+def run_prefix_child(folder: Path, caching: bool, kv_cache_dtype: str) -> dict[str, Any]:
     """llmserve (in process): TTFT of the first and the second turn, and the cached tokens."""
     from llmserve.backends.local import LocalBackend
     from llmserve.config import EngineConfig, ModelConfig
     from llmserve.sampling import SamplingParams
     from llmserve.types import GenerateRequest
 
-    engine = EngineConfig(kv_cache_memory_mb=256, enable_prefix_caching=caching)
+    engine = EngineConfig(
+        kv_cache_memory_mb=256,
+        enable_prefix_caching=caching,
+        kv_cache_dtype=kv_cache_dtype,  # type: ignore[arg-type]
+    )
     backend = LocalBackend(ModelConfig(name="bench", source=str(folder)), engine, folder)
     params = SamplingParams(max_tokens=REPLY_TOKENS, temperature=0.0, ignore_eos=True)
 
@@ -181,8 +187,10 @@ def run_prefix_child(folder: Path, caching: bool) -> dict[str, Any]:
     return asyncio.run(main())
 
 
-def measure_prefix(folder: Path, caching: bool, timeout: float) -> dict[str, Any] | None:
+def measure_prefix(folder: Path, caching: bool, args: argparse.Namespace) -> dict[str, Any] | None:
     command = [sys.executable, __file__, "--prefix-child", str(folder), "on" if caching else "off"]
+    command += ["--kv-cache-dtype", args.kv_cache_dtype]
+    timeout = args.timeout
     done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=timeout)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if not lines:
@@ -354,7 +362,7 @@ def run_prefix(folder: Path, args: argparse.Namespace) -> dict[str, dict[str, An
     cache = llama_server.cache_dir()
     for _ in range(args.rounds):
         for caching in (True, False):
-            result = measure_prefix(folder, caching, args.timeout)
+            result = measure_prefix(folder, caching, args)
             name = f"llmserve fp32, prefix caching {'on' if caching else 'off'}"
             if result is not None:
                 runs.setdefault(name, []).append(result)
@@ -410,6 +418,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--skip-prefix", action="store_true", help="no prefix-caching TTFT run")
     parser.add_argument("--home", type=Path, default=Path.home() / ".cache" / "llmserve")
     parser.add_argument("--timeout", type=float, default=600, help="seconds per measurement")
+    add_kv_cache_dtype_argument(parser)
     parser.add_argument("--prefix-child", nargs=2, metavar=("MODEL_DIR", "CACHING"))
     return parser.parse_args()
 
@@ -418,7 +427,8 @@ def main() -> None:
     args = parse_args()
     if args.prefix_child:
         folder, caching = args.prefix_child
-        print("RESULT " + json.dumps(run_prefix_child(Path(folder), caching == "on")))
+        result = run_prefix_child(Path(folder), caching == "on", args.kv_cache_dtype)
+        print("RESULT " + json.dumps(result))
         return
     from llmserve.engine.cpu import default_num_threads, detect_cpu
 
@@ -433,6 +443,7 @@ def main() -> None:
         f"CPU: {cpu.summary()}; {args.threads} threads; load average at start "
         f"{load[0]:.1f}. {args.new_tokens} new tokens per request, prompts of "
         f"{', '.join(map(str, args.prompt_len))} tokens, greedy, ignore_eos; "
+        f"llmserve KV cache {args.kv_cache_dtype}; "
         f"medians of {args.rounds} interleaved rounds.\n\n"
         f"{table(rows)}\n\n{ratios(rows)}\n\n{context_ratios(rows)}\n"
     )

@@ -98,6 +98,23 @@ def test_int8_with_bfloat16_is_refused(capsys: pytest.CaptureFixture[str]) -> No
     assert "quantization int8 computes in float32: set dtype to float32" in capsys.readouterr().err
 
 
+def test_kv_cache_dtype_flag_is_the_engine_field_and_shows_in_the_banner() -> None:
+    config = serve_config(build_parser().parse_args(["serve", "--kv-cache-dtype", "bfloat16"]))
+    assert config.engine.kv_cache_dtype == "bfloat16"
+    assert ", kv cache bfloat16, " in banner(config, 8000).splitlines()[-1]
+    default = serve_config(build_parser().parse_args(["serve"]))
+    assert default.engine.kv_cache_dtype == "auto"
+
+
+def test_an_unknown_kv_cache_dtype_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", "--kv-cache-dtype", "fp8"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --kv-cache-dtype: invalid choice: 'fp8'" in err
+    assert "'auto', 'bfloat16'" in err
+
+
 def test_banner_shows_the_cpu_and_engine_settings_for_local_models() -> None:
     config = serve_config(build_parser().parse_args(["serve", "--quantization", "int8"]))
     lines = banner(config, 8000).splitlines()

@@ -163,6 +163,15 @@ def test_json_whitespace_is_compact_unless_configured(tmp_path: Path) -> None:
     ]
 
 
+def test_kv_cache_dtype_is_read_and_checked(tmp_path: Path) -> None:
+    assert load_config_file(write(tmp_path, "")).engine.kv_cache_dtype == "auto"
+    config = load_config_file(write(tmp_path, "engine: {kv_cache_dtype: bfloat16}"))
+    assert config.engine.kv_cache_dtype == "bfloat16"
+    assert problems(tmp_path, "engine: {kv_cache_dtype: fp8}") == [
+        "engine.kv_cache_dtype: 'fp8' is not allowed; allowed: 'auto', 'bfloat16'"
+    ]
+
+
 def test_overrides_are_written_over_the_file_before_it_is_checked(tmp_path: Path) -> None:
     path = write(tmp_path, "engine: {dtype: float16, quantization: int8}\nport: 1")
     overrides = {"engine": {"dtype": "float32"}, "port": 2}

@@ -57,6 +57,12 @@ def add_serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         help="int8: Linear weights in int8 (faster on CPU, less memory; see docs/benchmarks.md)",
     )
     engine.add_argument(
+        "--kv-cache-dtype",
+        choices=("auto", "bfloat16"),
+        help="KV cache element type: auto (the model's dtype) or bfloat16 (half the memory and "
+        "the bytes each decode step reads; numbers differ slightly from transformers')",
+    )
+    engine.add_argument(
         "--enable-prefix-caching",
         action=argparse.BooleanOptionalAction,
         help="reuse the KV cache of prompt prefixes seen before (default: on)",
@@ -128,7 +134,7 @@ def engine_lines(config: ServerConfig) -> list[str]:
     lines = [
         f"cpu: {cpu.summary()}",
         f"engine: dtype {engine.dtype}, quantization {engine.quantization}, "
-        f"prefix caching {caching}, {threads} torch threads",
+        f"prefix caching {caching}, kv cache {engine.kv_cache_dtype}, {threads} torch threads",
     ]
     warning = dtype_warning(engine.dtype, cpu)
     return [*lines, f"warning: {warning}"] if warning else lines

@@ -20,7 +20,8 @@ from llmserve.config import (
     load_config_file,
 )
 
-ENGINE_FLAGS = ("dtype", "quantization", "enable_prefix_caching")  # EngineConfig fields
+# EngineConfig fields
+ENGINE_FLAGS = ("dtype", "quantization", "kv_cache_dtype", "enable_prefix_caching")
 SOURCE = "from the command line"
 
 

@@ -208,8 +208,9 @@ def _decode_gathered(
     mask = positions[None, :] < lengths[:, None]
     if options.window is not None:
         mask &= positions[None, :] > lengths[:, None] - 1 - options.window
-    k = _gather(k_cache, slots).transpose(1, 2)  # [D, kv, ctx, d]
-    v = _gather(v_cache, slots).transpose(1, 2)
+    # NOTE: the cache may be kept in another dtype than the model's (engine.kv_cache_dtype)
+    k = _gather(k_cache, slots).transpose(1, 2).to(query.dtype)  # [D, kv, ctx, d]
+    v = _gather(v_cache, slots).transpose(1, 2).to(query.dtype)
     sinks = None if options.sinks is None else options.sinks.reshape(1, num_kv_heads, -1, 1)
     full = bool(mask.all())
     out = _attend(q, k, v, None if full else mask[:, None, None, :], options, sinks)
@@ -225,8 +226,8 @@ def _prefill(
 ) -> torch.Tensor:
     """One multi-token chunk over its whole context: `[n, H, d]`."""
     q = query[:, :, chunk.q_start : chunk.q_end]  # [1, H, n, d]
-    k = k_cache.index_select(0, chunk.context_slots).transpose(0, 1).unsqueeze(0)
-    v = v_cache.index_select(0, chunk.context_slots).transpose(0, 1).unsqueeze(0)
+    k = _read(k_cache, chunk.context_slots, q.dtype)  # [1, kv, ctx, d]
+    v = _read(v_cache, chunk.context_slots, q.dtype)
     groups = q.shape[1] // k.shape[1]
     if groups > 1:
         k = k.repeat_interleave(groups, dim=1)
@@ -240,6 +241,11 @@ def _prefill(
     sinks = None if options.sinks is None else options.sinks.reshape(1, -1, 1, 1)
     out = _attend(q, k, v, mask, options, sinks)
     return out[0].transpose(0, 1)
+
+
+def _read(cache: torch.Tensor, slots: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A prefill chunk's context `[1, kv, ctx, d]`, in the query's dtype (the cache may differ)."""
+    return cache.index_select(0, slots).to(dtype).transpose(0, 1).unsqueeze(0)
 
 
 def _attend(

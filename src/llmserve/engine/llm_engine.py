@@ -13,7 +13,7 @@ from llmserve.engine import decode_kernel
 from llmserve.engine.block_manager import BlockManager, namespace_root, num_kv_blocks
 from llmserve.engine.detokenizer import IncrementalDetokenizer
 from llmserve.engine.drafting import PredictionDrafter, back_off_ngram, propose_drafts
-from llmserve.engine.model_runner import ModelRunner
+from llmserve.engine.model_runner import ModelRunner, kv_cache_dtype
 from llmserve.engine.model_shape import kv_geometry
 from llmserve.engine.sampler import SampledToken, Sampler
 from llmserve.engine.scheduler import ScheduledChunk, Scheduler, SchedulerOutput
@@ -59,19 +59,22 @@ class LLMEngine:
         grammars: GrammarCompiler | None = None,  # None: requests with a grammar are refused
     ) -> None:
         geometry = kv_geometry(model.config.get_text_config())
+        kv_dtype = kv_cache_dtype(config.kv_cache_dtype, model.dtype)
         num_blocks = num_blocks or num_kv_blocks(
             config.kv_cache_memory_mb,
             block_size=config.block_size,
             num_layers=geometry.num_layers,
             num_kv_heads=geometry.num_kv_heads,
             head_dim=geometry.head_dim,
-            dtype_bytes=model.dtype.itemsize,
+            dtype_bytes=kv_dtype.itemsize,
         )
         self.block_manager = BlockManager(
             num_blocks, config.block_size, enable_prefix_caching=config.enable_prefix_caching
         )
         self.scheduler = Scheduler(config, self.block_manager)
-        self.runner = ModelRunner(model, num_blocks=num_blocks, block_size=config.block_size)
+        self.runner = ModelRunner(
+            model, num_blocks=num_blocks, block_size=config.block_size, kv_dtype=kv_dtype
+        )
         decode_kernel.configure(config.decode_attention)  # builds once per machine, else loads
         self.sampler = Sampler()
         self.grammars = grammars

@@ -16,16 +16,25 @@ from llmserve.engine.attention import (
 )
 from llmserve.engine.scheduler import ScheduledChunk, SchedulerOutput
 
+KV_CACHE_DTYPES = {"bfloat16": torch.bfloat16}  # engine.kv_cache_dtype's values but auto
+
 
 class ModelRunner:
     """Runs a transformers causal LM over the block-paged KV cache."""
 
-    def __init__(self, model: Any, *, num_blocks: int, block_size: int) -> None:
+    def __init__(
+        self,
+        model: Any,
+        *,
+        num_blocks: int,
+        block_size: int,
+        kv_dtype: torch.dtype | None = None,  # None: the model's dtype
+    ) -> None:
         register_paged_attention()
         model.set_attn_implementation(ATTENTION_NAME)
         self.model = model
         self.block_size = block_size
-        self.kv = KVCache(num_slots=num_blocks * block_size, dtype=model.dtype)
+        self.kv = KVCache(num_slots=num_blocks * block_size, dtype=kv_dtype or model.dtype)
         self.layers_ran: frozenset[int] = frozenset()  # layers whose attention ran last step
 
     @torch.inference_mode()
@@ -90,6 +99,11 @@ class ModelRunner:
             end += chunk.num_query_tokens
             rows += range(end - chunk.num_sampled, end)
         return torch.tensor(rows, dtype=torch.long)
+
+
+def kv_cache_dtype(setting: str, model_dtype: torch.dtype) -> torch.dtype:
+    """The KV cache's element type for `engine.kv_cache_dtype`: `auto` is the model's own."""
+    return model_dtype if setting == "auto" else KV_CACHE_DTYPES[setting]
 
 
 def _pad_decodes(slots: list[torch.Tensor], pad_slot: int) -> torch.Tensor:
