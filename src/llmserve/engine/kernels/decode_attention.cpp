@@ -57,6 +57,26 @@ struct Options {
   float scaling, softcap;
 };
 
+// One tile of the online softmax for one head: its n scores become exp(score - new max) (after
+// soft-capping), the running max `m` and sum `l` take the tile in; returns the factor the
+// head's accumulated values must be scaled by (0 while `m` was still -inf).
+inline float softmax_tile(float* scores, int64_t n, float softcap, float& m, float& l) {
+  if (softcap > 0.0f)
+    for (int64_t t = 0; t < n; ++t) scores[t] = softcap * std::tanh(scores[t] / softcap);
+  float tile_max = m;
+  for (int64_t t = 0; t < n; ++t) tile_max = std::max(tile_max, scores[t]);
+  const float alpha = fast_exp(m - tile_max);
+  float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t t = 0; t < n; ++t) {
+    scores[t] = fast_exp(scores[t] - tile_max);
+    sum += scores[t];
+  }
+  l = l * alpha + sum;
+  m = tile_max;
+  return alpha;
+}
+
 // Ask for a whole cache row (every KV head of one slot) ahead of its use.
 template <typename T>
 inline void prefetch_row(const T* row, int64_t bytes) {
@@ -94,20 +114,7 @@ void attend_one(const float* q, const T* k_cache, const T* v_cache, const int64_
       }
     }
     for (int64_t h = 0; h < H; ++h) {
-      float* sh = scores.data() + h * TILE;
-      if (o.softcap > 0.0f)
-        for (int64_t t = 0; t < n; ++t) sh[t] = o.softcap * std::tanh(sh[t] / o.softcap);
-      float tile_max = m[h];
-      for (int64_t t = 0; t < n; ++t) tile_max = std::max(tile_max, sh[t]);
-      const float alpha = fast_exp(m[h] - tile_max);  // m[h] may be -inf: alpha 0
-      float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-      for (int64_t t = 0; t < n; ++t) {
-        sh[t] = fast_exp(sh[t] - tile_max);
-        sum += sh[t];
-      }
-      l[h] = l[h] * alpha + sum;
-      m[h] = tile_max;
+      const float alpha = softmax_tile(scores.data() + h * TILE, n, o.softcap, m[h], l[h]);
       float* ah = acc.data() + h * d;
 #pragma omp simd
       for (int64_t i = 0; i < d; ++i) ah[i] *= alpha;
@@ -241,20 +248,7 @@ void attend_heads(const float* q, const T* k_cache, const T* v_cache, const int6
       }
     }
     for (int64_t g = 0; g < GB; ++g) {
-      float* sh = scores[g];
-      if (o.softcap > 0.0f)
-        for (int64_t t = 0; t < n; ++t) sh[t] = o.softcap * std::tanh(sh[t] / o.softcap);
-      float tile_max = m[g];
-      for (int64_t t = 0; t < n; ++t) tile_max = std::max(tile_max, sh[t]);
-      const float alpha = fast_exp(m[g] - tile_max);  // m may be -inf: alpha 0
-      float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-      for (int64_t t = 0; t < n; ++t) {
-        sh[t] = fast_exp(sh[t] - tile_max);
-        sum += sh[t];
-      }
-      l[g] = l[g] * alpha + sum;
-      m[g] = tile_max;
+      const float alpha = softmax_tile(scores[g], n, o.softcap, m[g], l[g]);
       for (int64_t c = 0; c < C; ++c) acc[g][c] *= alpha;
     }
     for (int64_t t = 0; t < n; ++t) {
