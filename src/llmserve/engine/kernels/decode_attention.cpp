@@ -86,11 +86,11 @@ inline void prefetch_row(const T* row, int64_t bytes) {
 
 // The scalar path. One sequence, every query head: a slot's whole row (all KV heads,
 // contiguous, and a block's slots are consecutive) is read once for keys and once for values.
-// HD > 0: the head size known at compile time (fixed-length inner loops); 0: read from `o`.
-template <typename T, int64_t HD>
+// Head sizes the vector path does not take (it has 64 and 128).
+template <typename T>
 void attend_one(const float* q, const T* k_cache, const T* v_cache, const int64_t* slots,
                 int64_t first, int64_t length, const float* sinks, const Options& o, float* out) {
-  const int64_t G = o.groups, d = HD > 0 ? HD : o.head_dim, H = o.kv_heads * G;
+  const int64_t G = o.groups, d = o.head_dim, H = o.kv_heads * G;
   const int64_t row = o.kv_heads * d;
   const int64_t row_bytes = row * static_cast<int64_t>(sizeof(T));
   std::vector<float> acc(H * d, 0.0f), scores(H * TILE), m(H), l(H);
@@ -328,7 +328,7 @@ void run(const torch::Tensor& q, const torch::Tensor& k_cache, const torch::Tens
       } else if (d == 128) {
         attend_grouped<T, 128>(qb, kp, vp, sb, first, length, sp, o, ob);
       } else {
-        attend_one<T, 0>(qb, kp, vp, sb, first, length, sp, o, ob);
+        attend_one<T>(qb, kp, vp, sb, first, length, sp, o, ob);
       }
     }
   });
