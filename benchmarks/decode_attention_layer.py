@@ -5,6 +5,7 @@ of 48 and 1,024 tokens scattered over shuffled 16-slot blocks. Prints the best a
 per call and the bytes of keys and values each call must read, as GB/s.
 
     PYTHONPATH=src .venv/bin/python benchmarks/decode_attention_layer.py
+    PYTHONPATH=src .venv/bin/python benchmarks/decode_attention_layer.py --kv-cache-dtype int8
 """
 
 from __future__ import annotations
@@ -23,12 +24,16 @@ from llmserve.engine.attention import KVCache, LayerOptions, PagedBatch
 BLOCK, HEADS, KV_HEADS, HEAD_DIM = 16, 9, 3, 64
 
 
-def random_batch(streams: int, ctx: int) -> PagedBatch:
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "int8": torch.int8}
+
+
+def random_batch(streams: int, ctx: int, dtype: torch.dtype) -> PagedBatch:
     blocks = -(-ctx // BLOCK)
     num_slots = streams * blocks * BLOCK
-    kv = KVCache(num_slots=num_slots, dtype=torch.float32)
-    kv.keys[0] = torch.randn(num_slots + 1, KV_HEADS, HEAD_DIM)
-    kv.values[0] = torch.randn(num_slots + 1, KV_HEADS, HEAD_DIM)
+    kv = KVCache(num_slots=num_slots, dtype=dtype)
+    cache = kv.layer(0, torch.empty(1, KV_HEADS, 1, HEAD_DIM))
+    shape = (num_slots + 1, KV_HEADS, HEAD_DIM)
+    cache.write(torch.arange(num_slots + 1), torch.randn(shape), torch.randn(shape))
     table = torch.randperm(streams * blocks).view(streams, blocks)
     positions = torch.arange(ctx)
     slots = table[:, positions // BLOCK] * BLOCK + positions % BLOCK
@@ -57,23 +62,25 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=32)
     parser.add_argument("--contexts", type=int, nargs="+", default=[48, 1024])
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--kv-cache-dtype", choices=list(DTYPES), default="float32")
     args = parser.parse_args()
+    dtype = DTYPES[args.kv_cache_dtype]
     decode_kernel.configure("kernel")
     torch.manual_seed(0)
     options = LayerOptions(scaling=HEAD_DIM**-0.5, window=None, softcap=None, sinks=None)
-    print(f"torch threads: {torch.get_num_threads()}")
+    print(f"torch threads: {torch.get_num_threads()}; KV cache {args.kv_cache_dtype}")
     print("| context | path | best ms | median ms | KV GB/s (best) |")
     print("|---:|---|---:|---:|---:|")
     for ctx in args.contexts:
-        batch = random_batch(args.streams, ctx)
+        batch = random_batch(args.streams, ctx, dtype)
         query = torch.randn(1, HEADS, args.streams, HEAD_DIM)
-        k, v = batch.kv.keys[0], batch.kv.values[0]
-        kv_bytes = 2 * args.streams * ctx * KV_HEADS * HEAD_DIM * 4
+        cache = batch.kv.layers[0]
+        kv_bytes = 2 * args.streams * ctx * KV_HEADS * HEAD_DIM * dtype.itemsize
         for name, path in (
             ("kernel", attention._decode_in_place),
             ("gather", attention._decode_gathered),
         ):
-            times = timed(path, (query, k, v, batch, options), args.repeats)
+            times = timed(path, (query, cache, batch, options), args.repeats)
             best = min(times)
             print(
                 f"| {ctx} | {name} | {best * 1e3:.2f} | {statistics.median(times) * 1e3:.2f} "

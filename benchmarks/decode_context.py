@@ -70,7 +70,7 @@ def main() -> None:
     parser.add_argument("--prompt-lens", type=int, nargs="+", default=[32, 1000])
     parser.add_argument("--decode-tokens", type=int, default=16)
     parser.add_argument("--decode-attention", default="auto", choices=["auto", "kernel", "gather"])
-    parser.add_argument("--kv-cache-dtype", default="auto", choices=["auto", "bfloat16"])
+    parser.add_argument("--kv-cache-dtype", default="auto", choices=["auto", "bfloat16", "int8"])
     args = parser.parse_args()
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(LlamaConfig(**SHAPE), dtype=torch.float32).eval()

@@ -5,6 +5,7 @@
     python benchmarks/vs_llama_cpp.py --rounds 1 --concurrency 1 8 --skip-prefix
     python benchmarks/vs_llama_cpp.py --prompt-len 32 1000 4000 --concurrency 1 32  # long context
     python benchmarks/vs_llama_cpp.py --kv-cache-dtype bfloat16   # llmserve with a bf16 KV cache
+    python benchmarks/vs_llama_cpp.py --kv-cache-dtype int8       # ... or an int8 one
 
 Methods: Hugging Face padded batch, llmserve float32 and int8 in process (like engine_cpu.py),
 llmserve int8 behind its HTTP server (`llmserve serve --quantization int8`, streaming

@@ -167,8 +167,10 @@ def test_kv_cache_dtype_is_read_and_checked(tmp_path: Path) -> None:
     assert load_config_file(write(tmp_path, "")).engine.kv_cache_dtype == "auto"
     config = load_config_file(write(tmp_path, "engine: {kv_cache_dtype: bfloat16}"))
     assert config.engine.kv_cache_dtype == "bfloat16"
+    config = load_config_file(write(tmp_path, "engine: {kv_cache_dtype: int8}"))
+    assert config.engine.kv_cache_dtype == "int8"
     assert problems(tmp_path, "engine: {kv_cache_dtype: fp8}") == [
-        "engine.kv_cache_dtype: 'fp8' is not allowed; allowed: 'auto', 'bfloat16'"
+        "engine.kv_cache_dtype: 'fp8' is not allowed; allowed: 'auto', 'bfloat16', 'int8'"
     ]
 
 

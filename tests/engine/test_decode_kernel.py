@@ -16,7 +16,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from llmserve.engine import attention, decode_kernel
-from llmserve.engine.attention import KVCache, LayerOptions, PagedBatch
+from llmserve.engine.attention import KVCache, LayerCache, LayerOptions, PagedBatch, quantize_rows
 from llmserve.types import GenerateOutput, GenerateRequest
 
 from .conftest import greedy, hf_greedy, make_engine, output_ids, run_all, tiny_model
@@ -36,9 +36,10 @@ def paged_batch(lengths: list[int], kv_heads: int, head_dim: int, dtype: torch.d
     num_blocks = sum(-(-n // BLOCK) for n in lengths) + 3
     kv = KVCache(num_slots=num_blocks * BLOCK, dtype=dtype)
     shape = (num_blocks * BLOCK + 1, kv_heads, head_dim)
-    keys, values = torch.randn(shape).to(dtype), torch.randn(shape).to(dtype)
-    keys[-1], values[-1] = 0, 0  # the pad slot holds zeros, as KVCache allocates it
-    kv.keys[0], kv.values[0] = keys, values
+    cache = kv.layer(0, torch.empty(1, kv_heads, 1, head_dim))
+    every_slot = torch.arange(shape[0])
+    cache.write(every_slot, torch.randn(shape), torch.randn(shape))
+    cache.write(every_slot[-1:], torch.zeros(1, *shape[1:]), torch.zeros(1, *shape[1:]))
     order = torch.randperm(num_blocks)
     rows, used = [], 0
     for n in lengths:
@@ -69,29 +70,75 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.int8])
 @pytest.mark.parametrize("case", list(CASES))
 def test_kernel_equals_gather_path(kernel_on: None, case: str, dtype: torch.dtype) -> None:
     torch.manual_seed(hash(case) % 1000)
     spec = CASES[case]
     head_dim, lengths = spec.get("d", 64), [1, 5, 16, 17, 40, 100, 3, 64]
     batch = paged_batch(lengths, spec["kv_heads"], head_dim, dtype)
-    query = torch.randn(1, spec["heads"], len(lengths), head_dim).to(dtype)
+    query_dtype = torch.float32 if dtype == torch.int8 else dtype
+    query = torch.randn(1, spec["heads"], len(lengths), head_dim).to(query_dtype)
     options = LayerOptions(
         scaling=head_dim**-0.5 * 1.7,
         window=spec["window"],
         softcap=spec["softcap"],
         sinks=torch.randn(spec["heads"]) if spec["sinks"] else None,
     )
-    k_cache, v_cache = batch.kv.keys[0], batch.kv.values[0]
-    got = attention._decode_in_place(query, k_cache, v_cache, batch, options)
+    cache = batch.kv.layers[0]
+    got = attention._decode_in_place(query, cache, batch, options)
     assert got is not None, "the kernel path was not taken"
-    ref = attention._decode_gathered(
-        query.float(), k_cache.float(), v_cache.float(), batch, options
-    )
+    ref = attention._decode_gathered(query.float(), cache, batch, options)
     assert got.shape == ref.shape == (len(lengths), spec["heads"], head_dim)
-    tolerance = 1e-5 if dtype == torch.float32 else 1e-2  # bf16: the output is rounded to bf16
+    # bf16: the output is rounded to bf16; int8: the kernel rounds each query head to int8 too
+    tolerance = {torch.float32: 1e-5, torch.bfloat16: 1e-2, torch.int8: 5e-2}[dtype]
     torch.testing.assert_close(got.float(), ref, atol=tolerance, rtol=tolerance)
+
+
+def empty_int8_cache(num_slots: int) -> LayerCache:
+    return LayerCache(
+        torch.zeros(num_slots, 3, 64, dtype=torch.int8),
+        torch.zeros(num_slots, 3, 64, dtype=torch.int8),
+        torch.zeros(num_slots, 3),
+        torch.zeros(num_slots, 3),
+    )
+
+
+def test_the_kernels_int8_store_equals_the_torch_one(kernel_on: None) -> None:
+    rows = torch.randn(40, 3, 64) * torch.rand(40, 3, 1) * 30
+    rows[3, 2] = 0
+    rows[5, 0, 7] = 0.5 * rows[5, 0].abs().max() / 127  # a tie: both round half to even
+    slots = torch.randperm(50)[:40]
+    by_kernel, by_torch = empty_int8_cache(50), empty_int8_cache(50)
+    by_kernel.write(slots, rows, rows * 2)
+    decode_kernel.configure("gather")
+    try:
+        by_torch.write(slots, rows, rows * 2)
+    finally:
+        decode_kernel.configure("auto")
+    for got, want in zip(
+        (by_kernel.keys, by_kernel.values, by_kernel.key_scales, by_kernel.value_scales),
+        (by_torch.keys, by_torch.values, by_torch.key_scales, by_torch.value_scales),
+        strict=True,
+    ):
+        assert torch.equal(got, want)
+
+
+def test_int8_rows_round_trip_within_half_a_step() -> None:
+    rows = torch.randn(50, 3, 64) * torch.rand(50, 3, 1) * 10
+    rows[7, 1] = 0  # an all-zero row keeps scale 1, not a division by zero
+    quantized, scales = quantize_rows(rows)
+    assert quantized.dtype == torch.int8 and scales.shape == (50, 3)
+    assert int(quantized.abs().amax()) == 127 and float(scales[7, 1]) == 1.0
+    back = quantized.float() * scales.unsqueeze(-1)
+    assert bool(((back - rows).abs() <= scales.unsqueeze(-1) / 2 + 1e-6).all())
+    cache = empty_int8_cache(60)
+    slots = torch.randperm(60)[:50]
+    cache.write(slots, rows, -rows)
+    torch.testing.assert_close(cache.read_keys(slots, torch.float32), back)
+    torch.testing.assert_close(
+        cache.read_values(slots.view(5, 10), torch.float32), -back.view(5, 10, 3, 64)
+    )
 
 
 def test_gather_mode_turns_the_kernel_off() -> None:
@@ -107,9 +154,9 @@ def test_float16_cache_falls_back_to_gather(kernel_on: None) -> None:
     batch = paged_batch([3, 9], 2, 16, torch.float16)
     query = torch.randn(1, 4, 2, 16).to(torch.float16)
     options = LayerOptions(scaling=0.25, window=None, softcap=None, sinks=None)
-    k_cache, v_cache = batch.kv.keys[0], batch.kv.values[0]
-    assert attention._decode_in_place(query, k_cache, v_cache, batch, options) is None
-    assert attention._decode(query, k_cache, v_cache, batch, options).shape == (2, 4, 16)
+    cache = batch.kv.layers[0]
+    assert attention._decode_in_place(query, cache, batch, options) is None
+    assert attention._decode(query, cache, batch, options).shape == (2, 4, 16)
 
 
 def kernel_calls_while(run: Callable[[], object]) -> int:
@@ -149,5 +196,5 @@ def test_a_failed_build_falls_back_to_gather_with_one_log_line(
     batch = paged_batch([3, 9], 2, 16, torch.float32)
     query = torch.randn(1, 4, 2, 16)
     options = LayerOptions(scaling=0.25, window=None, softcap=None, sinks=None)
-    out = attention._decode(query, batch.kv.keys[0], batch.kv.values[0], batch, options)
+    out = attention._decode(query, batch.kv.layers[0], batch, options)
     assert out.shape == (2, 4, 16)

@@ -119,10 +119,8 @@ def test_nan_logits_of_one_row_fail_only_that_request(
     engine.step()  # the prompt is in the KV cache
     (seq,) = engine.scheduler.running
     assert seq.block_ids[0] == 0  # it holds slot 0, which once padded every decode batch
-    for cache in [
-        *engine.runner.kv.keys.values(),
-        *engine.runner.kv.values.values(),
-    ]:  # its KV turns NaN
+    layers = engine.runner.kv.layers.values()
+    for cache in [t for layer in layers for t in (layer.keys, layer.values)]:  # its KV turns NaN
         for block_id in seq.block_ids:
             cache[block_id * 4 : (block_id + 1) * 4].fill_(math.nan)
     outputs, failures = run(engine, HEALTHY)  # prompts of 3 lengths: padded decode batches

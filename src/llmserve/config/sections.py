@@ -92,7 +92,8 @@ class EngineConfig:
     # decode attention: auto (compiled in-place kernel if it builds, else gather) | kernel | gather
     decode_attention: Literal["auto", "kernel", "gather"] = "auto"
     # KV cache element type: auto (the model's dtype) | bfloat16 (half a float32 cache's bytes)
-    kv_cache_dtype: Literal["auto", "bfloat16"] = "auto"
+    # | int8 (a quarter, plus one float32 scale per slot and KV head)
+    kv_cache_dtype: Literal["auto", "bfloat16", "int8"] = "auto"
 
     def __post_init__(self) -> None:
         for name in ("max_num_seqs", "max_num_batched_tokens", "block_size", "kv_cache_memory_mb"):
@@ -104,9 +105,9 @@ class EngineConfig:
             raise ValueError("num_threads must be at least 1")
         if self.decode_attention not in ("auto", "kernel", "gather"):
             raise ValueError("decode_attention must be one of auto, kernel, gather")
-        if self.kv_cache_dtype not in ("auto", "bfloat16"):
+        if self.kv_cache_dtype not in ("auto", "bfloat16", "int8"):
             raise ValueError(
-                f"kv_cache_dtype must be auto (the model's dtype) or bfloat16, "
+                f"kv_cache_dtype must be auto (the model's dtype), bfloat16 or int8, "
                 f"not {self.kv_cache_dtype!r}"
             )
         if self.quantization == "int8" and self.dtype != "float32":

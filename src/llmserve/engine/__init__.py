@@ -9,7 +9,8 @@ Map (one idea per module):
   budget) and preempts the newest sequence when blocks run out; emits `SchedulerOutput`.
 - `model_runner` + `attention`: the only torch code; runs transformers' own model classes with a
   paged attention function registered through `AttentionInterface`. The cache holds the model's
-  dtype, or bfloat16 (`EngineConfig.kv_cache_dtype`), read back in the model's dtype.
+  dtype, or bfloat16 or int8 with row scales (`EngineConfig.kv_cache_dtype`), read back in the
+  model's dtype.
 - `quantization`: int8 weights (every Linear to torch's fbgemm dynamic-int8 kernel) at load.
 - `cpu`: CPU features (native bf16/fp16, int8 dot products), physical cores, default threads.
 - `sampler`: per-row penalties, temperature, top-k/top-p/min-p, seeds, logprobs.

@@ -28,8 +28,66 @@ _CURRENT_BATCH: ContextVar[PagedBatch | None] = ContextVar("llmserve_paged_batch
 
 
 @dataclass(frozen=True)
+class LayerCache:
+    """One layer's keys and values `[num_slots + 1, num_kv_heads, head_dim]`.
+
+    An int8 cache also holds one float32 scale per slot and KV head (`[num_slots + 1,
+    num_kv_heads]`): a row's values are its int8 numbers times its scale.
+    """
+
+    keys: torch.Tensor
+    values: torch.Tensor
+    key_scales: torch.Tensor | None = None
+    value_scales: torch.Tensor | None = None
+
+    def write(self, slots: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> None:
+        """Store `key` and `value` (`[T, kv_heads, head_dim]`) at `slots`, quantized if int8."""
+        for cache, scales, rows in (
+            (self.keys, self.key_scales, key),
+            (self.values, self.value_scales, value),
+        ):
+            if scales is None:
+                cache.index_copy_(0, slots, rows.to(cache.dtype))
+                continue
+            module = decode_kernel.kernel()
+            if module is not None:  # the same numbers in one call, not a dozen operators
+                module.store_int8(rows.float().contiguous(), slots, cache, scales)
+                continue
+            quantized, row_scales = quantize_rows(rows)
+            cache.index_copy_(0, slots, quantized)
+            scales.index_copy_(0, slots, row_scales)
+
+    def read_keys(self, slots: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """The keys at `slots` (any shape), `[*slots.shape, kv_heads, head_dim]` in `dtype`."""
+        return _rows(self.keys, self.key_scales, slots, dtype)
+
+    def read_values(self, slots: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """The values at `slots`, as `read_keys`."""
+        return _rows(self.values, self.value_scales, slots, dtype)
+
+
+def quantize_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`[..., d]` as int8 and one float32 scale per row: its largest magnitude becomes 127."""
+    rows = rows.float()
+    scales = rows.abs().amax(-1) / 127.0
+    scales = torch.where(scales > 0, scales, torch.ones_like(scales))
+    return torch.round(rows / scales.unsqueeze(-1)).to(torch.int8), scales
+
+
+def _rows(
+    cache: torch.Tensor, scales: torch.Tensor | None, slots: torch.Tensor, dtype: torch.dtype
+) -> torch.Tensor:
+    # NOTE: index_select on a flat index is much cheaper than advanced indexing with 2-D slots
+    flat = slots.flatten()
+    rows = cache.index_select(0, flat)
+    if scales is not None:
+        rows = rows.float() * scales.index_select(0, flat).unsqueeze(-1)
+    return rows.to(dtype).view(*slots.shape, *cache.shape[1:])
+
+
+@dataclass(frozen=True)
 class KVCache:
-    """Per layer, keys and values for every slot: `[num_slots + 1, num_kv_heads, head_dim]`.
+    """Every layer's `LayerCache`, in `dtype` (float32, bfloat16, or int8 with row scales).
 
     A layer's tensors are allocated when its attention first runs, with the head count and head
     size its own module produced: layers of one model may differ, and no config field is assumed.
@@ -38,27 +96,36 @@ class KVCache:
 
     num_slots: int
     dtype: torch.dtype
-    keys: dict[int, torch.Tensor] = field(default_factory=dict)
-    values: dict[int, torch.Tensor] = field(default_factory=dict)
+    layers: dict[int, LayerCache] = field(default_factory=dict)
 
     @property
     def pad_slot(self) -> int:
         """The slot that pads decode batches: always zero, never handed to a sequence."""
         return self.num_slots
 
-    def layer(self, layer_idx: int, key: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def layer(self, layer_idx: int, key: torch.Tensor) -> LayerCache:
         """The layer's cache, allocated on first use from `key` (`[1, kv_heads, T, head_dim]`)."""
-        if layer_idx not in self.keys:
+        if layer_idx not in self.layers:
             with torch.inference_mode(False):  # plain tensors: tests and tools may edit them
-                self._allocate(layer_idx, (self.num_slots + 1, key.shape[1], key.shape[3]))
-        return self.keys[layer_idx], self.values[layer_idx]
+                self.layers[layer_idx] = self._allocate(
+                    (self.num_slots + 1, key.shape[1], key.shape[3])
+                )
+        return self.layers[layer_idx]
 
-    def _allocate(self, layer_idx: int, shape: tuple[int, int, int]) -> None:
-        self.keys[layer_idx] = _empty_but_pad_slot(shape, self.dtype)
-        self.values[layer_idx] = _empty_but_pad_slot(shape, self.dtype)
+    def _allocate(self, shape: tuple[int, int, int]) -> LayerCache:
+        if self.dtype != torch.int8:
+            return LayerCache(
+                _empty_but_pad_slot(shape, self.dtype), _empty_but_pad_slot(shape, self.dtype)
+            )
+        return LayerCache(
+            _empty_but_pad_slot(shape, torch.int8),
+            _empty_but_pad_slot(shape, torch.int8),
+            _empty_but_pad_slot(shape[:2], torch.float32),
+            _empty_but_pad_slot(shape[:2], torch.float32),
+        )
 
 
-def _empty_but_pad_slot(shape: tuple[int, int, int], dtype: torch.dtype) -> torch.Tensor:
+def _empty_but_pad_slot(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
     # NOTE: every slot a sequence reads is written first, except the pad slot, which decode
     # batches read masked out; it must hold finite numbers (0 * NaN is NaN), and it belongs to no
     # sequence, so no request's numbers can leak into another's row through it. Not zero-filling
@@ -129,50 +196,44 @@ def paged_attention(
         )
     layer_idx = int(module.layer_idx)  # type: ignore[arg-type]
     options = LayerOptions.read(query.shape[-1], scaling, kwargs)
-    k_cache, v_cache = batch.kv.layer(layer_idx, key)
-    k_cache.index_copy_(0, batch.slot_mapping, key[0].transpose(0, 1).to(k_cache.dtype))
-    v_cache.index_copy_(0, batch.slot_mapping, value[0].transpose(0, 1).to(v_cache.dtype))
+    cache = batch.kv.layer(layer_idx, key)
+    cache.write(batch.slot_mapping, key[0].transpose(0, 1), value[0].transpose(0, 1))
     outputs: list[torch.Tensor] = []
     if batch.num_decodes:
-        outputs.append(_decode(query, k_cache, v_cache, batch, options))
+        outputs.append(_decode(query, cache, batch, options))
     for chunk in batch.prefills:
-        outputs.append(_prefill(query, k_cache, v_cache, chunk, options))
+        outputs.append(_prefill(query, cache, chunk, options))
     batch.ran.add(layer_idx)
     return torch.cat(outputs).unsqueeze(0), None
 
 
 def _decode(
-    query: torch.Tensor,
-    k_cache: torch.Tensor,
-    v_cache: torch.Tensor,
-    batch: PagedBatch,
-    options: LayerOptions,
+    query: torch.Tensor, cache: LayerCache, batch: PagedBatch, options: LayerOptions
 ) -> torch.Tensor:
     """One query per sequence, all sequences at once: `[D, H, d]`."""
-    in_place = _decode_in_place(query, k_cache, v_cache, batch, options)
+    in_place = _decode_in_place(query, cache, batch, options)
     if in_place is not None:
         return in_place
-    return _decode_gathered(query, k_cache, v_cache, batch, options)
+    return _decode_gathered(query, cache, batch, options)
 
 
 def _decode_in_place(
-    query: torch.Tensor,
-    k_cache: torch.Tensor,
-    v_cache: torch.Tensor,
-    batch: PagedBatch,
-    options: LayerOptions,
+    query: torch.Tensor, cache: LayerCache, batch: PagedBatch, options: LayerOptions
 ) -> torch.Tensor | None:
     """The compiled kernel reading keys and values where they lie; None: use the gather path."""
     module = decode_kernel.kernel()
-    if module is None or k_cache.dtype not in decode_kernel.KERNEL_DTYPES:
+    if module is None or cache.keys.dtype not in decode_kernel.KERNEL_DTYPES:
         return None
+    no_scales = torch.empty(0)
     q = query[0, :, : batch.num_decodes].transpose(0, 1).float().contiguous()  # [D, H, d]
     sinks = options.sinks
     with torch.profiler.record_function("llmserve::decode_attention"):
         out: torch.Tensor = module.decode_attention(
             q,
-            k_cache,
-            v_cache,
+            cache.keys,
+            cache.values,
+            no_scales if cache.key_scales is None else cache.key_scales,
+            no_scales if cache.value_scales is None else cache.value_scales,
             batch.decode_slots,
             batch.decode_lengths,
             torch.empty(0) if sinks is None else sinks.detach().float().contiguous(),
@@ -184,14 +245,10 @@ def _decode_in_place(
 
 
 def _decode_gathered(
-    query: torch.Tensor,
-    k_cache: torch.Tensor,
-    v_cache: torch.Tensor,
-    batch: PagedBatch,
-    options: LayerOptions,
+    query: torch.Tensor, cache: LayerCache, batch: PagedBatch, options: LayerOptions
 ) -> torch.Tensor:
     """The reference path: gather every decode's context, then one batched SDPA: `[D, H, d]`."""
-    num_decodes, num_kv_heads = batch.num_decodes, k_cache.shape[1]
+    num_decodes, num_kv_heads = batch.num_decodes, cache.keys.shape[1]
     # NOTE: one query per sequence, so the query heads of a KV group can ride in the
     # "query length" axis: [D, kv, groups, d] attends to [D, kv, ctx, d] without repeating KV.
     q = (
@@ -208,9 +265,8 @@ def _decode_gathered(
     mask = positions[None, :] < lengths[:, None]
     if options.window is not None:
         mask &= positions[None, :] > lengths[:, None] - 1 - options.window
-    # NOTE: the cache may be kept in another dtype than the model's (engine.kv_cache_dtype)
-    k = _gather(k_cache, slots).transpose(1, 2).to(query.dtype)  # [D, kv, ctx, d]
-    v = _gather(v_cache, slots).transpose(1, 2).to(query.dtype)
+    k = cache.read_keys(slots, query.dtype).transpose(1, 2)  # [D, kv, ctx, d]
+    v = cache.read_values(slots, query.dtype).transpose(1, 2)
     sinks = None if options.sinks is None else options.sinks.reshape(1, num_kv_heads, -1, 1)
     full = bool(mask.all())
     out = _attend(q, k, v, None if full else mask[:, None, None, :], options, sinks)
@@ -218,16 +274,13 @@ def _decode_gathered(
 
 
 def _prefill(
-    query: torch.Tensor,
-    k_cache: torch.Tensor,
-    v_cache: torch.Tensor,
-    chunk: PrefillChunk,
-    options: LayerOptions,
+    query: torch.Tensor, cache: LayerCache, chunk: PrefillChunk, options: LayerOptions
 ) -> torch.Tensor:
     """One multi-token chunk over its whole context: `[n, H, d]`."""
     q = query[:, :, chunk.q_start : chunk.q_end]  # [1, H, n, d]
-    k = _read(k_cache, chunk.context_slots, q.dtype)  # [1, kv, ctx, d]
-    v = _read(v_cache, chunk.context_slots, q.dtype)
+    # NOTE: the cache may be kept in another dtype than the model's (engine.kv_cache_dtype)
+    k = cache.read_keys(chunk.context_slots, q.dtype).transpose(0, 1).unsqueeze(0)  # [1,kv,ctx,d]
+    v = cache.read_values(chunk.context_slots, q.dtype).transpose(0, 1).unsqueeze(0)
     groups = q.shape[1] // k.shape[1]
     if groups > 1:
         k = k.repeat_interleave(groups, dim=1)
@@ -241,11 +294,6 @@ def _prefill(
     sinks = None if options.sinks is None else options.sinks.reshape(1, -1, 1, 1)
     out = _attend(q, k, v, mask, options, sinks)
     return out[0].transpose(0, 1)
-
-
-def _read(cache: torch.Tensor, slots: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """A prefill chunk's context `[1, kv, ctx, d]`, in the query's dtype (the cache may differ)."""
-    return cache.index_select(0, slots).to(dtype).transpose(0, 1).unsqueeze(0)
 
 
 def _attend(
@@ -270,12 +318,6 @@ def _attend(
     if sinks is not None:
         probs = probs[..., :-1]
     return torch.matmul(probs, v)
-
-
-def _gather(cache: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
-    """`cache[slots]` for a 2-D `slots`; index_select is much cheaper than advanced indexing."""
-    rows = cache.index_select(0, slots.flatten())
-    return rows.view(*slots.shape, *cache.shape[1:])
 
 
 @contextmanager

@@ -32,9 +32,11 @@ def num_kv_blocks(
     num_kv_heads: int,
     head_dim: int,
     dtype_bytes: int,
+    scale_bytes: int = 0,  # per slot and KV head (an int8 cache's float32 scale)
 ) -> int:
     """How many blocks of keys and values fit in `memory_mb`."""
-    bytes_per_block = 2 * num_layers * num_kv_heads * head_dim * dtype_bytes * block_size
+    bytes_per_row = num_kv_heads * (head_dim * dtype_bytes + scale_bytes)
+    bytes_per_block = 2 * num_layers * bytes_per_row * block_size
     return max(1, memory_mb * 1024 * 1024 // bytes_per_block)
 
 

@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 DecodeAttention = Literal["auto", "kernel", "gather"]
 SOURCE = Path(__file__).with_name("kernels") / "decode_attention.cpp"
 FLAGS = ["-O3", "-march=native", "-fopenmp"]
-KERNEL_DTYPES = (torch.float32, torch.bfloat16)
+KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.int8)
 
 _lock = threading.Lock()
 _state: dict[str, Any] = {"mode": "auto", "module": None, "tried": False}

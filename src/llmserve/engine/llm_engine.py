@@ -67,6 +67,7 @@ class LLMEngine:
             num_kv_heads=geometry.num_kv_heads,
             head_dim=geometry.head_dim,
             dtype_bytes=kv_dtype.itemsize,
+            scale_bytes=4 if config.kv_cache_dtype == "int8" else 0,
         )
         self.block_manager = BlockManager(
             num_blocks, config.block_size, enable_prefix_caching=config.enable_prefix_caching

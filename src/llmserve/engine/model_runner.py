@@ -16,7 +16,8 @@ from llmserve.engine.attention import (
 )
 from llmserve.engine.scheduler import ScheduledChunk, SchedulerOutput
 
-KV_CACHE_DTYPES = {"bfloat16": torch.bfloat16}  # engine.kv_cache_dtype's values but auto
+# engine.kv_cache_dtype's values but auto
+KV_CACHE_DTYPES = {"bfloat16": torch.bfloat16, "int8": torch.int8}
 
 
 class ModelRunner:

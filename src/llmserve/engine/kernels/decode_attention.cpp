@@ -5,11 +5,16 @@
 // one pass over the context. Sinks enter as the softmax's starting logit; soft-capping is applied
 // to each score; a sliding window only moves where the loop starts.
 //
-// Head sizes that are a multiple of the vector width (64, 128) take the vector path: the query
-// heads of one KV group walk the context together, each key and value row loaded once for all of
-// them, queries and accumulators held in vector registers, and the dot products' horizontal sums
-// done W positions at a time by a transposing tree. Other head sizes take the scalar path.
+// Head sizes 64 and 128 take the vector path: the query heads of one KV group attend together,
+// each key and value row loaded once for all of them, queries and accumulators held in vector
+// registers, and the dot products' horizontal sums done W positions at a time by a transposing
+// tree. Every group takes a short span of positions in turn, so the cache's rows (all KV heads of
+// a slot) come from memory once and in order. Other head sizes take the scalar path.
 // GCC vector extensions keep it one source for AVX-512, AVX2 and SSE/NEON widths.
+//
+// Caches hold float32, bfloat16, or int8 with one float32 scale per slot and KV head. Against an
+// int8 cache the query is rounded to int8 as well, so the key dot products are integer
+// arithmetic (VNNI where the CPU has it).
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
@@ -17,11 +22,17 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 namespace {
 
 constexpr int64_t TILE = 32;
+constexpr int64_t AHEAD = 16;  // how many positions ahead cache rows are prefetched
 
 inline float load(const float* p, int64_t i) { return p[i]; }
 
@@ -30,6 +41,13 @@ inline float load(const at::BFloat16* p, int64_t i) {
   float out;
   std::memcpy(&out, &bits, sizeof(out));
   return out;
+}
+
+inline float load(const int8_t* p, int64_t i) { return static_cast<float>(p[i]); }
+
+// A row's scale: int8 caches store one per slot and KV head, other caches none (1).
+inline float row_scale(const float* scales, int64_t slot, int64_t kv_heads, int64_t kv_head) {
+  return scales ? scales[slot * kv_heads + kv_head] : 1.0f;
 }
 
 // exp(x) for x <= 0 (every argument here is a logit minus a running max): range reduction to
@@ -55,6 +73,8 @@ inline float fast_exp(float x) {
 struct Options {
   int64_t kv_heads, groups, head_dim, window;
   float scaling, softcap;
+  const float* k_scales;  // int8 caches: one scale per slot and KV head ([slots, kv_heads])
+  const float* v_scales;
 };
 
 // One tile of the online softmax for one head: its n scores become exp(score - new max) (after
@@ -101,8 +121,10 @@ void attend_one(const float* q, const T* k_cache, const T* v_cache, const int64_
   for (int64_t start = first; start < length; start += TILE) {
     const int64_t n = std::min(TILE, length - start);
     for (int64_t t = 0; t < n; ++t) {
-      if (start + t + 8 < length) prefetch_row(k_cache + slots[start + t + 8] * row, row_bytes);
-      if (start + t + 8 < length) prefetch_row(v_cache + slots[start + t + 8] * row, row_bytes);
+      if (start + t + AHEAD < length) {
+        prefetch_row(k_cache + slots[start + t + AHEAD] * row, row_bytes);
+        prefetch_row(v_cache + slots[start + t + AHEAD] * row, row_bytes);
+      }
       const T* kr = k_cache + slots[start + t] * row;
       for (int64_t h = 0; h < H; ++h) {
         const float* qh = q + h * d;
@@ -110,7 +132,8 @@ void attend_one(const float* q, const T* k_cache, const T* v_cache, const int64_
         float s = 0.0f;
 #pragma omp simd reduction(+ : s)
         for (int64_t i = 0; i < d; ++i) s += qh[i] * load(kh, i);
-        scores[h * TILE + t] = s * o.scaling;
+        const float key_scale = row_scale(o.k_scales, slots[start + t], o.kv_heads, h / G);
+        scores[h * TILE + t] = s * o.scaling * key_scale;
       }
     }
     for (int64_t h = 0; h < H; ++h) {
@@ -122,7 +145,8 @@ void attend_one(const float* q, const T* k_cache, const T* v_cache, const int64_
     for (int64_t t = 0; t < n; ++t) {
       const T* vr = v_cache + slots[start + t] * row;
       for (int64_t h = 0; h < H; ++h) {
-        const float p = scores[h * TILE + t];
+        const float p =
+            scores[h * TILE + t] * row_scale(o.v_scales, slots[start + t], o.kv_heads, h / G);
         const T* vh = vr + (h / G) * d;
         float* ah = acc.data() + h * d;
 #pragma omp simd
@@ -152,6 +176,8 @@ typedef float vfloat __attribute__((vector_size(W * sizeof(float))));
 typedef uint16_t vhalf __attribute__((vector_size(W * sizeof(uint16_t))));
 typedef uint32_t vuint __attribute__((vector_size(W * sizeof(uint32_t))));
 typedef int32_t vint __attribute__((vector_size(W * sizeof(int32_t))));
+typedef int8_t vchar __attribute__((vector_size(W * sizeof(int8_t))));
+typedef int16_t vshort __attribute__((vector_size(W * sizeof(int16_t))));
 
 inline vfloat vload(const float* p) {
   vfloat v;
@@ -165,6 +191,24 @@ inline vfloat vload(const at::BFloat16* p) {  // bfloat16 is a float's high half
   const vuint bits = __builtin_convertvector(h, vuint) << 16;
   vfloat v;
   std::memcpy(&v, &bits, sizeof(v));
+  return v;
+}
+
+inline vfloat vload(const int8_t* p) {  // an int8 row's values before their scale
+#if defined(__AVX512F__)
+  const __m512 f = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(
+      reinterpret_cast<const __m128i*>(p))));
+#elif defined(__AVX2__)
+  const __m256 f = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(
+      reinterpret_cast<const __m128i*>(p))));
+#else  // GCC widens int8 to float lane by lane in one step, so by way of int16 and int32
+  vchar c;
+  std::memcpy(&c, p, sizeof(c));
+  const vfloat f = __builtin_convertvector(
+      __builtin_convertvector(__builtin_convertvector(c, vshort), vint), vfloat);
+#endif
+  vfloat v;
+  std::memcpy(&v, &f, sizeof(v));
   return v;
 }
 
@@ -203,42 +247,172 @@ inline vfloat sum_lanes(const vfloat* v) {
   return cur[0];
 }
 
-// Query heads [h0, h0 + GB) of one KV group over positions [first, length) of one sequence.
-// HD: the head size (a multiple of W); C = HD / W vectors per head row.
+// How one query head meets key rows. Float and bfloat16 rows are widened to float and multiplied
+// by the query (pre-scaled). Keys give `dot`: W lanes whose sum is the head's score before
+// `score` finishes it with the row's scale.
+template <typename T, int64_t HD>
+struct FloatKeys {
+  static constexpr int64_t C = HD / W;
+  struct Row {
+    vfloat v[C];
+  };
+  static Row load_row(const T* p) {
+    Row r;
+    for (int64_t c = 0; c < C; ++c) r.v[c] = vload(p + c * W);
+    return r;
+  }
+  vfloat q[C];
+  void set_query(const float* qh, float scaling) {
+    for (int64_t c = 0; c < C; ++c) q[c] = vload(qh + c * W) * scaling;
+  }
+  vfloat dot(const Row& r) const {
+    vfloat s = q[0] * r.v[0];
+    for (int64_t c = 1; c < C; ++c) s += q[c] * r.v[c];
+    return s;
+  }
+  float score(float dot_sum, float /*key_scale*/) const { return dot_sum; }
+};
+
+// Int8 rows meet an int8 copy of the query (one scale per head), so every dot product is exact
+// integer arithmetic whichever way it runs: VNNI's vpdpbusd where the CPU has it (it multiplies
+// unsigned by signed bytes, so the row is offset by +128 and the query's sum takes that back
+// out), else widened to float (exact: the sums stay far below 2^24).
+template <int64_t HD>
+struct Int8Keys {
+  float q_scale = 0.0f, offset = 0.0f;
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+  static constexpr int64_t C = HD / 64;
+  static constexpr float OFFSET = 128.0f;
+  struct Row {
+    __m512i v[C];
+  };
+  static Row load_row(const int8_t* p) {
+    const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+    Row r;
+    for (int64_t c = 0; c < C; ++c) r.v[c] = _mm512_xor_si512(_mm512_loadu_si512(p + c * 64), flip);
+    return r;
+  }
+  __m512i q[C];
+  vfloat dot(const Row& r) const {
+    __m512i acc = _mm512_dpbusd_epi32(_mm512_setzero_si512(), r.v[0], q[0]);
+    for (int64_t c = 1; c < C; ++c) acc = _mm512_dpbusd_epi32(acc, r.v[c], q[c]);
+    const __m512 sums = _mm512_cvtepi32_ps(acc);
+    vfloat out;
+    std::memcpy(&out, &sums, sizeof(out));
+    return out;
+  }
+  void store_query(const int8_t* q8) {
+    for (int64_t c = 0; c < C; ++c) q[c] = _mm512_loadu_si512(q8 + c * 64);
+  }
+#else
+  static constexpr float OFFSET = 0.0f;
+  using Widened = FloatKeys<int8_t, HD>;  // the int8 query and rows widened to float
+  using Row = typename Widened::Row;
+  static Row load_row(const int8_t* p) { return Widened::load_row(p); }
+  Widened widened;
+  vfloat dot(const Row& r) const { return widened.dot(r); }
+  void store_query(const int8_t* q8) {
+    float q[HD];
+    for (int64_t i = 0; i < HD; ++i) q[i] = q8[i];
+    widened.set_query(q, 1.0f);
+  }
+#endif
+  // The head's query rounded to int8 with one scale (its largest magnitude maps to 127).
+  void set_query(const float* qh, float scaling) {
+    float amax = 0.0f;
+    for (int64_t i = 0; i < HD; ++i) amax = std::max(amax, std::fabs(qh[i]));
+    const float step = amax > 0.0f ? amax / 127.0f : 1.0f;
+    int8_t q8[HD];
+    int32_t sum = 0;
+    for (int64_t i = 0; i < HD; ++i) {
+      q8[i] = static_cast<int8_t>(std::nearbyint(qh[i] / step));
+      sum += q8[i];
+    }
+    store_query(q8);
+    q_scale = step * scaling;
+    offset = OFFSET * static_cast<float>(sum);
+  }
+  float score(float dot_sum, float key_scale) const {
+    return (dot_sum - offset) * q_scale * key_scale;
+  }
+};
+
+template <typename T, int64_t HD>
+using KeysOf = std::conditional_t<std::is_same_v<T, int8_t>, Int8Keys<HD>, FloatKeys<T, HD>>;
+
+// A block of query heads of one KV group (at most MAX_BLOCK), and its online softmax so far.
+template <typename T, int64_t HD>
+struct HeadBlock {
+  static constexpr int64_t C = HD / W;
+  static constexpr int64_t MAX_BLOCK =
+      std::max<int64_t>(1, std::min<int64_t>(4, REGISTERS / 2 / C));
+  int64_t kv_head = 0, h0 = 0, size = 0;
+  KeysOf<T, HD> keys[MAX_BLOCK];
+  vfloat acc[MAX_BLOCK][C];
+  float m[MAX_BLOCK], l[MAX_BLOCK];
+
+  void begin(const float* q, const float* sinks, const Options& o) {
+    for (int64_t g = 0; g < size; ++g) {
+      keys[g].set_query(q + (h0 + g) * HD, o.scaling);
+      for (int64_t c = 0; c < C; ++c) acc[g][c] = vfloat{};
+      // a sink is a logit with no value: exp(sink) joins l
+      m[g] = sinks ? sinks[h0 + g] : -INFINITY;
+      l[g] = sinks ? 1.0f : 0.0f;
+    }
+  }
+
+  void finish(float* out) const {
+    for (int64_t g = 0; g < size; ++g) {
+      const float inv = 1.0f / l[g];
+      for (int64_t c = 0; c < C; ++c) {
+        const vfloat r = acc[g][c] * inv;
+        std::memcpy(out + (h0 + g) * HD + c * W, &r, sizeof(r));
+      }
+    }
+  }
+};
+
+// The first GB heads of `block` over positions [start, end) of a context of `length`, in tiles,
+// with queries and accumulators copied into registers for the span. With `prefetch`, whole
+// cache rows (every KV head) are asked for AHEAD positions ahead.
 template <typename T, int64_t HD, int64_t GB>
-void attend_heads(const float* q, const T* k_cache, const T* v_cache, const int64_t* slots,
-                  int64_t first, int64_t length, const float* sinks, const Options& o,
-                  int64_t kv_head, int64_t h0, float* out) {
+void attend_span(HeadBlock<T, HD>& block, const T* k_cache, const T* v_cache,
+                 const int64_t* slots, int64_t start, int64_t end, int64_t length,
+                 const Options& o, bool prefetch) {
+  using Keys = KeysOf<T, HD>;
   constexpr int64_t C = HD / W;
   const int64_t row = o.kv_heads * HD;
-  const int64_t row_bytes = HD * static_cast<int64_t>(sizeof(T));
-  vfloat qv[GB][C], acc[GB][C];
+  const int64_t row_bytes = row * static_cast<int64_t>(sizeof(T));
+  const int64_t offset = block.kv_head * HD;
+  Keys keys[GB];
+  vfloat acc[GB][C];
   float m[GB], l[GB], scores[GB][TILE];
   vfloat partial[GB][TILE];  // unsummed q.k products, summed W positions at a time
   for (int64_t g = 0; g < GB; ++g) {
-    for (int64_t c = 0; c < C; ++c) {
-      qv[g][c] = vload(q + (h0 + g) * HD + c * W) * o.scaling;
-      acc[g][c] = vfloat{};
-    }
-    m[g] = sinks ? sinks[h0 + g] : -INFINITY;  // a sink is a logit with no value: exp(sink) joins l
-    l[g] = sinks ? 1.0f : 0.0f;
+    keys[g] = block.keys[g];
+    for (int64_t c = 0; c < C; ++c) acc[g][c] = block.acc[g][c];
+    m[g] = block.m[g];
+    l[g] = block.l[g];
   }
-  const int64_t offset = kv_head * HD;
-  for (int64_t start = first; start < length; start += TILE) {
-    const int64_t n = std::min(TILE, length - start);
+  for (int64_t tile = start; tile < end; tile += TILE) {
+    const int64_t n = std::min(TILE, end - tile);
     for (int64_t t = 0; t < n; ++t) {
-      if (start + t + 8 < length) {
-        prefetch_row(k_cache + slots[start + t + 8] * row + offset, row_bytes);
-        prefetch_row(v_cache + slots[start + t + 8] * row + offset, row_bytes);
+      if (prefetch && tile + t + AHEAD < length) {
+        const int64_t ahead = slots[tile + t + AHEAD];
+        prefetch_row(k_cache + ahead * row, row_bytes);
+        prefetch_row(v_cache + ahead * row, row_bytes);
+        if (o.k_scales) {
+          __builtin_prefetch(o.k_scales + ahead * o.kv_heads);
+          __builtin_prefetch(o.v_scales + ahead * o.kv_heads);
+        }
       }
-      const T* kr = k_cache + slots[start + t] * row + offset;
-      vfloat kv[C];
-      for (int64_t c = 0; c < C; ++c) kv[c] = vload(kr + c * W);
-      for (int64_t g = 0; g < GB; ++g) {
-        vfloat s = qv[g][0] * kv[0];
-        for (int64_t c = 1; c < C; ++c) s += qv[g][c] * kv[c];
-        partial[g][t] = s;
-      }
+      const typename Keys::Row kr = Keys::load_row(k_cache + slots[tile + t] * row + offset);
+      for (int64_t g = 0; g < GB; ++g) partial[g][t] = keys[g].dot(kr);
+    }
+    float key_scales[TILE], value_scales[TILE];
+    for (int64_t t = 0; t < n; ++t) {
+      key_scales[t] = row_scale(o.k_scales, slots[tile + t], o.kv_heads, block.kv_head);
+      value_scales[t] = row_scale(o.v_scales, slots[tile + t], o.kv_heads, block.kv_head);
     }
     for (int64_t g = 0; g < GB; ++g) {
       for (int64_t t = n; t < TILE; ++t) partial[g][t] = vfloat{};
@@ -246,13 +420,13 @@ void attend_heads(const float* q, const T* k_cache, const T* v_cache, const int6
         const vfloat summed = sum_lanes(&partial[g][t0]);
         std::memcpy(&scores[g][t0], &summed, sizeof(summed));
       }
-    }
-    for (int64_t g = 0; g < GB; ++g) {
+      for (int64_t t = 0; t < n; ++t) scores[g][t] = keys[g].score(scores[g][t], key_scales[t]);
       const float alpha = softmax_tile(scores[g], n, o.softcap, m[g], l[g]);
       for (int64_t c = 0; c < C; ++c) acc[g][c] *= alpha;
+      for (int64_t t = 0; t < n; ++t) scores[g][t] *= value_scales[t];
     }
     for (int64_t t = 0; t < n; ++t) {
-      const T* vr = v_cache + slots[start + t] * row + offset;
+      const T* vr = v_cache + slots[tile + t] * row + offset;
       vfloat vv[C];
       for (int64_t c = 0; c < C; ++c) vv[c] = vload(vr + c * W);
       for (int64_t g = 0; g < GB; ++g) {
@@ -262,44 +436,54 @@ void attend_heads(const float* q, const T* k_cache, const T* v_cache, const int6
     }
   }
   for (int64_t g = 0; g < GB; ++g) {
-    const float inv = 1.0f / l[g];
-    for (int64_t c = 0; c < C; ++c) {
-      const vfloat r = acc[g][c] * inv;
-      std::memcpy(out + (h0 + g) * HD + c * W, &r, sizeof(r));
-    }
+    for (int64_t c = 0; c < C; ++c) block.acc[g][c] = acc[g][c];
+    block.m[g] = m[g];
+    block.l[g] = l[g];
   }
 }
 
-// Query heads [h, h + block) of KV head `kv_head`, block <= GB: the largest block is compiled
-// with its accumulators in registers, smaller ones step down a size at a time.
+// A span for a block of `block.size` <= GB heads: the largest size is compiled with its
+// accumulators in registers, smaller ones step down a size at a time.
 template <typename T, int64_t HD, int64_t GB>
-void attend_block(int64_t block, const float* q, const T* k_cache, const T* v_cache,
-                  const int64_t* slots, int64_t first, int64_t length, const float* sinks,
-                  const Options& o, int64_t kv_head, int64_t h, float* out) {
+void attend_block_span(HeadBlock<T, HD>& block, const T* k_cache, const T* v_cache,
+                       const int64_t* slots, int64_t start, int64_t end, int64_t length,
+                       const Options& o, bool prefetch) {
   if constexpr (GB > 1) {
-    if (block < GB)
-      return attend_block<T, HD, GB - 1>(block, q, k_cache, v_cache, slots, first, length, sinks,
-                                         o, kv_head, h, out);
+    if (block.size < GB)
+      return attend_block_span<T, HD, GB - 1>(block, k_cache, v_cache, slots, start, end, length,
+                                              o, prefetch);
   }
-  attend_heads<T, HD, GB>(q, k_cache, v_cache, slots, first, length, sinks, o, kv_head, h, out);
+  attend_span<T, HD, GB>(block, k_cache, v_cache, slots, start, end, length, o, prefetch);
 }
 
-// Every query head of one sequence, a KV group at a time, in blocks of up to MAX_BLOCK heads
-// (as many as keep their accumulators and queries in half the vector registers).
+// Every query head of one sequence, in blocks of up to MAX_BLOCK heads of one KV group (as many
+// as keep their accumulators and queries in half the vector registers). The context is walked
+// once, SPAN positions at a time, every block taking the span in turn: the cache rows (every KV
+// head of a slot) are read from memory once, in order, and each block reads them from cache.
 template <typename T, int64_t HD>
 void attend_grouped(const float* q, const T* k_cache, const T* v_cache, const int64_t* slots,
                     int64_t first, int64_t length, const float* sinks, const Options& o,
                     float* out) {
-  constexpr int64_t MAX_BLOCK =
-      std::max<int64_t>(1, std::min<int64_t>(4, REGISTERS / 2 / (HD / W)));
+  constexpr int64_t SPAN = 2 * TILE;
+  constexpr int64_t MAX_BLOCK = HeadBlock<T, HD>::MAX_BLOCK;
+  std::vector<HeadBlock<T, HD>> blocks;
   for (int64_t kv_head = 0; kv_head < o.kv_heads; ++kv_head) {
     const int64_t end = (kv_head + 1) * o.groups;
     for (int64_t h = kv_head * o.groups; h < end; h += MAX_BLOCK) {
-      const int64_t block = std::min(end - h, MAX_BLOCK);
-      attend_block<T, HD, MAX_BLOCK>(block, q, k_cache, v_cache, slots, first, length, sinks, o,
-                                     kv_head, h, out);
+      blocks.emplace_back();
+      blocks.back().kv_head = kv_head;
+      blocks.back().h0 = h;
+      blocks.back().size = std::min(end - h, MAX_BLOCK);
+      blocks.back().begin(q, sinks, o);
     }
   }
+  for (int64_t start = first; start < length; start += SPAN) {
+    const int64_t end = std::min(start + SPAN, length);
+    for (size_t i = 0; i < blocks.size(); ++i)
+      attend_block_span<T, HD, MAX_BLOCK>(blocks[i], k_cache, v_cache, slots, start, end, length,
+                                          o, i == 0);
+  }
+  for (const auto& block : blocks) block.finish(out);
 }
 
 template <typename T>
@@ -336,9 +520,11 @@ void run(const torch::Tensor& q, const torch::Tensor& k_cache, const torch::Tens
 
 }  // namespace
 
-// q [D, H, d] float32; caches [slots, kv_heads, d] float32 or bfloat16; slots [D, max_ctx] int64;
-// lengths [D] int64; sinks [H] float32 or empty; window 0: none; softcap 0: none.
+// q [D, H, d] float32; caches [slots, kv_heads, d] float32, bfloat16 or int8; scales
+// [slots, kv_heads] float32 for int8 caches, else empty; slots [D, max_ctx] int64; lengths [D]
+// int64; sinks [H] float32 or empty; window 0: none; softcap 0: none.
 torch::Tensor decode_attention(torch::Tensor q, torch::Tensor k_cache, torch::Tensor v_cache,
+                               torch::Tensor k_scales, torch::Tensor v_scales,
                                torch::Tensor slots, torch::Tensor lengths, torch::Tensor sinks,
                                double scaling, int64_t window, double softcap) {
   TORCH_CHECK(q.dim() == 3 && q.scalar_type() == at::kFloat && q.is_contiguous(), "q");
@@ -348,18 +534,72 @@ torch::Tensor decode_attention(torch::Tensor q, torch::Tensor k_cache, torch::Te
   TORCH_CHECK(sinks.numel() == 0 || sinks.scalar_type() == at::kFloat, "sinks");
   const int64_t kv_heads = k_cache.size(1);
   TORCH_CHECK(q.size(1) % kv_heads == 0 && q.size(2) == k_cache.size(2), "head shapes");
-  Options o{kv_heads, q.size(1) / kv_heads, q.size(2), window, static_cast<float>(scaling),
-            static_cast<float>(softcap)};
+  const bool int8 = k_cache.scalar_type() == at::kChar;
+  if (int8) {
+    TORCH_CHECK(k_scales.scalar_type() == at::kFloat && k_scales.is_contiguous() &&
+                    k_scales.numel() == k_cache.size(0) * kv_heads,
+                "int8 caches need float32 scales [slots, kv_heads]");
+    TORCH_CHECK(v_scales.scalar_type() == at::kFloat && v_scales.is_contiguous() &&
+                    v_scales.numel() == v_cache.size(0) * kv_heads,
+                "int8 caches need float32 scales [slots, kv_heads]");
+  }
+  Options o{kv_heads,
+            q.size(1) / kv_heads,
+            q.size(2),
+            window,
+            static_cast<float>(scaling),
+            static_cast<float>(softcap),
+            int8 ? k_scales.data_ptr<float>() : nullptr,
+            int8 ? v_scales.data_ptr<float>() : nullptr};
   auto out = torch::empty_like(q);
   if (k_cache.scalar_type() == at::kFloat) {
     run<float>(q, k_cache, v_cache, slots, lengths, sinks, o, out);
+  } else if (int8) {
+    run<int8_t>(q, k_cache, v_cache, slots, lengths, sinks, o, out);
   } else {
-    TORCH_CHECK(k_cache.scalar_type() == at::kBFloat16, "cache dtype must be float32 or bfloat16");
+    TORCH_CHECK(k_cache.scalar_type() == at::kBFloat16,
+                "cache dtype must be float32, bfloat16 or int8");
     run<at::BFloat16>(q, k_cache, v_cache, slots, lengths, sinks, o, out);
   }
   return out;
 }
 
+// rows [T, kv_heads, d] float32 written into an int8 cache [slots, kv_heads, d] at `slots` [T],
+// each row with one scale in `scales` [slots, kv_heads]: its largest magnitude maps to 127. The
+// same numbers as attention.py's quantize_rows, in one call instead of a dozen operators.
+void store_int8(torch::Tensor rows, torch::Tensor slots, torch::Tensor cache,
+                torch::Tensor scales) {
+  TORCH_CHECK(rows.dim() == 3 && rows.scalar_type() == at::kFloat && rows.is_contiguous(), "rows");
+  TORCH_CHECK(slots.scalar_type() == at::kLong && slots.is_contiguous() &&
+                  slots.numel() == rows.size(0),
+              "slots");
+  TORCH_CHECK(cache.scalar_type() == at::kChar && cache.is_contiguous() &&
+                  cache.size(1) == rows.size(1) && cache.size(2) == rows.size(2),
+              "cache");
+  TORCH_CHECK(scales.scalar_type() == at::kFloat && scales.is_contiguous() &&
+                  scales.numel() == cache.size(0) * cache.size(1),
+              "scales");
+  const int64_t T = rows.size(0), kv_heads = rows.size(1), d = rows.size(2);
+  const float* rp = rows.data_ptr<float>();
+  const int64_t* sp = slots.data_ptr<int64_t>();
+  int8_t* cp = cache.data_ptr<int8_t>();
+  float* scp = scales.data_ptr<float>();
+  for (int64_t t = 0; t < T; ++t) {
+    TORCH_CHECK(sp[t] >= 0 && sp[t] < cache.size(0), "slot out of range");
+    for (int64_t h = 0; h < kv_heads; ++h) {
+      const float* x = rp + (t * kv_heads + h) * d;
+      float amax = 0.0f;
+      for (int64_t i = 0; i < d; ++i) amax = std::max(amax, std::fabs(x[i]));
+      float step = amax / 127.0f;
+      if (!(step > 0.0f)) step = 1.0f;
+      int8_t* out = cp + (sp[t] * kv_heads + h) * d;
+      for (int64_t i = 0; i < d; ++i) out[i] = static_cast<int8_t>(std::nearbyint(x[i] / step));
+      scp[sp[t] * kv_heads + h] = step;
+    }
+  }
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("decode_attention", &decode_attention, "decode attention over the paged KV cache");
+  m.def("store_int8", &store_int8, "rows quantized into an int8 KV cache with a scale per row");
 }
