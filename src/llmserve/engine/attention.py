@@ -42,6 +42,7 @@ class LayerCache:
 
     def write(self, slots: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> None:
         """Store `key` and `value` (`[T, kv_heads, head_dim]`) at `slots`, quantized if int8."""
+        module = None if self.key_scales is None else decode_kernel.kernel()
         for cache, scales, rows in (
             (self.keys, self.key_scales, key),
             (self.values, self.value_scales, value),
@@ -49,7 +50,6 @@ class LayerCache:
             if scales is None:
                 cache.index_copy_(0, slots, rows.to(cache.dtype))
                 continue
-            module = decode_kernel.kernel()
             if module is not None:  # the same numbers in one call, not a dozen operators
                 module.store_int8(rows.float().contiguous(), slots, cache, scales)
                 continue
@@ -224,7 +224,7 @@ def _decode_in_place(
     module = decode_kernel.kernel()
     if module is None or cache.keys.dtype not in decode_kernel.KERNEL_DTYPES:
         return None
-    no_scales = torch.empty(0)
+    empty = torch.empty(0)  # no scales (not an int8 cache), no sinks
     q = query[0, :, : batch.num_decodes].transpose(0, 1).float().contiguous()  # [D, H, d]
     sinks = options.sinks
     with torch.profiler.record_function("llmserve::decode_attention"):
@@ -232,11 +232,11 @@ def _decode_in_place(
             q,
             cache.keys,
             cache.values,
-            no_scales if cache.key_scales is None else cache.key_scales,
-            no_scales if cache.value_scales is None else cache.value_scales,
+            empty if cache.key_scales is None else cache.key_scales,
+            empty if cache.value_scales is None else cache.value_scales,
             batch.decode_slots,
             batch.decode_lengths,
-            torch.empty(0) if sinks is None else sinks.detach().float().contiguous(),
+            empty if sinks is None else sinks.detach().float().contiguous(),
             options.scaling,
             options.window or 0,
             float(options.softcap or 0.0),

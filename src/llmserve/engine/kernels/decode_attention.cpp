@@ -50,6 +50,17 @@ inline float row_scale(const float* scales, int64_t slot, int64_t kv_heads, int6
   return scales ? scales[slot * kv_heads + kv_head] : 1.0f;
 }
 
+// A row of d floats rounded to int8 with one scale, its largest magnitude mapped to 127 (an
+// all-zero row keeps scale 1); returns the scale. attention.py's quantize_rows is the same rule.
+inline float quantize_row(const float* x, int64_t d, int8_t* out) {
+  float amax = 0.0f;
+  for (int64_t i = 0; i < d; ++i) amax = std::max(amax, std::fabs(x[i]));
+  float step = amax / 127.0f;
+  if (!(step > 0.0f)) step = 1.0f;
+  for (int64_t i = 0; i < d; ++i) out[i] = static_cast<int8_t>(std::nearbyint(x[i] / step));
+  return step;
+}
+
 // exp(x) for x <= 0 (every argument here is a logit minus a running max): range reduction to
 // 2^n * exp(r), |r| <= ln2/2, and a degree-6 polynomial; relative error ~2e-7. Inline and
 // branch-free so the compiler vectorises the loops that call it.
@@ -317,17 +328,12 @@ struct Int8Keys {
     widened.set_query(q, 1.0f);
   }
 #endif
-  // The head's query rounded to int8 with one scale (its largest magnitude maps to 127).
+  // The head's query rounded to int8 with one scale, as the cache's rows are.
   void set_query(const float* qh, float scaling) {
-    float amax = 0.0f;
-    for (int64_t i = 0; i < HD; ++i) amax = std::max(amax, std::fabs(qh[i]));
-    const float step = amax > 0.0f ? amax / 127.0f : 1.0f;
     int8_t q8[HD];
+    const float step = quantize_row(qh, HD, q8);
     int32_t sum = 0;
-    for (int64_t i = 0; i < HD; ++i) {
-      q8[i] = static_cast<int8_t>(std::nearbyint(qh[i] / step));
-      sum += q8[i];
-    }
+    for (int64_t i = 0; i < HD; ++i) sum += q8[i];
     store_query(q8);
     q_scale = step * scaling;
     offset = OFFSET * static_cast<float>(sum);
@@ -565,8 +571,8 @@ torch::Tensor decode_attention(torch::Tensor q, torch::Tensor k_cache, torch::Te
 }
 
 // rows [T, kv_heads, d] float32 written into an int8 cache [slots, kv_heads, d] at `slots` [T],
-// each row with one scale in `scales` [slots, kv_heads]: its largest magnitude maps to 127. The
-// same numbers as attention.py's quantize_rows, in one call instead of a dozen operators.
+// each row with one scale in `scales` [slots, kv_heads] (quantize_row). The same numbers as
+// attention.py's quantize_rows, in one call instead of a dozen operators.
 void store_int8(torch::Tensor rows, torch::Tensor slots, torch::Tensor cache,
                 torch::Tensor scales) {
   TORCH_CHECK(rows.dim() == 3 && rows.scalar_type() == at::kFloat && rows.is_contiguous(), "rows");
@@ -587,14 +593,8 @@ void store_int8(torch::Tensor rows, torch::Tensor slots, torch::Tensor cache,
   for (int64_t t = 0; t < T; ++t) {
     TORCH_CHECK(sp[t] >= 0 && sp[t] < cache.size(0), "slot out of range");
     for (int64_t h = 0; h < kv_heads; ++h) {
-      const float* x = rp + (t * kv_heads + h) * d;
-      float amax = 0.0f;
-      for (int64_t i = 0; i < d; ++i) amax = std::max(amax, std::fabs(x[i]));
-      float step = amax / 127.0f;
-      if (!(step > 0.0f)) step = 1.0f;
-      int8_t* out = cp + (sp[t] * kv_heads + h) * d;
-      for (int64_t i = 0; i < d; ++i) out[i] = static_cast<int8_t>(std::nearbyint(x[i] / step));
-      scp[sp[t] * kv_heads + h] = step;
+      const int64_t row = sp[t] * kv_heads + h;
+      scp[row] = quantize_row(rp + (t * kv_heads + h) * d, d, cp + row * d);
     }
   }
 }
