@@ -2,7 +2,9 @@
 
 SmolLM2-135M's attention shape (9 query heads, 3 KV heads, head size 64), 32 decodes, contexts
 of 48 and 1,024 tokens scattered over shuffled 16-slot blocks. Prints the best and median time
-per call and the bytes of keys and values each call must read, as GB/s.
+per call and the bytes of keys and values each call must read, as GB/s. Calls cycle through
+`--layers` caches (default 30, the model's layer count), so that, as in a real step, each call
+reads its cache from memory rather than from the CPU's last-level cache.
 
     PYTHONPATH=src .venv/bin/python benchmarks/decode_attention_layer.py
     PYTHONPATH=src .venv/bin/python benchmarks/decode_attention_layer.py --kv-cache-dtype int8
@@ -27,13 +29,14 @@ BLOCK, HEADS, KV_HEADS, HEAD_DIM = 16, 9, 3, 64
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "int8": torch.int8}
 
 
-def random_batch(streams: int, ctx: int, dtype: torch.dtype) -> PagedBatch:
+def random_batch(streams: int, ctx: int, dtype: torch.dtype, layers: int) -> PagedBatch:
     blocks = -(-ctx // BLOCK)
     num_slots = streams * blocks * BLOCK
     kv = KVCache(num_slots=num_slots, dtype=dtype)
-    cache = kv.layer(0, torch.empty(1, KV_HEADS, 1, HEAD_DIM))
     shape = (num_slots + 1, KV_HEADS, HEAD_DIM)
-    cache.write(torch.arange(num_slots + 1), torch.randn(shape), torch.randn(shape))
+    for layer in range(layers):
+        cache = kv.layer(layer, torch.empty(1, KV_HEADS, 1, HEAD_DIM))
+        cache.write(torch.arange(num_slots + 1), torch.randn(shape), torch.randn(shape))
     table = torch.randperm(streams * blocks).view(streams, blocks)
     positions = torch.arange(ctx)
     slots = table[:, positions // BLOCK] * BLOCK + positions % BLOCK
@@ -47,12 +50,13 @@ def random_batch(streams: int, ctx: int, dtype: torch.dtype) -> PagedBatch:
     )
 
 
-def timed(fn: Callable[..., Any], call: tuple[Any, ...], repeats: int) -> list[float]:
-    fn(*call)
+def timed(fn: Callable[..., Any], calls: list[tuple[Any, ...]], repeats: int) -> list[float]:
+    """Seconds per call, one layer a call, the layers taken in turn."""
+    fn(*calls[0])
     times = []
-    for _ in range(repeats):
+    for i in range(repeats * len(calls)):
         start = time.perf_counter()
-        fn(*call)
+        fn(*calls[i % len(calls)])
         times.append(time.perf_counter() - start)
     return times
 
@@ -61,26 +65,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--streams", type=int, default=32)
     parser.add_argument("--contexts", type=int, nargs="+", default=[48, 1024])
-    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=10, help="sweeps over the layers")
+    parser.add_argument("--layers", type=int, default=30, help="caches the calls cycle through")
     parser.add_argument("--kv-cache-dtype", choices=list(DTYPES), default="float32")
     args = parser.parse_args()
     dtype = DTYPES[args.kv_cache_dtype]
     decode_kernel.configure("kernel")
     torch.manual_seed(0)
     options = LayerOptions(scaling=HEAD_DIM**-0.5, window=None, softcap=None, sinks=None)
-    print(f"torch threads: {torch.get_num_threads()}; KV cache {args.kv_cache_dtype}")
+    print(
+        f"torch threads: {torch.get_num_threads()}; KV cache {args.kv_cache_dtype}; "
+        f"{args.layers} layers"
+    )
     print("| context | path | best ms | median ms | KV GB/s (best) |")
     print("|---:|---|---:|---:|---:|")
     for ctx in args.contexts:
-        batch = random_batch(args.streams, ctx, dtype)
+        batch = random_batch(args.streams, ctx, dtype, args.layers)
         query = torch.randn(1, HEADS, args.streams, HEAD_DIM)
-        cache = batch.kv.layers[0]
         kv_bytes = 2 * args.streams * ctx * KV_HEADS * HEAD_DIM * dtype.itemsize
         for name, path in (
             ("kernel", attention._decode_in_place),
             ("gather", attention._decode_gathered),
         ):
-            times = timed(path, (query, cache, batch, options), args.repeats)
+            calls = [(query, cache, batch, options) for cache in batch.kv.layers.values()]
+            times = timed(path, calls, args.repeats)
             best = min(times)
             print(
                 f"| {ctx} | {name} | {best * 1e3:.2f} | {statistics.median(times) * 1e3:.2f} "

@@ -32,7 +32,12 @@
 namespace {
 
 constexpr int64_t TILE = 32;
-constexpr int64_t AHEAD = 16;  // how many positions ahead cache rows are prefetched
+// Cache rows are prefetched twice: FAR positions ahead only into L2, NEAR positions ahead from
+// there into L1. (Prefetching 16 positions ahead straight into L1 left the loads stalled: an
+// L1 prefetch holds one of the core's few L1 miss buffers until its line arrives. The two
+// stages made an int8 layer ~25% faster.)
+constexpr int64_t FAR = 48;
+constexpr int64_t NEAR = 4;
 
 inline float load(const float* p, int64_t i) { return p[i]; }
 
@@ -108,11 +113,36 @@ inline float softmax_tile(float* scores, int64_t n, float softcap, float& m, flo
   return alpha;
 }
 
-// Ask for a whole cache row (every KV head of one slot) ahead of its use.
-template <typename T>
+// Ask for a whole cache row (every KV head of one slot) ahead of its use: into L1 (locality 3)
+// or only as far as L2 (1).
+template <int LOCALITY, typename T>
 inline void prefetch_row(const T* row, int64_t bytes) {
   const char* p = reinterpret_cast<const char*>(row);
-  for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch(p + off);
+  for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch(p + off, 0, LOCALITY);
+}
+
+// The rows NEAR positions after `t` into L1, and FAR after it into L2 (with the int8 scales).
+// Always inlined: left as a call by GCC, it cost the int8 kernel a third of its speed.
+template <typename T>
+__attribute__((always_inline)) inline void prefetch_ahead(const T* k_cache, const T* v_cache,
+                                                          const int64_t* slots, int64_t t,
+                                                          int64_t length, int64_t row,
+                                                          const Options& o) {
+  const int64_t row_bytes = row * static_cast<int64_t>(sizeof(T));
+  if (t + NEAR < length) {
+    const int64_t near = slots[t + NEAR];
+    prefetch_row<3>(k_cache + near * row, row_bytes);
+    prefetch_row<3>(v_cache + near * row, row_bytes);
+  }
+  if (t + FAR < length) {
+    const int64_t far = slots[t + FAR];
+    prefetch_row<1>(k_cache + far * row, row_bytes);
+    prefetch_row<1>(v_cache + far * row, row_bytes);
+    if (o.k_scales) {
+      __builtin_prefetch(o.k_scales + far * o.kv_heads);
+      __builtin_prefetch(o.v_scales + far * o.kv_heads);
+    }
+  }
 }
 
 // The scalar path. One sequence, every query head: a slot's whole row (all KV heads,
@@ -123,7 +153,6 @@ void attend_one(const float* q, const T* k_cache, const T* v_cache, const int64_
                 int64_t first, int64_t length, const float* sinks, const Options& o, float* out) {
   const int64_t G = o.groups, d = o.head_dim, H = o.kv_heads * G;
   const int64_t row = o.kv_heads * d;
-  const int64_t row_bytes = row * static_cast<int64_t>(sizeof(T));
   std::vector<float> acc(H * d, 0.0f), scores(H * TILE), m(H), l(H);
   for (int64_t h = 0; h < H; ++h) {
     m[h] = sinks ? sinks[h] : -INFINITY;  // a sink is a logit with no value: exp(sink) joins l
@@ -132,10 +161,7 @@ void attend_one(const float* q, const T* k_cache, const T* v_cache, const int64_
   for (int64_t start = first; start < length; start += TILE) {
     const int64_t n = std::min(TILE, length - start);
     for (int64_t t = 0; t < n; ++t) {
-      if (start + t + AHEAD < length) {
-        prefetch_row(k_cache + slots[start + t + AHEAD] * row, row_bytes);
-        prefetch_row(v_cache + slots[start + t + AHEAD] * row, row_bytes);
-      }
+      prefetch_ahead(k_cache, v_cache, slots, start + t, length, row, o);
       const T* kr = k_cache + slots[start + t] * row;
       for (int64_t h = 0; h < H; ++h) {
         const float* qh = q + h * d;
@@ -380,7 +406,7 @@ struct HeadBlock {
 
 // The first GB heads of `block` over positions [start, end) of a context of `length`, in tiles,
 // with queries and accumulators copied into registers for the span. With `prefetch`, whole
-// cache rows (every KV head) are asked for AHEAD positions ahead.
+// cache rows (every KV head) are asked for ahead (prefetch_ahead).
 template <typename T, int64_t HD, int64_t GB>
 void attend_span(HeadBlock<T, HD>& block, const T* k_cache, const T* v_cache,
                  const int64_t* slots, int64_t start, int64_t end, int64_t length,
@@ -388,59 +414,68 @@ void attend_span(HeadBlock<T, HD>& block, const T* k_cache, const T* v_cache,
   using Keys = KeysOf<T, HD>;
   constexpr int64_t C = HD / W;
   const int64_t row = o.kv_heads * HD;
-  const int64_t row_bytes = row * static_cast<int64_t>(sizeof(T));
   const int64_t offset = block.kv_head * HD;
   Keys keys[GB];
   vfloat acc[GB][C];
-  float m[GB], l[GB], scores[GB][TILE];
-  vfloat partial[GB][TILE];  // unsummed q.k products, summed W positions at a time
+  float m[GB], l[GB];
+  // Two tiles are in flight: each tile's keys are read while the previous tile's values are
+  // added up, so the core has independent work while a tile's softmax waits on its keys
+  // (~8% faster than keys, softmax and values of one tile in turn).
+  float weights[2][GB][TILE];  // softmax weights times value scales
+  vfloat partial[GB][TILE];    // unsummed q.k products, summed W positions at a time
   for (int64_t g = 0; g < GB; ++g) {
     keys[g] = block.keys[g];
     for (int64_t c = 0; c < C; ++c) acc[g][c] = block.acc[g][c];
     m[g] = block.m[g];
     l[g] = block.l[g];
   }
+  auto keys_at = [&](int64_t tile, int64_t t) {
+    if (prefetch) prefetch_ahead(k_cache, v_cache, slots, tile + t, length, row, o);
+    const typename Keys::Row kr = Keys::load_row(k_cache + slots[tile + t] * row + offset);
+    for (int64_t g = 0; g < GB; ++g) partial[g][t] = keys[g].dot(kr);
+  };
+  auto values_at = [&](const float (&w)[GB][TILE], int64_t tile, int64_t t) {
+    const T* vr = v_cache + slots[tile + t] * row + offset;
+    vfloat vv[C];
+    for (int64_t c = 0; c < C; ++c) vv[c] = vload(vr + c * W);
+    for (int64_t g = 0; g < GB; ++g) {
+      const float p = w[g][t];
+      for (int64_t c = 0; c < C; ++c) acc[g][c] += p * vv[c];
+    }
+  };
+  int64_t last = start, last_n = 0;  // the tile whose values are still to be added
+  int cur = 0;
   for (int64_t tile = start; tile < end; tile += TILE) {
     const int64_t n = std::min(TILE, end - tile);
-    for (int64_t t = 0; t < n; ++t) {
-      if (prefetch && tile + t + AHEAD < length) {
-        const int64_t ahead = slots[tile + t + AHEAD];
-        prefetch_row(k_cache + ahead * row, row_bytes);
-        prefetch_row(v_cache + ahead * row, row_bytes);
-        if (o.k_scales) {
-          __builtin_prefetch(o.k_scales + ahead * o.kv_heads);
-          __builtin_prefetch(o.v_scales + ahead * o.kv_heads);
-        }
-      }
-      const typename Keys::Row kr = Keys::load_row(k_cache + slots[tile + t] * row + offset);
-      for (int64_t g = 0; g < GB; ++g) partial[g][t] = keys[g].dot(kr);
+    const int64_t both = std::min(n, last_n);
+    for (int64_t t = 0; t < both; ++t) {
+      keys_at(tile, t);
+      values_at(weights[cur ^ 1], last, t);
     }
+    for (int64_t t = both; t < n; ++t) keys_at(tile, t);
+    for (int64_t t = both; t < last_n; ++t) values_at(weights[cur ^ 1], last, t);
     float key_scales[TILE], value_scales[TILE];
     for (int64_t t = 0; t < n; ++t) {
       key_scales[t] = row_scale(o.k_scales, slots[tile + t], o.kv_heads, block.kv_head);
       value_scales[t] = row_scale(o.v_scales, slots[tile + t], o.kv_heads, block.kv_head);
     }
     for (int64_t g = 0; g < GB; ++g) {
+      float* scores = weights[cur][g];
       for (int64_t t = n; t < TILE; ++t) partial[g][t] = vfloat{};
       for (int64_t t0 = 0; t0 < n; t0 += W) {
         const vfloat summed = sum_lanes(&partial[g][t0]);
-        std::memcpy(&scores[g][t0], &summed, sizeof(summed));
+        std::memcpy(&scores[t0], &summed, sizeof(summed));
       }
-      for (int64_t t = 0; t < n; ++t) scores[g][t] = keys[g].score(scores[g][t], key_scales[t]);
-      const float alpha = softmax_tile(scores[g], n, o.softcap, m[g], l[g]);
+      for (int64_t t = 0; t < n; ++t) scores[t] = keys[g].score(scores[t], key_scales[t]);
+      const float alpha = softmax_tile(scores, n, o.softcap, m[g], l[g]);
       for (int64_t c = 0; c < C; ++c) acc[g][c] *= alpha;
-      for (int64_t t = 0; t < n; ++t) scores[g][t] *= value_scales[t];
+      for (int64_t t = 0; t < n; ++t) scores[t] *= value_scales[t];
     }
-    for (int64_t t = 0; t < n; ++t) {
-      const T* vr = v_cache + slots[tile + t] * row + offset;
-      vfloat vv[C];
-      for (int64_t c = 0; c < C; ++c) vv[c] = vload(vr + c * W);
-      for (int64_t g = 0; g < GB; ++g) {
-        const float p = scores[g][t];
-        for (int64_t c = 0; c < C; ++c) acc[g][c] += p * vv[c];
-      }
-    }
+    last = tile;
+    last_n = n;
+    cur ^= 1;
   }
+  for (int64_t t = 0; t < last_n; ++t) values_at(weights[cur ^ 1], last, t);
   for (int64_t g = 0; g < GB; ++g) {
     for (int64_t c = 0; c < C; ++c) block.acc[g][c] = acc[g][c];
     block.m[g] = m[g];
@@ -470,7 +505,7 @@ template <typename T, int64_t HD>
 void attend_grouped(const float* q, const T* k_cache, const T* v_cache, const int64_t* slots,
                     int64_t first, int64_t length, const float* sinks, const Options& o,
                     float* out) {
-  constexpr int64_t SPAN = 2 * TILE;
+  constexpr int64_t SPAN = 8 * TILE;
   constexpr int64_t MAX_BLOCK = HeadBlock<T, HD>::MAX_BLOCK;
   std::vector<HeadBlock<T, HD>> blocks;
   for (int64_t kv_head = 0; kv_head < o.kv_heads; ++kv_head) {
