@@ -75,7 +75,8 @@ CASES = {
 def test_kernel_equals_gather_path(kernel_on: None, case: str, dtype: torch.dtype) -> None:
     torch.manual_seed(hash(case) % 1000)
     spec = CASES[case]
-    head_dim, lengths = spec.get("d", 64), [1, 5, 16, 17, 40, 100, 3, 64]
+    # 300 and 529 cross the kernel's 256-position spans (and its two tiles in flight end mid-span)
+    head_dim, lengths = spec.get("d", 64), [1, 5, 16, 17, 40, 100, 3, 64, 300, 529]
     batch = paged_batch(lengths, spec["kv_heads"], head_dim, dtype)
     query_dtype = torch.float32 if dtype == torch.int8 else dtype
     query = torch.randn(1, spec["heads"], len(lengths), head_dim).to(query_dtype)
