@@ -27,6 +27,14 @@ ATTENTION_NAME = "llmserve_paged"
 _CURRENT_BATCH: ContextVar[PagedBatch | None] = ContextVar("llmserve_paged_batch", default=None)
 
 
+SCALE_DTYPE = torch.float32  # an int8 cache's row scales
+
+
+def row_scale_bytes(dtype: torch.dtype) -> int:
+    """Bytes of scale a cache of `dtype` keeps per slot and KV head (int8: one scale, else 0)."""
+    return SCALE_DTYPE.itemsize if dtype == torch.int8 else 0
+
+
 @dataclass(frozen=True)
 class LayerCache:
     """One layer's keys and values `[num_slots + 1, num_kv_heads, head_dim]`.
@@ -120,8 +128,8 @@ class KVCache:
         return LayerCache(
             _empty_but_pad_slot(shape, torch.int8),
             _empty_but_pad_slot(shape, torch.int8),
-            _empty_but_pad_slot(shape[:2], torch.float32),
-            _empty_but_pad_slot(shape[:2], torch.float32),
+            _empty_but_pad_slot(shape[:2], SCALE_DTYPE),
+            _empty_but_pad_slot(shape[:2], SCALE_DTYPE),
         )
 
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from llmserve.config import EngineConfig
 from llmserve.engine import decode_kernel
+from llmserve.engine.attention import row_scale_bytes
 from llmserve.engine.block_manager import BlockManager, namespace_root, num_kv_blocks
 from llmserve.engine.detokenizer import IncrementalDetokenizer
 from llmserve.engine.drafting import PredictionDrafter, back_off_ngram, propose_drafts
@@ -67,7 +68,7 @@ class LLMEngine:
             num_kv_heads=geometry.num_kv_heads,
             head_dim=geometry.head_dim,
             dtype_bytes=kv_dtype.itemsize,
-            scale_bytes=4 if config.kv_cache_dtype == "int8" else 0,
+            scale_bytes=row_scale_bytes(kv_dtype),
         )
         self.block_manager = BlockManager(
             num_blocks, config.block_size, enable_prefix_caching=config.enable_prefix_caching

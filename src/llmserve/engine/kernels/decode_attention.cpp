@@ -559,6 +559,13 @@ void run(const torch::Tensor& q, const torch::Tensor& k_cache, const torch::Tens
   });
 }
 
+// Whether `scales` can be an int8 cache's row scales: float32, contiguous, one per slot and KV
+// head of `cache` ([slots, kv_heads, d]).
+bool are_row_scales(const torch::Tensor& scales, const torch::Tensor& cache) {
+  return scales.scalar_type() == at::kFloat && scales.is_contiguous() &&
+         scales.numel() == cache.size(0) * cache.size(1);
+}
+
 }  // namespace
 
 // q [D, H, d] float32; caches [slots, kv_heads, d] float32, bfloat16 or int8; scales
@@ -576,14 +583,8 @@ torch::Tensor decode_attention(torch::Tensor q, torch::Tensor k_cache, torch::Te
   const int64_t kv_heads = k_cache.size(1);
   TORCH_CHECK(q.size(1) % kv_heads == 0 && q.size(2) == k_cache.size(2), "head shapes");
   const bool int8 = k_cache.scalar_type() == at::kChar;
-  if (int8) {
-    TORCH_CHECK(k_scales.scalar_type() == at::kFloat && k_scales.is_contiguous() &&
-                    k_scales.numel() == k_cache.size(0) * kv_heads,
-                "int8 caches need float32 scales [slots, kv_heads]");
-    TORCH_CHECK(v_scales.scalar_type() == at::kFloat && v_scales.is_contiguous() &&
-                    v_scales.numel() == v_cache.size(0) * kv_heads,
-                "int8 caches need float32 scales [slots, kv_heads]");
-  }
+  TORCH_CHECK(!int8 || (are_row_scales(k_scales, k_cache) && are_row_scales(v_scales, v_cache)),
+              "int8 caches need float32 scales [slots, kv_heads]");
   Options o{kv_heads,
             q.size(1) / kv_heads,
             q.size(2),
@@ -617,9 +618,7 @@ void store_int8(torch::Tensor rows, torch::Tensor slots, torch::Tensor cache,
   TORCH_CHECK(cache.scalar_type() == at::kChar && cache.is_contiguous() &&
                   cache.size(1) == rows.size(1) && cache.size(2) == rows.size(2),
               "cache");
-  TORCH_CHECK(scales.scalar_type() == at::kFloat && scales.is_contiguous() &&
-                  scales.numel() == cache.size(0) * cache.size(1),
-              "scales");
+  TORCH_CHECK(are_row_scales(scales, cache), "scales");
   const int64_t T = rows.size(0), kv_heads = rows.size(1), d = rows.size(2);
   const float* rp = rows.data_ptr<float>();
   const int64_t* sp = slots.data_ptr<int64_t>();
