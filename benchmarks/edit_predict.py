@@ -2,6 +2,7 @@
 
     python benchmarks/edit_predict.py                # 2 interleaved rounds, 400-token answers
     python benchmarks/edit_predict.py --rounds 1 --skip-llama-server
+    python benchmarks/edit_predict.py --quantization int8   # int8 weights: the lean decode step
 
 The model is the random SmolLM2-135M-shaped Llama of engine_cpu.py, so it cannot edit a file:
 its own greedy answer to a 400-token "file" prompt plays the edited file, and the prediction
@@ -15,7 +16,8 @@ from its result. Methods, all greedy, one stream, in process (LocalBackend, as e
                      random model's answer does not copy its prompt: only its own repeats help)
 and llama-server q8_0 (same weights) plain and with its `--spec-type ngram-simple`, when its
 binary is built (benchmarks/llama_server.py). Every answer with drafts is checked equal to the
-plain one. Writes benchmarks/results/edit_predict.{md,json} and docs/edit_predict.png.
+plain one. Writes benchmarks/results/edit_predict.{md,json} and docs/edit_predict.png (with
+--quantization int8: edit_predict_int8.*).
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ def edited(answer: list[int]) -> tuple[int, ...]:
     return tuple(out)
 
 
-def engine_backend(folder: Path, ngram: bool) -> Any:
+def engine_backend(folder: Path, ngram: bool, quantization: str) -> Any:
     from llmserve.backends.local import LocalBackend
     from llmserve.config import EngineConfig, ModelConfig, SpeculativeConfig
 
@@ -75,6 +77,7 @@ def engine_backend(folder: Path, ngram: bool) -> Any:
     config = EngineConfig(
         kv_cache_memory_mb=kv_cache_mb(1, 2 * FILE_TOKENS + 32),
         speculative=SpeculativeConfig(method=method, num_tokens=8),
+        quantization=quantization,  # type: ignore[arg-type]
     )
     return LocalBackend(ModelConfig(name="bench", source=str(folder)), config, folder)
 
@@ -105,8 +108,9 @@ async def timed(backend: Any, request_id: str, prediction: tuple[int, ...]) -> d
     }
 
 
-async def llmserve_round(folder: Path, index: int) -> dict[str, dict[str, Any]]:
-    plain_backend, ngram_backend = engine_backend(folder, False), engine_backend(folder, True)
+async def llmserve_round(folder: Path, index: int, quantization: str) -> dict[str, dict[str, Any]]:
+    plain_backend = engine_backend(folder, False, quantization)
+    ngram_backend = engine_backend(folder, True, quantization)
     await plain_backend.start()
     await ngram_backend.start()
     try:
@@ -241,6 +245,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="llama-server threads")
     parser.add_argument("--skip-llama-server", action="store_true")
     parser.add_argument("--home", type=Path, default=Path.home() / ".cache" / "llmserve")
+    parser.add_argument(
+        "--quantization",
+        choices=["none", "int8"],
+        default="none",
+        help="llmserve's weights (int8: results under edit_predict_int8.*)",
+    )
     args = parser.parse_args()
     folder = build_model(args.home)
     binary = llama_binary(args.skip_llama_server)
@@ -248,18 +258,19 @@ def main() -> None:
     gguf = llama_server.gguf_model(cache, folder, "q8_0") if binary else None
     rounds = []
     for index in range(args.rounds):
-        results = asyncio.run(llmserve_round(folder, index))
+        results = asyncio.run(llmserve_round(folder, index, args.quantization))
         if binary is not None and gguf is not None:
             results |= llama_round(binary, gguf, args.threads)
         rounds.append(results)
-        write(summary(rounds))  # after every round: a slow machine still leaves results
+        name = "edit_predict" + ("_int8" if args.quantization == "int8" else "")
+        write(summary(rounds), name)  # after every round: a slow machine still leaves results
 
 
-def write(rows: list[dict[str, Any]]) -> None:
+def write(rows: list[dict[str, Any]], name: str) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "edit_predict.md").write_text(table(rows) + "\n")
-    (RESULTS / "edit_predict.json").write_text(json.dumps(rows, indent=2) + "\n")
-    plot(rows, ROOT / "docs" / "edit_predict.png")
+    (RESULTS / f"{name}.md").write_text(table(rows) + "\n")
+    (RESULTS / f"{name}.json").write_text(json.dumps(rows, indent=2) + "\n")
+    plot(rows, ROOT / "docs" / f"{name}.png")
     print(table(rows), flush=True)
 
 

@@ -307,15 +307,18 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 
 def ratios(rows: list[dict[str, Any]]) -> str:
-    """llmserve int8's tokens/s over llama-server q8_0's, per prompt length and concurrency."""
+    """llmserve int8's tokens/s (in process, and over HTTP) over llama-server q8_0's."""
     speed = {(r["method"], r["prompt_len"], r["concurrency"]): r["tokens_per_s"] for r in rows}
-    parts = []
-    for prompt_len, concurrency in sorted({(r["prompt_len"], r["concurrency"]) for r in rows}):
-        ours = speed.get(("llmserve_int8", prompt_len, concurrency))
-        theirs = speed.get(("llama_server_q8_0", prompt_len, concurrency))
-        ratio = f"{ours / theirs:.2f}x" if ours and theirs else "-"
-        parts.append(f"prompt {prompt_len}, {concurrency} streams: {ratio}")
-    return "llmserve int8 / llama-server q8_0 tokens/s: " + "; ".join(parts)
+    lines = []
+    for method in ("llmserve_int8", "llmserve_http_int8"):
+        parts = []
+        for prompt_len, concurrency in sorted({(r["prompt_len"], r["concurrency"]) for r in rows}):
+            ours = speed.get((method, prompt_len, concurrency))
+            theirs = speed.get(("llama_server_q8_0", prompt_len, concurrency))
+            ratio = f"{ours / theirs:.2f}x" if ours and theirs else "-"
+            parts.append(f"prompt {prompt_len}, {concurrency} streams: {ratio}")
+        lines.append(f"{method} / llama_server_q8_0 tokens/s: " + "; ".join(parts))
+    return "\n".join(lines)
 
 
 def context_ratios(rows: list[dict[str, Any]]) -> str:

@@ -94,6 +94,8 @@ class EngineConfig:
     # KV cache element type: auto (the model's dtype) | bfloat16 (half a float32 cache's bytes)
     # | int8 (a quarter, plus one float32 scale per slot and KV head)
     kv_cache_dtype: Literal["auto", "bfloat16", "int8"] = "auto"
+    # one sequence's decode step in one native call (int8 Llama-like models): auto | on | off
+    lean_decode: Literal["auto", "on", "off"] = "auto"
 
     def __post_init__(self) -> None:
         for name in ("max_num_seqs", "max_num_batched_tokens", "block_size", "kv_cache_memory_mb"):
@@ -105,6 +107,8 @@ class EngineConfig:
             raise ValueError("num_threads must be at least 1")
         if self.decode_attention not in ("auto", "kernel", "gather"):
             raise ValueError("decode_attention must be one of auto, kernel, gather")
+        if self.lean_decode not in ("auto", "on", "off"):
+            raise ValueError(f"lean_decode must be one of auto, on, off, not {self.lean_decode!r}")
         if self.kv_cache_dtype not in ("auto", "bfloat16", "int8"):
             raise ValueError(
                 f"kv_cache_dtype must be auto (the model's dtype), bfloat16 or int8, "

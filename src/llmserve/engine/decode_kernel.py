@@ -1,9 +1,11 @@
-"""The compiled decode-attention kernel: built once per machine, loaded at engine start.
+"""The engine's compiled kernels: built once per machine, loaded at engine start.
 
 `kernels/decode_attention.cpp` reads each decode's keys and values in place from the paged cache
-(no per-layer gather). It is compiled with torch's C++-extension JIT into torch's extension
-folder (`TORCH_EXTENSIONS_DIR`, default `~/.cache/torch_extensions`); torch holds a lock file
-there while building, so two processes never compile it at once, and later starts only load it.
+(no per-layer gather); `kernels/lean_decode.cpp` is the lean decode step (lean_decode.py), which
+calls it. They are one extension (`kernels/bindings.cpp`), compiled with torch's C++-extension
+JIT into torch's extension folder (`TORCH_EXTENSIONS_DIR`, default
+`~/.cache/torch_extensions`); torch holds a lock file there while building, so two processes
+never compile it at once, and later starts only load it.
 `engine.decode_attention` picks the path: `auto` (the kernel if it builds, else the gather path,
 with one log line), `kernel` (the same, but a failed build is logged as a warning), `gather`.
 """
@@ -22,7 +24,9 @@ import torch
 logger = logging.getLogger(__name__)
 
 DecodeAttention = Literal["auto", "kernel", "gather"]
-SOURCE = Path(__file__).with_name("kernels") / "decode_attention.cpp"
+KERNELS = Path(__file__).with_name("kernels")
+SOURCES = [KERNELS / "bindings.cpp", KERNELS / "decode_attention.cpp", KERNELS / "lean_decode.cpp"]
+HEADERS = [KERNELS / "decode_attention.h", KERNELS / "lean_decode.h"]
 FLAGS = ["-O3", "-march=native", "-fopenmp"]
 KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.int8)
 
@@ -53,10 +57,10 @@ def _build(mode: DecodeAttention) -> Any | None:
     try:
         from torch.utils import cpp_extension
 
-        logger.info("loading the decode attention kernel (the first start compiles it: 1-2 min)")
+        logger.info("loading the compiled kernels (the first start compiles them: 1-2 min)")
         return cpp_extension.load(
             name=_extension_name(),
-            sources=[str(SOURCE)],
+            sources=[str(source) for source in SOURCES],
             extra_cflags=FLAGS,
             extra_ldflags=["-fopenmp"],
             verbose=False,
@@ -77,7 +81,9 @@ def _first_error(text: str) -> str:
 
 def _extension_name() -> str:
     """One build per source, flags, torch and CPU (`-march=native` binaries are CPU-specific)."""
-    digest = hashlib.sha256(SOURCE.read_bytes())
+    digest = hashlib.sha256()
+    for source in (*SOURCES, *HEADERS):
+        digest.update(source.read_bytes())
     for part in (*FLAGS, torch.__version__, platform.machine(), _cpu_model()):
         digest.update(part.encode())
     return f"llmserve_decode_attention_{digest.hexdigest()[:12]}"

@@ -74,10 +74,14 @@ class LLMEngine:
             num_blocks, config.block_size, enable_prefix_caching=config.enable_prefix_caching
         )
         self.scheduler = Scheduler(config, self.block_manager)
-        self.runner = ModelRunner(
-            model, num_blocks=num_blocks, block_size=config.block_size, kv_dtype=kv_dtype
-        )
         decode_kernel.configure(config.decode_attention)  # builds once per machine, else loads
+        self.runner = ModelRunner(
+            model,
+            num_blocks=num_blocks,
+            block_size=config.block_size,
+            kv_dtype=kv_dtype,
+            lean_decode=config.lean_decode,
+        )
         self.sampler = Sampler()
         self.grammars = grammars
         self.speculative = config.speculative

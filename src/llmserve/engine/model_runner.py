@@ -14,6 +14,7 @@ from llmserve.engine.attention import (
     attending,
     register_paged_attention,
 )
+from llmserve.engine.lean_decode import LeanDecode, LeanStep
 from llmserve.engine.scheduler import ScheduledChunk, SchedulerOutput
 
 # engine.kv_cache_dtype's values but auto
@@ -30,10 +31,12 @@ class ModelRunner:
         num_blocks: int,
         block_size: int,
         kv_dtype: torch.dtype | None = None,  # None: the model's dtype
+        lean_decode: LeanDecode = "off",
     ) -> None:
         register_paged_attention()
         model.set_attn_implementation(ATTENTION_NAME)
         self.model = model
+        self.lean = LeanStep.build(model, lean_decode)
         self.block_size = block_size
         self.kv = KVCache(num_slots=num_blocks * block_size, dtype=kv_dtype or model.dtype)
         self.layers_ran: frozenset[int] = frozenset()  # layers whose attention ran last step
@@ -44,6 +47,11 @@ class ModelRunner:
 
         A chunk with drafts has one row for its last token and one per draft, in order.
         """
+        if self.lean is not None and self.lean.takes(out.chunks) and self.lean.ready(self.kv):
+            chunk = out.chunks[0]
+            slots = self._slots(chunk.seq.block_ids, chunk.start + chunk.num_query_tokens)
+            self.layers_ran = self.lean.layer_ids
+            return self.lean.run(chunk, self.kv, slots)
         input_ids: list[int] = []
         positions: list[int] = []
         for chunk in out.chunks:

@@ -15,7 +15,8 @@
 // Caches hold float32, bfloat16, or int8 with one float32 scale per slot and KV head. Against an
 // int8 cache the query is rounded to int8 as well, so the key dot products are integer
 // arithmetic (VNNI where the CPU has it).
-#include <torch/extension.h>
+#include "decode_attention.h"
+
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -527,6 +528,21 @@ void attend_grouped(const float* q, const T* k_cache, const T* v_cache, const in
   for (const auto& block : blocks) block.finish(out);
 }
 
+// One sequence's query heads over its context `slots[0, length)`: the vector path for head
+// sizes 64 and 128, else the scalar path.
+template <typename T>
+void attend_sequence(const float* q, const T* k_cache, const T* v_cache, const int64_t* slots,
+                     int64_t length, const float* sinks, const Options& o, float* out) {
+  const int64_t first = o.window > 0 ? std::max<int64_t>(0, length - o.window) : 0;
+  if (o.head_dim == 64) {
+    attend_grouped<T, 64>(q, k_cache, v_cache, slots, first, length, sinks, o, out);
+  } else if (o.head_dim == 128) {
+    attend_grouped<T, 128>(q, k_cache, v_cache, slots, first, length, sinks, o, out);
+  } else {
+    attend_one<T>(q, k_cache, v_cache, slots, first, length, sinks, o, out);
+  }
+}
+
 template <typename T>
 void run(const torch::Tensor& q, const torch::Tensor& k_cache, const torch::Tensor& v_cache,
          const torch::Tensor& slots, const torch::Tensor& lengths, const torch::Tensor& sinks,
@@ -542,20 +558,9 @@ void run(const torch::Tensor& q, const torch::Tensor& k_cache, const torch::Tens
   // Small steps stay on one thread: waking the pool costs more than they do.
   const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, max_ctx * H));
   at::parallel_for(0, D, grain, [&](int64_t begin, int64_t end) {
-    for (int64_t b = begin; b < end; ++b) {
-      const int64_t length = len_p[b];
-      const int64_t first = o.window > 0 ? std::max<int64_t>(0, length - o.window) : 0;
-      const float* qb = qp + b * H * d;
-      const int64_t* sb = slot_p + b * max_ctx;
-      float* ob = op + b * H * d;
-      if (d == 64) {
-        attend_grouped<T, 64>(qb, kp, vp, sb, first, length, sp, o, ob);
-      } else if (d == 128) {
-        attend_grouped<T, 128>(qb, kp, vp, sb, first, length, sp, o, ob);
-      } else {
-        attend_one<T>(qb, kp, vp, sb, first, length, sp, o, ob);
-      }
-    }
+    for (int64_t b = begin; b < end; ++b)
+      attend_sequence<T>(qp + b * H * d, kp, vp, slot_p + b * max_ctx, len_p[b], sp, o,
+                         op + b * H * d);
   });
 }
 
@@ -568,9 +573,6 @@ bool are_row_scales(const torch::Tensor& scales, const torch::Tensor& cache) {
 
 }  // namespace
 
-// q [D, H, d] float32; caches [slots, kv_heads, d] float32, bfloat16 or int8; scales
-// [slots, kv_heads] float32 for int8 caches, else empty; slots [D, max_ctx] int64; lengths [D]
-// int64; sinks [H] float32 or empty; window 0: none; softcap 0: none.
 torch::Tensor decode_attention(torch::Tensor q, torch::Tensor k_cache, torch::Tensor v_cache,
                                torch::Tensor k_scales, torch::Tensor v_scales,
                                torch::Tensor slots, torch::Tensor lengths, torch::Tensor sinks,
@@ -606,9 +608,7 @@ torch::Tensor decode_attention(torch::Tensor q, torch::Tensor k_cache, torch::Te
   return out;
 }
 
-// rows [T, kv_heads, d] float32 written into an int8 cache [slots, kv_heads, d] at `slots` [T],
-// each row with one scale in `scales` [slots, kv_heads] (quantize_row). The same numbers as
-// attention.py's quantize_rows, in one call instead of a dozen operators.
+// The same numbers as attention.py's quantize_rows, in one call instead of a dozen operators.
 void store_int8(torch::Tensor rows, torch::Tensor slots, torch::Tensor cache,
                 torch::Tensor scales) {
   TORCH_CHECK(rows.dim() == 3 && rows.scalar_type() == at::kFloat && rows.is_contiguous(), "rows");
@@ -633,7 +633,59 @@ void store_int8(torch::Tensor rows, torch::Tensor slots, torch::Tensor cache,
   }
 }
 
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("decode_attention", &decode_attention, "decode attention over the paged KV cache");
-  m.def("store_int8", &store_int8, "rows quantized into an int8 KV cache with a scale per row");
+namespace llmserve {
+
+void attend_one_sequence(const float* q, int64_t num_heads, const CacheLayer& cache,
+                         const int64_t* slots, int64_t length, float scaling, int64_t window,
+                         float* out) {
+  const int64_t kv_heads = cache.keys.size(1);
+  const bool int8 = cache.keys.scalar_type() == at::kChar;
+  Options o{kv_heads,
+            num_heads / kv_heads,
+            cache.keys.size(2),
+            window,
+            scaling,
+            0.0f,
+            int8 ? cache.key_scales : nullptr,
+            int8 ? cache.value_scales : nullptr};
+  switch (cache.keys.scalar_type()) {
+    case at::kFloat:
+      return attend_sequence<float>(q, cache.keys.data_ptr<float>(),
+                                    cache.values.data_ptr<float>(), slots, length, nullptr, o,
+                                    out);
+    case at::kBFloat16:
+      return attend_sequence<at::BFloat16>(q, cache.keys.data_ptr<at::BFloat16>(),
+                                           cache.values.data_ptr<at::BFloat16>(), slots, length,
+                                           nullptr, o, out);
+    default:
+      return attend_sequence<int8_t>(q, cache.keys.data_ptr<int8_t>(),
+                                     cache.values.data_ptr<int8_t>(), slots, length, nullptr, o,
+                                     out);
+  }
 }
+
+void store_token(const float* key, const float* value, int64_t slot, const CacheLayer& cache) {
+  const int64_t kv_heads = cache.keys.size(1), d = cache.keys.size(2), row = kv_heads * d;
+  const float* rows[2] = {key, value};
+  const torch::Tensor* caches[2] = {&cache.keys, &cache.values};
+  float* scales[2] = {cache.key_scales, cache.value_scales};
+  for (int which = 0; which < 2; ++which) {
+    const torch::Tensor& c = *caches[which];
+    switch (c.scalar_type()) {
+      case at::kFloat:
+        std::memcpy(c.data_ptr<float>() + slot * row, rows[which], row * sizeof(float));
+        break;
+      case at::kBFloat16: {
+        at::BFloat16* dst = c.data_ptr<at::BFloat16>() + slot * row;
+        for (int64_t i = 0; i < row; ++i) dst[i] = at::BFloat16(rows[which][i]);  // nearest-even
+        break;
+      }
+      default:
+        for (int64_t h = 0; h < kv_heads; ++h)
+          scales[which][slot * kv_heads + h] =
+              quantize_row(rows[which] + h * d, d, c.data_ptr<int8_t>() + slot * row + h * d);
+    }
+  }
+}
+
+}  // namespace llmserve

@@ -1,0 +1,190 @@
+"""The lean decode step computes what the operator-by-operator int8 path computes, in one call."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+import torch
+
+from llmserve.config import EngineConfig
+from llmserve.engine import decode_kernel
+from llmserve.engine.lean_decode import LeanStep
+from llmserve.engine.quantization import _LINEAR_DYNAMIC, Int8Linear, quantize_int8
+from llmserve.engine.scheduler import ScheduledChunk, SchedulerOutput
+from llmserve.engine.sequence import Sequence
+from llmserve.sampling import SamplingParams
+from llmserve.types import GenerateRequest
+from tests.models.families import WINDOW, family_model
+
+from .conftest import greedy, make_engine, output_ids, run_all
+
+LLAMA_LIKE = ["llama", "mistral", "qwen2", "qwen3"]  # qwen2: q/k/v biases; qwen3: q/k norms
+KV_DTYPES = ["auto", "bfloat16", "int8"]
+
+
+@pytest.fixture(scope="module")
+def kernels() -> Any:
+    decode_kernel.configure("kernel")
+    module = decode_kernel.kernel()
+    assert module is not None, "the compiled kernels did not build"
+    return module
+
+
+def int8_family(family: str, reduce_range: bool = False) -> Any:
+    model = family_model(family)
+    quantize_int8(model, reduce_range=reduce_range)
+    return model
+
+
+def packed(kernels: Any, layer: Int8Linear) -> Any:
+    weight, bias = torch.ops.quantized.linear_unpack(layer._packed)
+    scales = weight.q_per_channel_scales().float()
+    return kernels.pack_int8(weight.int_repr(), scales, torch.empty(0) if bias is None else bias)
+
+
+@pytest.mark.parametrize("reduce_range", [False, True])
+@pytest.mark.parametrize(
+    ("n", "k", "bias"), [(960, 576, False), (576, 1536, True), (100, 70, True)]
+)
+def test_a_packed_matrix_equals_torchs_dynamic_int8_linear_bit_for_bit(
+    kernels: Any, n: int, k: int, bias: bool, reduce_range: bool
+) -> None:
+    torch.manual_seed(n + k)
+    layer = Int8Linear.from_linear(
+        torch.nn.Linear(k, n, bias=bias), per_channel=True, reduce_range=reduce_range
+    )
+    matrix = packed(kernels, layer)
+    inputs = [torch.randn(1, k) * 10.0**e for e in (-6, -2, 0, 2)]  # -6: fbgemm's smallest scale
+    inputs += [torch.randn(1, k).abs(), -torch.randn(1, k).abs(), torch.zeros(1, k)]
+    inputs += [torch.randn(5, k), torch.randn(17, k) * torch.rand(17, 1)]  # rows share one scale
+    for x in inputs:
+        expected = _LINEAR_DYNAMIC(x, layer._packed, reduce_range)
+        got = kernels.int8_linear(matrix, x, 127 if reduce_range else 255)
+        assert torch.equal(got, expected)
+
+
+def decode_logits(model: Any, kv_cache_dtype: str, lean: bool, steps: int) -> torch.Tensor:
+    """Logits of `steps` one-token decodes after a prompt 3x the sliding window, then of one
+    token with 6 drafts (a verify step: 7 rows)."""
+    runner = make_engine(model, lean_decode="on", kv_cache_dtype=kv_cache_dtype).runner
+    assert runner.lean is not None
+    if not lean:
+        runner.lean = None
+    tokens = [(7 * i + 3) % 300 for i in range(3 * WINDOW + steps + 7)]
+    seq = Sequence("s", 0, tokens[: 3 * WINDOW], 3 * WINDOW, SamplingParams(max_tokens=steps))
+    seq.block_ids = list(range(-(-len(tokens) // runner.block_size)))
+    runner.execute(SchedulerOutput([ScheduledChunk(seq, 0, 3 * WINDOW)]))
+    rows = []
+    for position in range(3 * WINDOW, 3 * WINDOW + steps + 1):
+        seq.token_ids.append(tokens[position])
+        drafts = tuple(tokens[position + 1 :]) if position == 3 * WINDOW + steps else ()
+        rows.append(runner.execute(SchedulerOutput([ScheduledChunk(seq, position, 1, drafts)])))
+    assert rows[-1].shape[0] == 7
+    return torch.cat(rows)
+
+
+@pytest.mark.parametrize("kv_cache_dtype", KV_DTYPES)
+@pytest.mark.parametrize("family", LLAMA_LIKE)
+def test_lean_logits_equal_the_operator_path_past_the_window(
+    family: str, kv_cache_dtype: str
+) -> None:
+    model = int8_family(family)
+    expected = decode_logits(model, kv_cache_dtype, lean=False, steps=8)
+    got = decode_logits(model, kv_cache_dtype, lean=True, steps=8)
+    # float caches: the last bit of a sum of squares or an exp; int8 caches: a key row may round
+    # to a neighbouring int8 step when its last bit differs
+    tolerance = 2e-2 if kv_cache_dtype == "int8" else 1e-5
+    assert float((got - expected).abs().max()) <= tolerance * float(expected.abs().max())
+    assert torch.equal(got.argmax(-1), expected.argmax(-1))
+
+
+class CountingLean:
+    """Wraps a runner's lean step and counts the steps it took."""
+
+    def __init__(self, lean: LeanStep) -> None:
+        self.lean, self.calls = lean, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.lean, name)
+
+    def run(self, *args: Any) -> torch.Tensor:
+        self.calls += 1
+        return self.lean.run(*args)
+
+
+def generate(model: Any, lean: str, requests: list[GenerateRequest], **config: Any) -> Any:
+    engine = make_engine(model, lean_decode=lean, **config)
+    counter = None
+    if engine.runner.lean is not None:
+        counter = CountingLean(engine.runner.lean)
+        engine.runner.lean = counter  # type: ignore[assignment]
+    results = run_all(engine, requests)
+    return results, (counter.calls if counter else 0)
+
+
+@pytest.mark.parametrize("family", LLAMA_LIKE)
+def test_greedy_answers_are_the_same_with_the_lean_step(family: str) -> None:
+    model = int8_family(family)
+    prompt = tuple((11 * i) % 250 + 3 for i in range(3 * WINDOW + 1))
+    requests = [GenerateRequest("q", prompt, greedy(24, stop=["never appears"]))]
+    expected, off_calls = generate(model, "off", requests)
+    got, lean_calls = generate(model, "auto", requests)
+    assert output_ids(got[("q", 0)]) == output_ids(expected[("q", 0)])
+    assert got[("q", 0)][-1].text == expected[("q", 0)][-1].text
+    assert (off_calls, lean_calls) == (0, 23)  # every decode after the prompt's first token
+
+
+def test_predictions_are_verified_by_the_lean_step_and_choices_by_the_operator_path() -> None:
+    model = int8_family("llama")
+    prompt = tuple((5 * i) % 200 + 7 for i in range(20))
+    plain, _ = generate(model, "off", [GenerateRequest("p", prompt, greedy(40))])
+    answer = output_ids(plain[("p", 0)])
+    edited = answer[:10] + [(t + 1) % 300 for t in answer[10:15]] + answer[15:]
+    predicted = [GenerateRequest("e", prompt, greedy(40), prediction_token_ids=tuple(edited))]
+    expected, _ = generate(model, "off", predicted)
+    got, lean_calls = generate(model, "auto", predicted)
+    assert output_ids(got[("e", 0)]) == output_ids(expected[("e", 0)]) == answer
+    last, last_expected = got[("e", 0)][-1], expected[("e", 0)][-1]
+    assert last.num_accepted_prediction_tokens == last_expected.num_accepted_prediction_tokens
+    assert last.num_rejected_prediction_tokens == last_expected.num_rejected_prediction_tokens > 0
+    assert 0 < lean_calls < 39  # drafted steps verify several tokens in one call
+    choices = [GenerateRequest("two", prompt, greedy(16, n=2))]
+    expected, _ = generate(model, "off", choices)
+    got, lean_calls = generate(model, "auto", choices)
+    for key in (("two", 0), ("two", 1)):
+        assert output_ids(got[key]) == output_ids(expected[key]), key
+    assert lean_calls == 0  # the two choices always step together: a batch
+
+
+def test_reduced_range_activations_give_the_same_answers() -> None:
+    model = int8_family("qwen2", reduce_range=True)  # CPUs without VNNI: 7-bit activations
+    prompt = tuple((3 * i) % 280 + 1 for i in range(12))
+    requests = [GenerateRequest("r", prompt, greedy(12))]
+    expected, _ = generate(model, "off", requests)
+    got, lean_calls = generate(model, "on", requests)
+    assert output_ids(got[("r", 0)]) == output_ids(expected[("r", 0)])
+    assert lean_calls == 11
+
+
+def test_models_it_cannot_run_keep_the_operator_path(caplog: pytest.LogCaptureFixture) -> None:
+    float32 = family_model("llama")  # not quantized
+    gemma = int8_family("gemma")  # (1 + weight) norms, gelu: not Llama-like
+    with caplog.at_level(logging.WARNING, logger="llmserve.engine.lean_decode"):
+        assert make_engine(float32, lean_decode="on").runner.lean is None
+        assert make_engine(gemma, lean_decode="on").runner.lean is None
+        assert make_engine(int8_family("llama"), lean_decode="off").runner.lean is None
+    assert [r.getMessage() for r in caplog.records] == [
+        "lean decode step not used: it runs int8 weights with float32 activations only",
+        "lean decode step not used: GemmaForCausalLM has no Llama-like decoder layers",
+    ]
+    prompt = tuple(range(5, 25))
+    expected, _ = generate(gemma, "off", [GenerateRequest("g", prompt, greedy(6))])
+    got, lean_calls = generate(gemma, "auto", [GenerateRequest("g", prompt, greedy(6))])
+    assert output_ids(got[("g", 0)]) == output_ids(expected[("g", 0)]) and lean_calls == 0
+
+
+def test_an_unknown_setting_is_refused_with_the_choices() -> None:
+    with pytest.raises(ValueError, match="lean_decode must be one of auto, on, off, not 'fast'"):
+        EngineConfig(lean_decode="fast")  # type: ignore[arg-type]
