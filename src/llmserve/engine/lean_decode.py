@@ -1,14 +1,14 @@
-"""The lean decode step: a lone sequence's next token in one native call (kernels/lean_decode.cpp).
+"""The lean decode step: a decode step in one native call (kernels/lean_decode.cpp).
 
-At batch 1 an int8 model's step is mostly overhead: ~2,500 small operators, each dispatched
-from Python through transformers' modules. For the families whose decoder layer is Llama's
-(Llama, Mistral, Qwen2, Qwen3, SmolLM...), with int8 weights, `LeanStep` runs the whole forward
-pass of a lone sequence's decode natively, its next token and any drafts after it (a
-`prediction`, n-gram speculation) together: fused q/k/v and gate/up matrices, the KV cache
-written and read in place, both threads working on every matrix. Its linear layers compute
-exactly what torch's dynamic int8 linear computes; norms, RoPE and SiLU follow transformers'
-formulas (a sum or an exp may differ in the last bit). Everything else (prefills, batches of
-several sequences) runs through transformers as before.
+At small batches an int8 model's step is mostly overhead: ~2,500 small operators, each
+dispatched from Python through transformers' modules. For the families whose decoder layer is
+Llama's (Llama, Mistral, Qwen2, Qwen3, SmolLM...), with int8 weights, `LeanStep` runs a decode
+step's whole forward pass natively: each sequence's next token and any drafts after it (a
+`prediction`, n-gram speculation), up to MAX_ROWS rows. Fused q/k/v and gate/up matrices, the
+KV cache written and read in place, both threads working on every matrix. Its linear layers
+compute exactly what torch's dynamic int8 linear computes for the same rows; norms, RoPE and
+SiLU follow transformers' formulas (a sum or an exp may differ in the last bit). Steps with a
+prefill chunk, and larger decode steps, run through transformers as before.
 
 `engine.lean_decode`: `auto` (use it where the model allows, silently otherwise), `on` (the same,
 but a model that cannot use it is logged as a warning), `off`.
@@ -29,6 +29,7 @@ from llmserve.engine.scheduler import ScheduledChunk
 logger = logging.getLogger(__name__)
 
 LeanDecode = Literal["auto", "on", "off"]
+MAX_ROWS = 64  # a decode step of more rows (sequences and their drafts) takes the operator path
 # decoder layers computing x + attn(norm(x)), then x + down(silu(gate(norm(x))) * up(norm(x)))
 LLAMA_LIKE_LAYERS = frozenset(
     {"LlamaDecoderLayer", "MistralDecoderLayer", "Qwen2DecoderLayer", "Qwen3DecoderLayer"}
@@ -75,12 +76,14 @@ class LeanStep:
 
     @staticmethod
     def takes(chunks: list[ScheduledChunk]) -> bool:
-        """Whether a step of these chunks is one sequence's decode: its next token, or its next
-        token and the drafts after it (every one of them sampled)."""
-        if len(chunks) != 1:
-            return False
-        chunk = chunks[0]
-        return chunk.num_tokens == 1 and chunk.num_sampled == chunk.num_query_tokens
+        """Whether a step of these chunks is a decode step: every chunk is one sequence's next
+        token, alone or with drafts after it (all sampled), at most MAX_ROWS rows in all."""
+        rows = 0
+        for chunk in chunks:
+            if chunk.num_tokens != 1 or chunk.num_sampled != chunk.num_query_tokens:
+                return False
+            rows += chunk.num_query_tokens
+        return 0 < rows <= MAX_ROWS
 
     @property
     def layer_ids(self) -> frozenset[int]:
@@ -101,17 +104,33 @@ class LeanStep:
         """Every layer's cache exists (they are allocated by the first prefill)."""
         return len(kv.layers) == self._num_layers
 
-    def run(self, chunk: ScheduledChunk, kv: KVCache, slots: torch.Tensor) -> torch.Tensor:
-        """Logits `[1 + drafts, vocab]` for the chunk's token and its drafts; `slots` is their
-        context's, they last."""
-        tokens = [chunk.seq.token_ids[chunk.start], *chunk.draft_token_ids]
-        positions = torch.arange(chunk.start, chunk.start + len(tokens))
-        cos, sin = self._rotary(self._no_scales, positions[None])
+    def run(
+        self, chunks: list[ScheduledChunk], kv: KVCache, contexts: list[torch.Tensor]
+    ) -> torch.Tensor:
+        """Logits `[rows, vocab]`: each chunk's token, then its drafts, chunk after chunk.
+
+        `contexts[i]` holds chunk i's context slots, its token and drafts last.
+        """
+        tokens: list[int] = []
+        positions: list[int] = []
+        starts: list[int] = []
+        lengths: list[int] = []
+        offset = 0
+        for chunk, context in zip(chunks, contexts, strict=True):
+            tokens += [chunk.seq.token_ids[chunk.start], *chunk.draft_token_ids]
+            for row in range(chunk.num_query_tokens):
+                positions.append(chunk.start + row)
+                starts.append(offset)
+                lengths.append(chunk.start + row + 1)
+            offset += len(context)
+        cos, sin = self._rotary(self._no_scales, torch.tensor([positions]))
         layers = [kv.layers[i] for i in range(self._num_layers)]
         with torch.profiler.record_function("llmserve::lean_decode_step"):
             logits: torch.Tensor = self._native.step(
                 torch.tensor(tokens),
-                slots,
+                torch.cat(contexts),
+                torch.tensor(starts),
+                torch.tensor(lengths),
                 cos[0].float().contiguous(),
                 sin[0].float().contiguous(),
                 [layer.keys for layer in layers],

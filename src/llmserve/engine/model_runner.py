@@ -48,10 +48,11 @@ class ModelRunner:
         A chunk with drafts has one row for its last token and one per draft, in order.
         """
         if self.lean is not None and self.lean.takes(out.chunks) and self.lean.ready(self.kv):
-            chunk = out.chunks[0]
-            slots = self._slots(chunk.seq.block_ids, chunk.start + chunk.num_query_tokens)
+            contexts = [
+                self._slots(c.seq.block_ids, c.start + c.num_query_tokens) for c in out.chunks
+            ]
             self.layers_ran = self.lean.layer_ids
-            return self.lean.run(chunk, self.kv, slots)
+            return self.lean.run(out.chunks, self.kv, contexts)
         input_ids: list[int] = []
         positions: list[int] = []
         for chunk in out.chunks:

@@ -1,5 +1,6 @@
-// The lean decode step: a lone sequence's next token (and any drafts after it) through a
-// Llama-family model with int8 weights, in one native call instead of ~2,500 dispatched operators.
+// The lean decode step: a decode step (each sequence's next token, and any drafts after it)
+// through a Llama-family model with int8 weights, in one native call instead of ~2,500
+// dispatched operators per step.
 //
 // Numbers: every linear layer computes what torch's dynamic int8 linear (fbgemm) computes. The
 // step's input rows are quantized to uint8 with one scale and zero point (their min and max, the
@@ -364,24 +365,30 @@ class LeanDecoder {
     return bytes;
   }
 
-  // The logits [T, vocab] of `tokens` [T] (int64), one sequence's next T tokens at positions
-  // slots.numel() - T ... slots.numel() - 1: its context, these tokens last, is at `slots`. cos
-  // and sin [T, head_dim] are their rotary embeddings. Their keys and values are stored in every
-  // layer's cache at the last T slots; each token attends to the context up to itself.
-  torch::Tensor step(torch::Tensor tokens, torch::Tensor slots, torch::Tensor cos,
-                     torch::Tensor sin, std::vector<torch::Tensor> keys,
-                     std::vector<torch::Tensor> values, std::vector<torch::Tensor> key_scales,
+  // The logits [T, vocab] of the step's T rows: `tokens` [T] (int64). Row j's context, itself
+  // last, is at contexts[starts[j], starts[j] + lengths[j]) (int64 slots; a sequence's drafted
+  // rows share one context with growing lengths); cos and sin [T, head_dim] are the rows'
+  // rotary embeddings. Each row's key and value are stored in every layer's cache at its own
+  // slot, then each row attends to its context.
+  torch::Tensor step(torch::Tensor tokens, torch::Tensor contexts, torch::Tensor starts,
+                     torch::Tensor lengths, torch::Tensor cos, torch::Tensor sin,
+                     std::vector<torch::Tensor> keys, std::vector<torch::Tensor> values,
+                     std::vector<torch::Tensor> key_scales,
                      std::vector<torch::Tensor> value_scales) {
-    const int64_t L = num_layers();
-    TORCH_CHECK(tokens.scalar_type() == at::kLong && tokens.dim() == 1 && tokens.is_contiguous(),
-                "tokens: int64 [T]");
-    const int64_t T = tokens.numel();
+    const int64_t L = num_layers(), T = tokens.numel();
+    for (const auto* t : {&tokens, &contexts, &starts, &lengths})
+      TORCH_CHECK(t->scalar_type() == at::kLong && t->dim() == 1 && t->is_contiguous(),
+                  "tokens, contexts, starts and lengths: int64 vectors");
+    TORCH_CHECK(T > 0 && starts.numel() == T && lengths.numel() == T, "one start, length a row");
     const int64_t* token_p = tokens.data_ptr<int64_t>();
-    for (int64_t t = 0; t < T; ++t)
-      TORCH_CHECK(token_p[t] >= 0 && token_p[t] < embed_.size(0), "token id out of range");
-    TORCH_CHECK(slots.scalar_type() == at::kLong && slots.dim() == 1 && slots.is_contiguous() &&
-                    T > 0 && slots.numel() >= T,
-                "slots: int64 [context], the T tokens last");
+    const int64_t* start_p = starts.data_ptr<int64_t>();
+    const int64_t* length_p = lengths.data_ptr<int64_t>();
+    for (int64_t j = 0; j < T; ++j) {
+      TORCH_CHECK(token_p[j] >= 0 && token_p[j] < embed_.size(0), "token id out of range");
+      TORCH_CHECK(start_p[j] >= 0 && length_p[j] >= 1 &&
+                      start_p[j] + length_p[j] <= contexts.numel(),
+                  "a row's context lies outside `contexts`");
+    }
     for (const auto* r : {&cos, &sin})
       TORCH_CHECK(r->scalar_type() == at::kFloat && r->is_contiguous() &&
                       r->numel() == T * head_dim_,
@@ -391,16 +398,16 @@ class LeanDecoder {
                     static_cast<int64_t>(value_scales.size()) == L,
                 "one cache per layer");
     std::vector<llmserve::CacheLayer> caches(L);
-    const int64_t* slot_p = slots.data_ptr<int64_t>();
+    const int64_t* context_p = contexts.data_ptr<int64_t>();
     for (int64_t i = 0; i < L; ++i)
-      caches[i] = cache_layer(keys[i], values[i], key_scales[i], value_scales[i], slot_p,
-                              slots.numel());
+      caches[i] = cache_layer(keys[i], values[i], key_scales[i], value_scales[i], context_p,
+                              contexts.numel());
     const int64_t vocab_pad = lm_head_.groups * ROWS;
     auto logits = torch::empty({T, vocab_pad}, torch::kFloat);
     {
       pybind11::gil_scoped_release no_gil;
-      run(token_p, T, slot_p, slots.numel(), cos.data_ptr<float>(), sin.data_ptr<float>(), caches,
-          logits.data_ptr<float>());
+      run(token_p, T, context_p, start_p, length_p, cos.data_ptr<float>(), sin.data_ptr<float>(),
+          caches, logits.data_ptr<float>());
     }
     return vocab_pad == lm_head_.n ? logits : logits.narrow(1, 0, lm_head_.n).contiguous();
   }
@@ -446,9 +453,9 @@ class LeanDecoder {
     return c;
   }
 
-  void run(const int64_t* tokens, int64_t T, const int64_t* slots, int64_t length,
-           const float* cos, const float* sin, const std::vector<llmserve::CacheLayer>& caches,
-           float* logits) {
+  void run(const int64_t* tokens, int64_t T, const int64_t* contexts, const int64_t* starts,
+           const int64_t* lengths, const float* cos, const float* sin,
+           const std::vector<llmserve::CacheLayer>& caches, float* logits) {
     const int64_t h = hidden_, q_size = heads_ * head_dim_;
     int64_t widest = std::max(h, lm_head_.k_pad), qkv_width = 0, inter_width = 0;
     for (const auto& layer : layers_) {
@@ -496,15 +503,15 @@ class LeanDecoder {
         project(layer.qkv, normed.data(), h, qkv.data(), QKV);
         const int64_t qkv_row = layer.qkv.groups * ROWS;
         for (int64_t j = first_token; j < end_token; ++j)
-          place(layer, caches[i], slots[length - T + j], cos + j * head_dim_,
+          place(layer, caches[i], contexts[starts[j] + lengths[j] - 1], cos + j * head_dim_,
                 sin + j * head_dim_, qkv.data() + j * qkv_row);
-        if (T > 1) {
+        if (T > 1) {  // a drafted row attends to the rows before it: all are placed first
 #pragma omp barrier
         }
         for (int64_t j = first_token; j < end_token; ++j)
-          llmserve::attend_one_sequence(qkv.data() + j * qkv_row, heads_, caches[i], slots,
-                                        length - T + j + 1, scaling_, layer.window,
-                                        attn.data() + j * q_size);
+          llmserve::attend_one_sequence(qkv.data() + j * qkv_row, heads_, caches[i],
+                                        contexts + starts[j], lengths[j], scaling_,
+                                        layer.window, attn.data() + j * q_size);
 #pragma omp barrier
         clock.mark(times, ATTENTION);
         project(layer.o, attn.data(), q_size, projected.data(), O_PROJ);
