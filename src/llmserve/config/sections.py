@@ -94,7 +94,7 @@ class EngineConfig:
     # KV cache element type: auto (the model's dtype) | bfloat16 (half a float32 cache's bytes)
     # | int8 (a quarter, plus one float32 scale per slot and KV head)
     kv_cache_dtype: Literal["auto", "bfloat16", "int8"] = "auto"
-    # one sequence's decode step in one native call (int8 Llama-like models): auto | on | off
+    # decode steps (up to 64 rows) in one native call (int8 Llama-like models): auto | on | off
     lean_decode: Literal["auto", "on", "off"] = "auto"
 
     def __post_init__(self) -> None:

@@ -164,26 +164,31 @@ def _pack(model: Any, module: Any) -> Any:
     eps = {float(n.variance_epsilon) for n in norms}
     if len(eps) != 1:
         raise UnsupportedModel("its norms differ in eps")
-    native = module.LeanDecoder(
-        embed.detach(),
-        _vector(inner.norm),
-        _int8(model.lm_head),
-        heads,
-        kv_heads,
-        first.head_dim,
-        eps.pop(),
-        float(first.scaling),
-        127 if model.lm_head.reduce_range else 255,
-    )
-    for layer in layers:
-        native.add_layer(*_layer_weights(layer, config))
+    try:
+        native = module.LeanDecoder(
+            embed.detach(),
+            _vector(inner.norm),
+            _int8(model.lm_head),
+            heads,
+            kv_heads,
+            first.head_dim,
+            eps.pop(),
+            float(first.scaling),
+            127 if model.lm_head.reduce_range else 255,
+        )
+        for layer in layers:
+            native.add_layer(*_layer_weights(layer, config))
+    except RuntimeError as exc:  # the native checks: shapes that differ between layers, ...
+        raise UnsupportedModel(str(exc).splitlines()[0]) from None
     return native
 
 
 def _layer_norms(layer: Any) -> list[Any]:
     attn = layer.self_attn
     norms = [layer.input_layernorm, layer.post_attention_layernorm]
-    norms += [n for n in (getattr(attn, "q_norm", None), getattr(attn, "k_norm", None)) if n]
+    norms += [
+        n for n in (getattr(attn, "q_norm", None), getattr(attn, "k_norm", None)) if n is not None
+    ]
     for norm in norms:
         if type(norm).__name__ not in LLAMA_LIKE_NORMS:
             raise UnsupportedModel(f"{type(norm).__name__} is not a Llama-like RMSNorm")
