@@ -8,6 +8,7 @@ cache folder (LLMSERVE_BENCH_CACHE, default ~/.cache/llmserve-bench).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 import subprocess
@@ -46,8 +47,19 @@ def llama_cpp_source(cache: Path) -> Path:
     return sorted(cache.glob("llama_cpp_python-*/vendor/llama.cpp"))[-1]
 
 
+def require_converter_modules() -> None:
+    """Exit with what to install if convert_hf_to_gguf.py's imports are missing (checked before
+    the long build, not after it)."""
+    if importlib.util.find_spec("sentencepiece") is None:
+        sys.exit(
+            "llama.cpp's convert_hf_to_gguf.py needs sentencepiece: "
+            "pip install -e '.[bench]' (or scripts/install.sh dev)"
+        )
+
+
 def build_llama_server(cache: Path) -> Path:
     """Path of the llama-server binary, building it with cmake the first time (tens of minutes)."""
+    require_converter_modules()
     source = llama_cpp_source(cache)
     build = source.parent.parent / "build"
     binary = build / "bin" / "llama-server"
@@ -83,6 +95,7 @@ def gguf_model(cache: Path, model_dir: Path, outtype: str) -> Path:
     out = cache / "gguf" / f"{model_dir.name}-{outtype}.gguf"
     if out.is_file():
         return out
+    require_converter_modules()
     staging = cache / "gguf" / f"{model_dir.name}-hf"
     llama_vocab_copy(model_dir, staging)
     source = llama_cpp_source(cache)

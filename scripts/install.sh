@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Creates .venv and installs llmserve into it. `scripts/install.sh dev` adds what the tests need.
+# Creates .venv and installs llmserve into it. `scripts/install.sh dev` adds what the tests and the
+# benchmarks need.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
@@ -7,7 +8,7 @@ python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q "torch==2.13.0"
 if [ "${1:-}" = "dev" ]; then
-  .venv/bin/python -m pip install -q -e ".[dev,ray]"  # the Ray tests run in CI too
+  .venv/bin/python -m pip install -q -e ".[dev,ray,bench]"  # the Ray tests run in CI too
 else
   .venv/bin/python -m pip install -q -e .
 fi
