@@ -233,28 +233,25 @@ def _vector(norm: Any) -> torch.Tensor:
 
 def _int8(linear: Int8Linear) -> list[torch.Tensor]:
     """[int8 weight [n, k], float32 scales [n], float32 bias [n] or empty] of a packed layer."""
-    weight, bias = torch.ops.quantized.linear_unpack(linear._packed)
-    if weight.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
-        scales = weight.q_per_channel_scales().float()
-    else:
-        scales = torch.full((weight.shape[0],), weight.q_scale(), dtype=torch.float32)
+    weight, scales, bias = linear.int8_weight()
     return [
-        weight.int_repr().contiguous(),
+        weight.contiguous(),
         scales.contiguous(),
-        torch.empty(0) if bias is None else bias.detach().float().contiguous(),
+        torch.empty(0) if bias is None else bias.contiguous(),
     ]
 
 
 def _fused(*parts: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Matrices sharing an input stacked into one (their outputs in order)."""
-    biases = [part[2] for part in parts]
+    """Matrices sharing an input stacked into one (their outputs in order); a part without a
+    bias gets zeros when another has one."""
+    weights, scales, biases = zip(*parts, strict=True)
     if any(b.numel() for b in biases):
-        biases = [
-            b if b.numel() else torch.zeros(part[0].shape[0])
-            for b, part in zip(biases, parts, strict=True)
-        ]
-    return [
-        torch.cat([part[0] for part in parts]),
-        torch.cat([part[1] for part in parts]),
-        torch.cat(biases) if any(b.numel() for b in biases) else torch.empty(0),
-    ]
+        bias = torch.cat(
+            [
+                b if b.numel() else torch.zeros(w.shape[0])
+                for w, b in zip(weights, biases, strict=True)
+            ]
+        )
+    else:
+        bias = torch.empty(0)
+    return [torch.cat(weights), torch.cat(scales), bias]

@@ -49,6 +49,16 @@ class Int8Linear(torch.nn.Module):
         out: torch.Tensor = _LINEAR_DYNAMIC(x, self._packed, self.reduce_range)
         return out
 
+    def int8_weight(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The packed layer as plain tensors: int8 weight [out, in], its float32 scale per output
+        row (one for all rows when quantized per tensor), and the float32 bias or None."""
+        weight, bias = torch.ops.quantized.linear_unpack(self._packed)
+        if weight.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
+            scales = weight.q_per_channel_scales().float()
+        else:
+            scales = torch.full((weight.shape[0],), weight.q_scale(), dtype=torch.float32)
+        return weight.int_repr(), scales, None if bias is None else bias.detach().float()
+
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int8"
 

@@ -564,14 +564,9 @@ void run(const torch::Tensor& q, const torch::Tensor& k_cache, const torch::Tens
   });
 }
 
-// Whether `scales` can be an int8 cache's row scales: float32, contiguous, one per slot and KV
-// head of `cache` ([slots, kv_heads, d]).
-bool are_row_scales(const torch::Tensor& scales, const torch::Tensor& cache) {
-  return scales.scalar_type() == at::kFloat && scales.is_contiguous() &&
-         scales.numel() == cache.size(0) * cache.size(1);
-}
-
 }  // namespace
+
+using llmserve::are_row_scales;
 
 torch::Tensor decode_attention(torch::Tensor q, torch::Tensor k_cache, torch::Tensor v_cache,
                                torch::Tensor k_scales, torch::Tensor v_scales,
@@ -634,6 +629,11 @@ void store_int8(torch::Tensor rows, torch::Tensor slots, torch::Tensor cache,
 }
 
 namespace llmserve {
+
+bool are_row_scales(const torch::Tensor& scales, const torch::Tensor& cache) {
+  return scales.scalar_type() == at::kFloat && scales.is_contiguous() &&
+         scales.numel() == cache.size(0) * cache.size(1);
+}
 
 void attend_one_sequence(const float* q, int64_t num_heads, const CacheLayer& cache,
                          const int64_t* slots, int64_t length, float scaling, int64_t window,

@@ -21,6 +21,10 @@ void store_int8(torch::Tensor rows, torch::Tensor slots, torch::Tensor cache,
 
 namespace llmserve {
 
+// Whether `scales` can be an int8 cache's row scales: float32, contiguous, one per slot and KV
+// head of `cache` ([slots, kv_heads, d]).
+bool are_row_scales(const torch::Tensor& scales, const torch::Tensor& cache);
+
 // One layer's cache: keys and values [slots, kv_heads, d] (float32, bfloat16 or int8), and for
 // int8 one float32 scale per slot and KV head (else null).
 struct CacheLayer {

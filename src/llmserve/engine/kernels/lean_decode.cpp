@@ -228,16 +228,16 @@ void multiply_groups(const Int8Matrix& m, const uint8_t* xq, int64_t tokens, Qua
   }
 }
 
-// This thread's share of `m`'s output rows (whole groups); out rows are m.groups * ROWS wide.
-void multiply_share(const Int8Matrix& m, const uint8_t* xq, int64_t tokens, QuantizedInput q,
-                    int thread, int threads, float* out) {
-  const int64_t g0 = m.groups * thread / threads, g1 = m.groups * (thread + 1) / threads;
-  multiply_groups(m, xq, tokens, q, g0, g1, out, m.groups * ROWS);
-}
-
 // [begin, end) of `n` items for this thread.
 inline std::pair<int64_t, int64_t> share(int64_t n, int thread, int threads) {
   return {n * thread / threads, n * (thread + 1) / threads};
+}
+
+// This thread's share of `m`'s output rows (whole groups); out rows are m.groups * ROWS wide.
+void multiply_share(const Int8Matrix& m, const uint8_t* xq, int64_t tokens, QuantizedInput q,
+                    int thread, int threads, float* out) {
+  const auto [g0, g1] = share(m.groups, thread, threads);
+  multiply_groups(m, xq, tokens, q, g0, g1, out, m.groups * ROWS);
 }
 
 // transformers' RMSNorm of the Llama family: weight * (x * rsqrt(mean(x^2) + eps)).
@@ -443,10 +443,9 @@ class LeanDecoder {
       TORCH_CHECK(slots[t] >= 0 && slots[t] < keys.size(0), "slot out of range");
     llmserve::CacheLayer c{keys, values};
     if (dtype == at::kChar) {
-      for (const auto* s : {&key_scales, &value_scales})
-        TORCH_CHECK(s->scalar_type() == at::kFloat && s->is_contiguous() &&
-                        s->numel() == keys.size(0) * kv_heads_,
-                    "int8 caches need float32 scales [slots, kv_heads]");
+      TORCH_CHECK(llmserve::are_row_scales(key_scales, keys) &&
+                      llmserve::are_row_scales(value_scales, values),
+                  "int8 caches need float32 scales [slots, kv_heads]");
       c.key_scales = key_scales.data_ptr<float>();
       c.value_scales = value_scales.data_ptr<float>();
     }
