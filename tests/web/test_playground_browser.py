@@ -136,8 +136,15 @@ def test_playground_streams_stops_and_shows_errors(
     expect(page.locator(".message.assistant")).to_have_count(2)  # the long reply's own box
     reply = page.locator(".message.assistant .content").nth(1)
     wait_until(lambda: len(reply.text_content() or "") > 20, "the long reply streams")
+    stop = page.get_by_role("button", name="Stop")
+    stop_box = stop.bounding_box()
+    wait_until(lambda: len(reply.text_content() or "") > 400, "the long reply outgrows its pane")
+    # The conversation scrolls in its own pane: the Stop button stays where the user aims.
+    assert stop.bounding_box() == stop_box
+    expect(stop).to_be_in_viewport(ratio=1)
+    assert page.evaluate("document.scrollingElement.scrollTop") == 0
     assert num_running(keyed_server) == 1  # still generating: stopping it has work to do
-    page.get_by_role("button", name="Stop").click()
+    stop.click()
     expect(page.locator(".message.assistant .stats").last).to_have_text(
         re.compile(r"^stopped · TTFT \d+ ms$")
     )

@@ -89,6 +89,12 @@ function addMessage(role, content) {
   return entry;
 }
 
+// The reader follows a streaming reply only while they are at the end of the conversation: one
+// who scrolled up to read stays where they are.
+function isScrolledToEnd(pane) {
+  return pane.scrollHeight - pane.scrollTop - pane.clientHeight < 40;
+}
+
 function removeLast() {
   conversation.pop().item.remove();
 }
@@ -114,8 +120,9 @@ async function streamInto(entry, response, timing) {
     timing.last = performance.now();
     timing.first ??= timing.last;
     entry.content += delta;
+    const following = isScrolledToEnd($("messages"));
     body.replaceChildren(renderMarkdown(entry.content));
-    entry.item.scrollIntoView({ block: "end" });
+    if (following) entry.item.scrollIntoView({ block: "end" });
   }
   return usage;
 }
