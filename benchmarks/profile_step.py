@@ -4,12 +4,12 @@
     PYTHONPATH=src python benchmarks/profile_step.py --quantization int8 --threads 1
     PYTHONPATH=src python benchmarks/profile_step.py --quantization int8 --lean-decode off
 
-The SmolLM2-135M-shaped random model of engine_cpu.py, one sequence with a 32-token prompt,
-warmed by 16 decode steps; then 20 steps are profiled. Prints the wall time per step, the share
-of it the profiler attributes to operators (the rest is Python and dispatch between them), and
-the operators by self CPU time. With int8 weights the engine takes the lean decode step
-(`engine.lean_decode`, default auto): then the native step's own phases are printed too, timed
-on its first thread over 100 unprofiled steps, with the bytes of weights a step reads per
+The SmolLM2-135M-shaped random model of engine_cpu.py, one sequence with a 32-token prompt
+(`--prompt-len` sets another), warmed by 16 decode steps; then 20 steps are profiled. Prints the
+wall time per step, the share of it the profiler attributes to operators (the rest is Python and
+dispatch between them), and the operators by self CPU time. With int8 weights the engine takes the
+lean decode step (`engine.lean_decode`, default auto): then the native step's own phases are printed
+too, timed on its first thread over 100 unprofiled steps, with the bytes of weights a step reads per
 millisecond of its matrices.
 """
 
@@ -43,6 +43,9 @@ def main() -> None:
         "--threads", type=int, default=None, help="torch threads (default: torch's)"
     )
     parser.add_argument("--lean-decode", default="auto", choices=["auto", "on", "off"])
+    parser.add_argument(
+        "--prompt-len", type=int, default=32, help="the sequence's prompt (its context) in tokens"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -51,13 +54,14 @@ def main() -> None:
     if args.quantization == "int8":
         quantize_int8(model, reduce_range=False)
     config = EngineConfig(
-        kv_cache_memory_mb=64,
+        kv_cache_memory_mb=512,
         quantization=args.quantization,
         lean_decode=args.lean_decode,
     )
-    engine = LLMEngine(model, Ids(), config, max_model_len=2048, eos_token_ids=frozenset())
+    engine = LLMEngine(model, Ids(), config, max_model_len=4096, eos_token_ids=frozenset())
     params = SamplingParams(max_tokens=200, temperature=0.0, ignore_eos=True)
-    engine.add_request(GenerateRequest("r", tuple(range(3, 35)), params))
+    prompt = tuple(3 + i % 40_000 for i in range(args.prompt_len))
+    engine.add_request(GenerateRequest("r", prompt, params))
     for _ in range(17):
         engine.step()
     start = time.perf_counter()

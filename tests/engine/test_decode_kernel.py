@@ -8,6 +8,7 @@ kernel's output with the gather + SDPA reference path.
 from __future__ import annotations
 
 import logging
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -92,6 +93,45 @@ def test_kernel_equals_gather_path(kernel_on: None, case: str, dtype: torch.dtyp
     ref = attention._decode_gathered(query.float(), cache, batch, options)
     assert got.shape == ref.shape == (len(lengths), spec["heads"], head_dim)
     # bf16: the output is rounded to bf16; int8: the kernel rounds each query head to int8 too
+    tolerance = {torch.float32: 1e-5, torch.bfloat16: 1e-2, torch.int8: 5e-2}[dtype]
+    torch.testing.assert_close(got.float(), ref, atol=tolerance, rtol=tolerance)
+
+
+# Fewer sequences than threads: each long context's positions are split between the threads
+# (from 256 attended positions), each part's sums combined at the end.
+SPLIT_CASES = {
+    "one GQA sequence": dict(heads=9, kv_heads=3, d=64, window=None, lengths=[1000]),
+    "one sequence, head size 128": dict(heads=4, kv_heads=2, d=128, window=None, lengths=[529]),
+    "one windowed sequence": dict(heads=8, kv_heads=2, d=64, window=300, lengths=[777]),
+    "a short window: no split": dict(heads=8, kv_heads=2, d=64, window=100, lengths=[777]),
+    "two sequences, four threads": dict(heads=8, kv_heads=2, d=64, window=None, lengths=[40, 600]),
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.int8])
+@pytest.mark.parametrize("case", list(SPLIT_CASES))
+def test_a_split_context_equals_the_gather_path(
+    kernel_on: None, case: str, dtype: torch.dtype
+) -> None:
+    torch.manual_seed(zlib.crc32(case.encode()))
+    spec: dict[str, Any] = SPLIT_CASES[case]
+    lengths, head_dim = spec["lengths"], spec["d"]
+    batch = paged_batch(lengths, spec["kv_heads"], head_dim, dtype)
+    query_dtype = torch.float32 if dtype == torch.int8 else dtype
+    # Float caches: a query that picks out a few keys, so one part's max lies far above the
+    # other's. Int8 caches round the query to int8 as well, an error such a peak would magnify.
+    peak = 1.0 if dtype == torch.int8 else 4.0
+    query = peak * torch.randn(1, spec["heads"], len(lengths), head_dim).to(query_dtype)
+    options = LayerOptions(scaling=head_dim**-0.5, window=spec["window"], softcap=None, sinks=None)
+    cache = batch.kv.layers[0]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(4 if len(lengths) > 1 else 2)
+    try:
+        got = attention._decode_in_place(query, cache, batch, options)
+    finally:
+        torch.set_num_threads(threads)
+    assert got is not None, "the kernel path was not taken"
+    ref = attention._decode_gathered(query.float(), cache, batch, options)
     tolerance = {torch.float32: 1e-5, torch.bfloat16: 1e-2, torch.int8: 5e-2}[dtype]
     torch.testing.assert_close(got.float(), ref, atol=tolerance, rtol=tolerance)
 

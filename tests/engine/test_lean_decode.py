@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 import torch
+import transformers
+from transformers import AutoModelForCausalLM
 
 from llmserve.config import EngineConfig
 from llmserve.engine import decode_kernel
@@ -16,7 +18,7 @@ from llmserve.engine.scheduler import ScheduledChunk, SchedulerOutput
 from llmserve.engine.sequence import Sequence
 from llmserve.sampling import SamplingParams
 from llmserve.types import GenerateRequest
-from tests.models.families import WINDOW, family_model
+from tests.models.families import FAMILIES, WINDOW, family_model
 
 from .conftest import greedy, make_engine, output_ids, run_all
 
@@ -95,6 +97,58 @@ def test_lean_logits_equal_the_operator_path_past_the_window(
     got = decode_logits(model, kv_cache_dtype, lean=True, steps=8)
     # float caches: the last bit of a sum of squares or an exp; int8 caches: a key row may round
     # to a neighbouring int8 step when its last bit differs
+    tolerance = 2e-2 if kv_cache_dtype == "int8" else 1e-5
+    assert float((got - expected).abs().max()) <= tolerance * float(expected.abs().max())
+    assert torch.equal(got.argmax(-1), expected.argmax(-1))
+
+
+def lone_decode_logits(model: Any, kv_cache_dtype: str, lean: bool) -> torch.Tensor:
+    """Logits of 4 one-token decodes of one sequence after a 300-token prompt."""
+    runner = make_engine(model, lean_decode="on", kv_cache_dtype=kv_cache_dtype).runner
+    assert runner.lean is not None
+    if not lean:
+        runner.lean = None
+    tokens = [(7 * i + 3) % 300 for i in range(304)]
+    seq = Sequence("s", 0, tokens[:300], 300, SamplingParams(max_tokens=4))
+    seq.block_ids = list(range(-(-len(tokens) // runner.block_size)))
+    runner.execute(SchedulerOutput([ScheduledChunk(seq, 0, 300)]))
+    rows = []
+    for position in range(300, 304):
+        seq.token_ids.append(tokens[position])
+        rows.append(runner.execute(SchedulerOutput([ScheduledChunk(seq, position, 1)])))
+    return torch.cat(rows)
+
+
+# Head sizes of 64 and 128 take the vector attention, the one that splits a lone sequence's
+# context (from 256 attended positions) between threads; Mistral's window (280 of the 300-odd
+# positions) makes the parts cover only the window.
+SPLIT_MODELS: dict[str, dict[str, int]] = {
+    "llama": dict(head_dim=64),
+    "mistral": dict(head_dim=64, sliding_window=280),
+    "qwen3": dict(head_dim=128),
+}
+
+
+@pytest.mark.parametrize("kv_cache_dtype", KV_DTYPES)
+@pytest.mark.parametrize("family", list(SPLIT_MODELS))
+def test_a_lone_sequence_split_between_threads_attends_as_the_operator_path(
+    family: str, kv_cache_dtype: str
+) -> None:
+    class_name, kwargs = FAMILIES[family]
+    torch.manual_seed(0)
+    overrides = dict(SPLIT_MODELS[family], max_position_embeddings=512)
+    config = getattr(transformers, class_name)(**{**kwargs, **overrides})
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
+    quantize_int8(model, reduce_range=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # one sequence, two threads: each takes part of its positions
+    try:
+        expected = lone_decode_logits(model, kv_cache_dtype, lean=False)
+        got = lone_decode_logits(model, kv_cache_dtype, lean=True)
+    finally:
+        torch.set_num_threads(threads)
+    # both paths split the context the same way and combine its parts with the same code: the
+    # float caches agree as closely as with one thread's walk
     tolerance = 2e-2 if kv_cache_dtype == "int8" else 1e-5
     assert float((got - expected).abs().max()) <= tolerance * float(expected.abs().max())
     assert torch.equal(got.argmax(-1), expected.argmax(-1))

@@ -403,6 +403,15 @@ struct HeadBlock {
       }
     }
   }
+
+  // The sums so far, unnormalized, for combine_parts.
+  void leave(const llmserve::AttentionPart& part) const {
+    for (int64_t g = 0; g < size; ++g) {
+      std::memcpy(part.values + (h0 + g) * HD, acc[g], sizeof(acc[g]));
+      part.maxes[h0 + g] = m[g];
+      part.sums[h0 + g] = l[g];
+    }
+  }
 };
 
 // The first GB heads of `block` over positions [start, end) of a context of `length`, in tiles,
@@ -498,15 +507,10 @@ void attend_block_span(HeadBlock<T, HD>& block, const T* k_cache, const T* v_cac
   attend_span<T, HD, GB>(block, k_cache, v_cache, slots, start, end, length, o, prefetch);
 }
 
-// Every query head of one sequence, in blocks of up to MAX_BLOCK heads of one KV group (as many
-// as keep their accumulators and queries in half the vector registers). The context is walked
-// once, SPAN positions at a time, every block taking the span in turn: the cache rows (every KV
-// head of a slot) are read from memory once, in order, and each block reads them from cache.
+// Every query head of one sequence in blocks of up to MAX_BLOCK heads of one KV group (as many as
+// keep their accumulators and queries in half the vector registers), before any position.
 template <typename T, int64_t HD>
-void attend_grouped(const float* q, const T* k_cache, const T* v_cache, const int64_t* slots,
-                    int64_t first, int64_t length, const float* sinks, const Options& o,
-                    float* out) {
-  constexpr int64_t SPAN = 8 * TILE;
+std::vector<HeadBlock<T, HD>> head_blocks(const float* q, const float* sinks, const Options& o) {
   constexpr int64_t MAX_BLOCK = HeadBlock<T, HD>::MAX_BLOCK;
   std::vector<HeadBlock<T, HD>> blocks;
   for (int64_t kv_head = 0; kv_head < o.kv_heads; ++kv_head) {
@@ -519,13 +523,42 @@ void attend_grouped(const float* q, const T* k_cache, const T* v_cache, const in
       blocks.back().begin(q, sinks, o);
     }
   }
-  for (int64_t start = first; start < length; start += SPAN) {
-    const int64_t end = std::min(start + SPAN, length);
+  return blocks;
+}
+
+// The blocks over positions [begin, end) of a context of `length`, SPAN positions at a time,
+// every block taking the span in turn: the cache rows (every KV head of a slot) are read from
+// memory once, in order, and each block reads them from cache.
+template <typename T, int64_t HD>
+void walk_positions(std::vector<HeadBlock<T, HD>>& blocks, const T* k_cache, const T* v_cache,
+                    const int64_t* slots, int64_t begin, int64_t end, int64_t length,
+                    const Options& o) {
+  constexpr int64_t SPAN = 8 * TILE;
+  for (int64_t start = begin; start < end; start += SPAN) {
+    const int64_t span_end = std::min(start + SPAN, end);
     for (size_t i = 0; i < blocks.size(); ++i)
-      attend_block_span<T, HD, MAX_BLOCK>(blocks[i], k_cache, v_cache, slots, start, end, length,
-                                          o, i == 0);
+      attend_block_span<T, HD, HeadBlock<T, HD>::MAX_BLOCK>(blocks[i], k_cache, v_cache, slots,
+                                                           start, span_end, length, o, i == 0);
   }
+}
+
+template <typename T, int64_t HD>
+void attend_grouped(const float* q, const T* k_cache, const T* v_cache, const int64_t* slots,
+                    int64_t first, int64_t length, const float* sinks, const Options& o,
+                    float* out) {
+  auto blocks = head_blocks<T, HD>(q, sinks, o);
+  walk_positions(blocks, k_cache, v_cache, slots, first, length, length, o);
   for (const auto& block : blocks) block.finish(out);
+}
+
+// Positions [begin, end) of the context into `part`: the same walk, its sums left unnormalized.
+template <typename T, int64_t HD>
+void attend_grouped_part(const float* q, const T* k_cache, const T* v_cache,
+                         const int64_t* slots, int64_t begin, int64_t end, int64_t length,
+                         const Options& o, const llmserve::AttentionPart& part) {
+  auto blocks = head_blocks<T, HD>(q, nullptr, o);
+  walk_positions(blocks, k_cache, v_cache, slots, begin, end, length, o);
+  for (const auto& block : blocks) block.leave(part);
 }
 
 // One sequence's query heads over its context `slots[0, length)`: the vector path for head
@@ -543,6 +576,43 @@ void attend_sequence(const float* q, const T* k_cache, const T* v_cache, const i
   }
 }
 
+// Positions [begin, end) of one sequence's context into `part` (head sizes 64 and 128).
+template <typename T>
+void attend_sequence_part(const float* q, const T* k_cache, const T* v_cache,
+                          const int64_t* slots, int64_t begin, int64_t end, int64_t length,
+                          const Options& o, const llmserve::AttentionPart& part) {
+  if (o.head_dim == 64) {
+    attend_grouped_part<T, 64>(q, k_cache, v_cache, slots, begin, end, length, o, part);
+  } else {
+    TORCH_CHECK(o.head_dim == 128, "attention splits for head sizes 64 and 128");
+    attend_grouped_part<T, 128>(q, k_cache, v_cache, slots, begin, end, length, o, part);
+  }
+}
+
+// Fewer sequences than threads, one of them long: each sequence's positions split into parts
+// (the lean step splits the same way, so both paths give the same numbers).
+template <typename T>
+void run_split(const float* q, const T* k_cache, const T* v_cache, const int64_t* slots,
+               int64_t max_ctx, const int64_t* lengths, int64_t D, int64_t parts,
+               const Options& o, float* out) {
+  const int64_t H = o.kv_heads * o.groups, width = H * o.head_dim;
+  std::vector<float> values(D * parts * width), stats(2 * D * parts * H);
+  std::vector<llmserve::AttentionPart> all_parts;
+  for (int64_t u = 0; u < D * parts; ++u)
+    all_parts.push_back({values.data() + u * width, stats.data() + 2 * u * H,
+                         stats.data() + (2 * u + 1) * H});
+  at::parallel_for(0, D * parts, 1, [&](int64_t first_unit, int64_t end_unit) {
+    for (int64_t u = first_unit; u < end_unit; ++u) {
+      const int64_t b = u / parts;
+      const auto [begin, end] = llmserve::attended_part(lengths[b], o.window, u % parts, parts);
+      attend_sequence_part<T>(q + b * width, k_cache, v_cache, slots + b * max_ctx, begin, end,
+                              lengths[b], o, all_parts[u]);
+    }
+  });
+  for (int64_t b = 0; b < D; ++b)
+    llmserve::combine_parts(all_parts.data() + b * parts, parts, H, o.head_dim, out + b * width);
+}
+
 template <typename T>
 void run(const torch::Tensor& q, const torch::Tensor& k_cache, const torch::Tensor& v_cache,
          const torch::Tensor& slots, const torch::Tensor& lengths, const torch::Tensor& sinks,
@@ -555,6 +625,13 @@ void run(const torch::Tensor& q, const torch::Tensor& k_cache, const torch::Tens
   const int64_t* slot_p = slots.data_ptr<int64_t>();
   const int64_t* len_p = lengths.data_ptr<int64_t>();
   float* op = out.data_ptr<float>();
+  const int64_t parts = llmserve::attention_parts(D, at::get_num_threads(), d);
+  bool long_context = false;  // short ones would only wake the pool for an empty part
+  for (int64_t b = 0; b < D; ++b)
+    long_context |=
+        llmserve::attended_positions(len_p[b], o.window) >= llmserve::SPLIT_MIN_POSITIONS;
+  if (parts > 1 && long_context && sp == nullptr && o.softcap == 0.0f)
+    return run_split<T>(qp, kp, vp, slot_p, max_ctx, len_p, D, parts, o, op);
   // Small steps stay on one thread: waking the pool costs more than they do.
   const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, max_ctx * H));
   at::parallel_for(0, D, grain, [&](int64_t begin, int64_t end) {
@@ -635,32 +712,87 @@ bool are_row_scales(const torch::Tensor& scales, const torch::Tensor& cache) {
          scales.numel() == cache.size(0) * cache.size(1);
 }
 
+namespace {
+
+// The options of a cache layer's attention for `num_heads` query heads: no sinks, no soft-capping.
+Options options_for(int64_t num_heads, const CacheLayer& cache, float scaling, int64_t window) {
+  const int64_t kv_heads = cache.keys.size(1);
+  const bool int8 = cache.keys.scalar_type() == at::kChar;
+  return Options{kv_heads,
+                 num_heads / kv_heads,
+                 cache.keys.size(2),
+                 window,
+                 scaling,
+                 0.0f,
+                 int8 ? cache.key_scales : nullptr,
+                 int8 ? cache.value_scales : nullptr};
+}
+
+// `f(k_cache, v_cache)` with the layer's caches as pointers of their element type.
+template <typename F>
+void with_caches(const CacheLayer& cache, F&& f) {
+  switch (cache.keys.scalar_type()) {
+    case at::kFloat:
+      return f(cache.keys.data_ptr<float>(), cache.values.data_ptr<float>());
+    case at::kBFloat16:
+      return f(cache.keys.data_ptr<at::BFloat16>(), cache.values.data_ptr<at::BFloat16>());
+    default:
+      return f(cache.keys.data_ptr<int8_t>(), cache.values.data_ptr<int8_t>());
+  }
+}
+
+}  // namespace
+
 void attend_one_sequence(const float* q, int64_t num_heads, const CacheLayer& cache,
                          const int64_t* slots, int64_t length, float scaling, int64_t window,
                          float* out) {
-  const int64_t kv_heads = cache.keys.size(1);
-  const bool int8 = cache.keys.scalar_type() == at::kChar;
-  Options o{kv_heads,
-            num_heads / kv_heads,
-            cache.keys.size(2),
-            window,
-            scaling,
-            0.0f,
-            int8 ? cache.key_scales : nullptr,
-            int8 ? cache.value_scales : nullptr};
-  switch (cache.keys.scalar_type()) {
-    case at::kFloat:
-      return attend_sequence<float>(q, cache.keys.data_ptr<float>(),
-                                    cache.values.data_ptr<float>(), slots, length, nullptr, o,
-                                    out);
-    case at::kBFloat16:
-      return attend_sequence<at::BFloat16>(q, cache.keys.data_ptr<at::BFloat16>(),
-                                           cache.values.data_ptr<at::BFloat16>(), slots, length,
-                                           nullptr, o, out);
-    default:
-      return attend_sequence<int8_t>(q, cache.keys.data_ptr<int8_t>(),
-                                     cache.values.data_ptr<int8_t>(), slots, length, nullptr, o,
-                                     out);
+  const Options o = options_for(num_heads, cache, scaling, window);
+  with_caches(cache, [&](const auto* k_cache, const auto* v_cache) {
+    attend_sequence(q, k_cache, v_cache, slots, length, nullptr, o, out);
+  });
+}
+
+int64_t attended_positions(int64_t length, int64_t window) {
+  return window > 0 ? std::min(length, window) : length;
+}
+
+int64_t attention_parts(int64_t rows, int64_t threads, int64_t head_dim) {
+  return rows < threads && (head_dim == 64 || head_dim == 128) ? threads / rows : 1;
+}
+
+std::pair<int64_t, int64_t> attended_part(int64_t length, int64_t window, int64_t part,
+                                          int64_t parts) {
+  const int64_t attended = attended_positions(length, window), first = length - attended;
+  if (attended < SPLIT_MIN_POSITIONS)
+    return part == 0 ? std::pair{first, length} : std::pair{length, length};
+  const int64_t tiles = (attended + TILE - 1) / TILE;  // parts start on a whole tile
+  auto start = [&](int64_t i) { return std::min(length, first + tiles * i / parts * TILE); };
+  return {start(part), start(part + 1)};
+}
+
+void attend_part(const float* q, int64_t num_heads, const CacheLayer& cache,
+                 const int64_t* slots, int64_t length, int64_t begin, int64_t end, float scaling,
+                 const AttentionPart& part) {
+  const Options o = options_for(num_heads, cache, scaling, 0);
+  with_caches(cache, [&](const auto* k_cache, const auto* v_cache) {
+    attend_sequence_part(q, k_cache, v_cache, slots, begin, end, length, o, part);
+  });
+}
+
+void combine_parts(const AttentionPart* parts, int64_t count, int64_t num_heads,
+                   int64_t head_dim, float* out) {
+  for (int64_t h = 0; h < num_heads; ++h) {
+    float top = -INFINITY;  // an empty part's max is -inf and weighs nothing
+    for (int64_t p = 0; p < count; ++p) top = std::max(top, parts[p].maxes[h]);
+    float sum = 0.0f;
+    for (int64_t p = 0; p < count; ++p) sum += parts[p].sums[h] * std::exp(parts[p].maxes[h] - top);
+    float* o = out + h * head_dim;
+    std::fill(o, o + head_dim, 0.0f);
+    for (int64_t p = 0; p < count; ++p) {
+      const float weight = std::exp(parts[p].maxes[h] - top) / sum;
+      const float* v = parts[p].values + h * head_dim;
+      for (int64_t i = 0; i < head_dim; ++i) o[i] += weight * v[i];
+    }
   }
 }
 

@@ -5,6 +5,7 @@
 #include <torch/extension.h>
 
 #include <cstdint>
+#include <utility>
 
 // q [D, H, d] float32; caches [slots, kv_heads, d] float32, bfloat16 or int8; scales
 // [slots, kv_heads] float32 for int8 caches, else empty; slots [D, max_ctx] int64; lengths [D]
@@ -38,6 +39,45 @@ struct CacheLayer {
 void attend_one_sequence(const float* q, int64_t num_heads, const CacheLayer& cache,
                          const int64_t* slots, int64_t length, float scaling, int64_t window,
                          float* out);
+
+// One sequence's attention split between threads (flash-decoding): each thread takes a part of
+// the positions and leaves its sums unnormalized in an AttentionPart; combine_parts rescales the
+// parts to their common max and makes the output. A split sums in another order than one
+// thread's walk, so the numbers agree to float rounding; the operator path's decode_attention
+// splits the same way, so the two paths agree bit for bit.
+struct AttentionPart {
+  float* values;  // [num_heads, d]: the sum of exp(score - max) * value over the part
+  float* maxes;   // [num_heads]: the part's largest score (-inf for an empty part)
+  float* sums;    // [num_heads]: the sum of exp(score - max)
+};
+
+// A context splits only from this many attended positions: below it, one thread's walk is
+// cheaper than waking another.
+constexpr int64_t SPLIT_MIN_POSITIONS = 256;
+
+// How many of a context's `length` positions its last token attends to under `window` (0: all).
+int64_t attended_positions(int64_t length, int64_t window);
+
+// The parts each of `rows` rows' attention takes on `threads` threads: threads / rows when there
+// are fewer rows than threads and heads of a size the vector path takes (64, 128); else 1.
+int64_t attention_parts(int64_t rows, int64_t threads, int64_t head_dim);
+
+// Part `part` of `parts` of the positions a context of `length` attends to under `window` (0:
+// none), as [begin, end): near-equal runs of whole 32-position tiles; a context shorter than
+// SPLIT_MIN_POSITIONS is all part 0's, the others empty (combine_parts then gives exactly the
+// one-thread walk's numbers).
+std::pair<int64_t, int64_t> attended_part(int64_t length, int64_t window, int64_t part,
+                                          int64_t parts);
+
+// The query heads' sums over positions [begin, end) of the context `slots[0, length)` into
+// `part`; no sinks, no soft-capping. Runs on the calling thread.
+void attend_part(const float* q, int64_t num_heads, const CacheLayer& cache,
+                 const int64_t* slots, int64_t length, int64_t begin, int64_t end, float scaling,
+                 const AttentionPart& part);
+
+// out [num_heads, d]: the attention of `count` parts that together cover the attended positions.
+void combine_parts(const AttentionPart* parts, int64_t count, int64_t num_heads,
+                   int64_t head_dim, float* out);
 
 // One token's key and value rows ([kv_heads, d] float32 each) stored at `slot`, converted as the
 // Python path converts them (bfloat16 rounded to nearest even, int8 with a scale per row).

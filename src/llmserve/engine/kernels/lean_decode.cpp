@@ -462,12 +462,23 @@ class LeanDecoder {
       qkv_width = std::max(qkv_width, layer.qkv.groups * ROWS);
       inter_width = std::max(inter_width, layer.gate_up.groups * ROWS);
     }
-    // Shared between the threads: each matrix's output rows, and attention's ([T, width]).
-    const int64_t projected_width = (h + ROWS - 1) / ROWS * ROWS;  // o_proj's and down's rows
-    std::vector<float> qkv(T * qkv_width), attn(T * q_size), projected(T * projected_width),
-        gate_up(T * inter_width);
     at::internal::lazy_init_num_threads();  // this thread's OpenMP count: torch's setting
     const int threads = std::max(1, at::get_num_threads());
+    // With fewer rows than threads (a lone sequence), each row's attention is split into parts
+    // over its positions, so no thread waits while another reads a long context.
+    const int64_t parts = llmserve::attention_parts(T, threads, head_dim_);
+    // Shared between the threads: each matrix's output rows, attention's ([T, width]) when rows
+    // are not split, and the parts' sums when they are.
+    const int64_t projected_width = (h + ROWS - 1) / ROWS * ROWS;  // o_proj's and down's rows
+    std::vector<float> qkv(T * qkv_width), attn(parts > 1 ? 0 : T * q_size),
+        projected(T * projected_width), gate_up(T * inter_width);
+    std::vector<float> part_values(parts > 1 ? T * parts * q_size : 0),
+        part_stats(parts > 1 ? 2 * T * parts * heads_ : 0);
+    std::vector<llmserve::AttentionPart> attention_parts;
+    for (int64_t u = 0; parts > 1 && u < T * parts; ++u)
+      attention_parts.push_back({part_values.data() + u * q_size,
+                                 part_stats.data() + 2 * u * heads_,
+                                 part_stats.data() + (2 * u + 1) * heads_});
     ++steps_;
 #pragma omp parallel num_threads(threads)
     {
@@ -476,6 +487,7 @@ class LeanDecoder {
       auto& times = phase_seconds_;
       // This thread's copy of every token's hidden state, and its scratch rows.
       std::vector<float> state(T * h), normed(T * widest);
+      std::vector<float> combined(parts > 1 ? T * q_size : 0);  // this thread's split attention
       std::vector<uint8_t> xq(T * widest);
       for (int64_t j = 0; j < T; ++j)
         std::memcpy(state.data() + j * h, embed_.data_ptr<float>() + tokens[j] * h,
@@ -504,16 +516,35 @@ class LeanDecoder {
         for (int64_t j = first_token; j < end_token; ++j)
           place(layer, caches[i], contexts[starts[j] + lengths[j] - 1], cos + j * head_dim_,
                 sin + j * head_dim_, qkv.data() + j * qkv_row);
-        if (T > 1) {  // a drafted row attends to the rows before it: all are placed first
+        // A drafted row attends to the rows before it, a split row's parts to its own: every
+        // row is placed first.
+        if (T > 1 || parts > 1) {
 #pragma omp barrier
         }
-        for (int64_t j = first_token; j < end_token; ++j)
-          llmserve::attend_one_sequence(qkv.data() + j * qkv_row, heads_, caches[i],
-                                        contexts + starts[j], lengths[j], scaling_,
-                                        layer.window, attn.data() + j * q_size);
+        if (parts == 1) {
+          for (int64_t j = first_token; j < end_token; ++j)
+            llmserve::attend_one_sequence(qkv.data() + j * qkv_row, heads_, caches[i],
+                                          contexts + starts[j], lengths[j], scaling_,
+                                          layer.window, attn.data() + j * q_size);
+        } else {
+          const auto [first_unit, end_unit] = share(T * parts, t, N);
+          for (int64_t u = first_unit; u < end_unit; ++u) {
+            const int64_t j = u / parts;
+            const auto [begin, end] =
+                llmserve::attended_part(lengths[j], layer.window, u % parts, parts);
+            llmserve::attend_part(qkv.data() + j * qkv_row, heads_, caches[i],
+                                  contexts + starts[j], lengths[j], begin, end, scaling_,
+                                  attention_parts[u]);
+          }
+        }
 #pragma omp barrier
+        // each thread combines the parts itself: no third barrier before o_proj reads them
+        for (int64_t j = 0; parts > 1 && j < T; ++j)
+          llmserve::combine_parts(attention_parts.data() + j * parts, parts, heads_, head_dim_,
+                                  combined.data() + j * q_size);
         clock.mark(times, ATTENTION);
-        project(layer.o, attn.data(), q_size, projected.data(), O_PROJ);
+        project(layer.o, parts > 1 ? combined.data() : attn.data(), q_size, projected.data(),
+                O_PROJ);
         add_rows(state.data(), projected.data(), T, h, projected_width);
         normalize(layer.post_norm);
         project(layer.gate_up, normed.data(), h, gate_up.data(), GATE_UP);
