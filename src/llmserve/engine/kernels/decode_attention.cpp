@@ -566,7 +566,7 @@ void attend_grouped_part(const float* q, const T* k_cache, const T* v_cache,
 template <typename T>
 void attend_sequence(const float* q, const T* k_cache, const T* v_cache, const int64_t* slots,
                      int64_t length, const float* sinks, const Options& o, float* out) {
-  const int64_t first = o.window > 0 ? std::max<int64_t>(0, length - o.window) : 0;
+  const int64_t first = length - llmserve::attended_positions(length, o.window);
   if (o.head_dim == 64) {
     attend_grouped<T, 64>(q, k_cache, v_cache, slots, first, length, sinks, o, out);
   } else if (o.head_dim == 128) {

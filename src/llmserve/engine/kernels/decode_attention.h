@@ -43,8 +43,8 @@ void attend_one_sequence(const float* q, int64_t num_heads, const CacheLayer& ca
 // One sequence's attention split between threads (flash-decoding): each thread takes a part of
 // the positions and leaves its sums unnormalized in an AttentionPart; combine_parts rescales the
 // parts to their common max and makes the output. A split sums in another order than one
-// thread's walk, so the numbers agree to float rounding; the operator path's decode_attention
-// splits the same way, so the two paths agree bit for bit.
+// thread's walk, so the numbers agree with it to float rounding; the operator path's
+// decode_attention splits the same way, so the lean step's attention equals it bit for bit.
 struct AttentionPart {
   float* values;  // [num_heads, d]: the sum of exp(score - max) * value over the part
   float* maxes;   // [num_heads]: the part's largest score (-inf for an empty part)
