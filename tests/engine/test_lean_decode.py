@@ -7,8 +7,6 @@ from typing import Any
 
 import pytest
 import torch
-import transformers
-from transformers import AutoModelForCausalLM
 
 from llmserve.config import EngineConfig
 from llmserve.engine import decode_kernel
@@ -18,7 +16,7 @@ from llmserve.engine.scheduler import ScheduledChunk, SchedulerOutput
 from llmserve.engine.sequence import Sequence
 from llmserve.sampling import SamplingParams
 from llmserve.types import GenerateRequest
-from tests.models.families import FAMILIES, WINDOW, family_model
+from tests.models.families import WINDOW, family_model
 
 from .conftest import greedy, make_engine, output_ids, run_all
 
@@ -34,8 +32,8 @@ def kernels() -> Any:
     return module
 
 
-def int8_family(family: str, reduce_range: bool = False) -> Any:
-    model = family_model(family)
+def int8_family(family: str, reduce_range: bool = False, **overrides: Any) -> Any:
+    model = family_model(family, **overrides)
     quantize_int8(model, reduce_range=reduce_range)
     return model
 
@@ -67,23 +65,31 @@ def test_a_packed_matrix_equals_torchs_dynamic_int8_linear_bit_for_bit(
         assert torch.equal(got, expected)
 
 
-def decode_logits(model: Any, kv_cache_dtype: str, lean: bool, steps: int) -> torch.Tensor:
-    """Logits of `steps` one-token decodes after a prompt 3x the sliding window, then of one
-    token with 6 drafts (a verify step: 7 rows)."""
+def decode_logits(
+    model: Any,
+    kv_cache_dtype: str,
+    lean: bool,
+    steps: int,
+    prompt_len: int = 3 * WINDOW,
+    drafts: int = 6,
+) -> torch.Tensor:
+    """Logits of `steps` one-token decodes after a prompt (by default 3x the sliding window),
+    then of one token with `drafts` drafts (a verify step of 1 + drafts rows)."""
     runner = make_engine(model, lean_decode="on", kv_cache_dtype=kv_cache_dtype).runner
     assert runner.lean is not None
     if not lean:
         runner.lean = None
-    tokens = [(7 * i + 3) % 300 for i in range(3 * WINDOW + steps + 7)]
-    seq = Sequence("s", 0, tokens[: 3 * WINDOW], 3 * WINDOW, SamplingParams(max_tokens=steps))
+    tokens = [(7 * i + 3) % 300 for i in range(prompt_len + steps + 1 + drafts)]
+    seq = Sequence("s", 0, tokens[:prompt_len], prompt_len, SamplingParams(max_tokens=steps))
     seq.block_ids = list(range(-(-len(tokens) // runner.block_size)))
-    runner.execute(SchedulerOutput([ScheduledChunk(seq, 0, 3 * WINDOW)]))
+    runner.execute(SchedulerOutput([ScheduledChunk(seq, 0, prompt_len)]))
     rows = []
-    for position in range(3 * WINDOW, 3 * WINDOW + steps + 1):
+    for position in range(prompt_len, prompt_len + steps + 1):
         seq.token_ids.append(tokens[position])
-        drafts = tuple(tokens[position + 1 :]) if position == 3 * WINDOW + steps else ()
-        rows.append(runner.execute(SchedulerOutput([ScheduledChunk(seq, position, 1, drafts)])))
-    assert rows[-1].shape[0] == 7
+        verify = position == prompt_len + steps
+        draft_ids = tuple(tokens[position + 1 :]) if verify else ()
+        rows.append(runner.execute(SchedulerOutput([ScheduledChunk(seq, position, 1, draft_ids)])))
+    assert rows[-1].shape[0] == 1 + drafts
     return torch.cat(rows)
 
 
@@ -102,23 +108,6 @@ def test_lean_logits_equal_the_operator_path_past_the_window(
     assert torch.equal(got.argmax(-1), expected.argmax(-1))
 
 
-def lone_decode_logits(model: Any, kv_cache_dtype: str, lean: bool) -> torch.Tensor:
-    """Logits of 4 one-token decodes of one sequence after a 300-token prompt."""
-    runner = make_engine(model, lean_decode="on", kv_cache_dtype=kv_cache_dtype).runner
-    assert runner.lean is not None
-    if not lean:
-        runner.lean = None
-    tokens = [(7 * i + 3) % 300 for i in range(304)]
-    seq = Sequence("s", 0, tokens[:300], 300, SamplingParams(max_tokens=4))
-    seq.block_ids = list(range(-(-len(tokens) // runner.block_size)))
-    runner.execute(SchedulerOutput([ScheduledChunk(seq, 0, 300)]))
-    rows = []
-    for position in range(300, 304):
-        seq.token_ids.append(tokens[position])
-        rows.append(runner.execute(SchedulerOutput([ScheduledChunk(seq, position, 1)])))
-    return torch.cat(rows)
-
-
 # Head sizes of 64 and 128 take the vector attention, the one that splits a lone sequence's
 # context (from 256 attended positions) between threads; Mistral's window (280 of the 300-odd
 # positions) makes the parts cover only the window.
@@ -134,17 +123,13 @@ SPLIT_MODELS: dict[str, dict[str, int]] = {
 def test_a_lone_sequence_split_between_threads_attends_as_the_operator_path(
     family: str, kv_cache_dtype: str
 ) -> None:
-    class_name, kwargs = FAMILIES[family]
-    torch.manual_seed(0)
-    overrides = dict(SPLIT_MODELS[family], max_position_embeddings=512)
-    config = getattr(transformers, class_name)(**{**kwargs, **overrides})
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
-    quantize_int8(model, reduce_range=False)
+    model = int8_family(family, **SPLIT_MODELS[family], max_position_embeddings=512)
     threads = torch.get_num_threads()
     torch.set_num_threads(2)  # one sequence, two threads: each takes part of its positions
     try:
-        expected = lone_decode_logits(model, kv_cache_dtype, lean=False)
-        got = lone_decode_logits(model, kv_cache_dtype, lean=True)
+        # 4 one-token decodes after a 300-token prompt
+        expected = decode_logits(model, kv_cache_dtype, False, steps=3, prompt_len=300, drafts=0)
+        got = decode_logits(model, kv_cache_dtype, True, steps=3, prompt_len=300, drafts=0)
     finally:
         torch.set_num_threads(threads)
     # both paths split the context the same way and combine its parts with the same code: the

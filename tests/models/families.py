@@ -84,14 +84,17 @@ FAMILIES: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
-def family_config(family: str) -> Any:
+def family_config(family: str, **overrides: Any) -> Any:
+    """The family's tiny config; `overrides` replace or add config fields."""
     class_name, kwargs = FAMILIES[family]
-    return getattr(transformers, class_name)(**kwargs)
+    return getattr(transformers, class_name)(**{**kwargs, **overrides})
 
 
-def family_model(family: str) -> Any:
+def family_model(family: str, **overrides: Any) -> Any:
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(family_config(family), dtype=torch.float32)
+    model = AutoModelForCausalLM.from_config(
+        family_config(family, **overrides), dtype=torch.float32
+    )
     model.generation_config.eos_token_id = None
     model.generation_config.pad_token_id = 0
     return model.eval()

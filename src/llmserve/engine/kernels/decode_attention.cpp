@@ -404,7 +404,7 @@ struct HeadBlock {
     }
   }
 
-  // The sums so far, unnormalized, for combine_parts.
+  // The sums so far, unnormalized, for SplitAttention::combine.
   void leave(const llmserve::AttentionPart& part) const {
     for (int64_t g = 0; g < size; ++g) {
       std::memcpy(part.values + (h0 + g) * HD, acc[g], sizeof(acc[g]));
@@ -596,21 +596,16 @@ void run_split(const float* q, const T* k_cache, const T* v_cache, const int64_t
                int64_t max_ctx, const int64_t* lengths, int64_t D, int64_t parts,
                const Options& o, float* out) {
   const int64_t H = o.kv_heads * o.groups, width = H * o.head_dim;
-  std::vector<float> values(D * parts * width), stats(2 * D * parts * H);
-  std::vector<llmserve::AttentionPart> all_parts;
-  for (int64_t u = 0; u < D * parts; ++u)
-    all_parts.push_back({values.data() + u * width, stats.data() + 2 * u * H,
-                         stats.data() + (2 * u + 1) * H});
+  const llmserve::SplitAttention split(D, parts, H, o.head_dim);
   at::parallel_for(0, D * parts, 1, [&](int64_t first_unit, int64_t end_unit) {
     for (int64_t u = first_unit; u < end_unit; ++u) {
       const int64_t b = u / parts;
       const auto [begin, end] = llmserve::attended_part(lengths[b], o.window, u % parts, parts);
       attend_sequence_part<T>(q + b * width, k_cache, v_cache, slots + b * max_ctx, begin, end,
-                              lengths[b], o, all_parts[u]);
+                              lengths[b], o, split[u]);
     }
   });
-  for (int64_t b = 0; b < D; ++b)
-    llmserve::combine_parts(all_parts.data() + b * parts, parts, H, o.head_dim, out + b * width);
+  for (int64_t b = 0; b < D; ++b) split.combine(b, out + b * width);
 }
 
 template <typename T>
@@ -779,19 +774,32 @@ void attend_part(const float* q, int64_t num_heads, const CacheLayer& cache,
   });
 }
 
-void combine_parts(const AttentionPart* parts, int64_t count, int64_t num_heads,
-                   int64_t head_dim, float* out) {
-  for (int64_t h = 0; h < num_heads; ++h) {
+SplitAttention::SplitAttention(int64_t rows, int64_t parts, int64_t num_heads,
+                               int64_t head_dim)
+    : parts_(parts),
+      num_heads_(num_heads),
+      head_dim_(head_dim),
+      values_(rows * parts * num_heads * head_dim),
+      stats_(2 * rows * parts * num_heads) {
+  for (int64_t u = 0; u < rows * parts; ++u)
+    units_.push_back({values_.data() + u * num_heads * head_dim,
+                      stats_.data() + 2 * u * num_heads, stats_.data() + (2 * u + 1) * num_heads});
+}
+
+void SplitAttention::combine(int64_t row, float* out) const {
+  const AttentionPart* parts = units_.data() + row * parts_;
+  for (int64_t h = 0; h < num_heads_; ++h) {
     float top = -INFINITY;  // an empty part's max is -inf and weighs nothing
-    for (int64_t p = 0; p < count; ++p) top = std::max(top, parts[p].maxes[h]);
+    for (int64_t p = 0; p < parts_; ++p) top = std::max(top, parts[p].maxes[h]);
     float sum = 0.0f;
-    for (int64_t p = 0; p < count; ++p) sum += parts[p].sums[h] * std::exp(parts[p].maxes[h] - top);
-    float* o = out + h * head_dim;
-    std::fill(o, o + head_dim, 0.0f);
-    for (int64_t p = 0; p < count; ++p) {
+    for (int64_t p = 0; p < parts_; ++p)
+      sum += parts[p].sums[h] * std::exp(parts[p].maxes[h] - top);
+    float* o = out + h * head_dim_;
+    std::fill(o, o + head_dim_, 0.0f);
+    for (int64_t p = 0; p < parts_; ++p) {
       const float weight = std::exp(parts[p].maxes[h] - top) / sum;
-      const float* v = parts[p].values + h * head_dim;
-      for (int64_t i = 0; i < head_dim; ++i) o[i] += weight * v[i];
+      const float* v = parts[p].values + h * head_dim_;
+      for (int64_t i = 0; i < head_dim_; ++i) o[i] += weight * v[i];
     }
   }
 }

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <utility>
+#include <vector>
 
 // q [D, H, d] float32; caches [slots, kv_heads, d] float32, bfloat16 or int8; scales
 // [slots, kv_heads] float32 for int8 caches, else empty; slots [D, max_ctx] int64; lengths [D]
@@ -41,14 +42,32 @@ void attend_one_sequence(const float* q, int64_t num_heads, const CacheLayer& ca
                          float* out);
 
 // One sequence's attention split between threads (flash-decoding): each thread takes a part of
-// the positions and leaves its sums unnormalized in an AttentionPart; combine_parts rescales the
-// parts to their common max and makes the output. A split sums in another order than one
-// thread's walk, so the numbers agree with it to float rounding; the operator path's
+// the positions and leaves its sums unnormalized in an AttentionPart; SplitAttention::combine
+// rescales the parts to their common max and makes the output. A split sums in another order
+// than one thread's walk, so the numbers agree with it to float rounding; the operator path's
 // decode_attention splits the same way, so the lean step's attention equals it bit for bit.
 struct AttentionPart {
   float* values;  // [num_heads, d]: the sum of exp(score - max) * value over the part
   float* maxes;   // [num_heads]: the part's largest score (-inf for an empty part)
   float* sums;    // [num_heads]: the sum of exp(score - max)
+};
+
+// The parts of `rows` rows' attention split `parts` ways, in buffers it owns: unit u is row
+// u / parts's part u % parts.
+class SplitAttention {
+ public:
+  SplitAttention(int64_t rows, int64_t parts, int64_t num_heads, int64_t head_dim);
+  SplitAttention(const SplitAttention&) = delete;  // its parts point into its own buffers
+  SplitAttention& operator=(const SplitAttention&) = delete;
+  const AttentionPart& operator[](int64_t unit) const { return units_[unit]; }
+  // out [num_heads, d]: row `row`'s attention from its parts, which together cover the
+  // positions it attends to.
+  void combine(int64_t row, float* out) const;
+
+ private:
+  int64_t parts_, num_heads_, head_dim_;
+  std::vector<float> values_, stats_;
+  std::vector<AttentionPart> units_;
 };
 
 // A context splits only from this many attended positions: below it, one thread's walk is
@@ -64,8 +83,8 @@ int64_t attention_parts(int64_t rows, int64_t threads, int64_t head_dim);
 
 // Part `part` of `parts` of the positions a context of `length` attends to under `window` (0:
 // none), as [begin, end): near-equal runs of whole 32-position tiles; a context shorter than
-// SPLIT_MIN_POSITIONS is all part 0's, the others empty (combine_parts then gives exactly the
-// one-thread walk's numbers).
+// SPLIT_MIN_POSITIONS is all part 0's, the others empty (SplitAttention::combine then gives
+// exactly the one-thread walk's numbers).
 std::pair<int64_t, int64_t> attended_part(int64_t length, int64_t window, int64_t part,
                                           int64_t parts);
 
@@ -74,10 +93,6 @@ std::pair<int64_t, int64_t> attended_part(int64_t length, int64_t window, int64_
 void attend_part(const float* q, int64_t num_heads, const CacheLayer& cache,
                  const int64_t* slots, int64_t length, int64_t begin, int64_t end, float scaling,
                  const AttentionPart& part);
-
-// out [num_heads, d]: the attention of `count` parts that together cover the attended positions.
-void combine_parts(const AttentionPart* parts, int64_t count, int64_t num_heads,
-                   int64_t head_dim, float* out);
 
 // One token's key and value rows ([kv_heads, d] float32 each) stored at `slot`, converted as the
 // Python path converts them (bfloat16 rounded to nearest even, int8 with a scale per row).

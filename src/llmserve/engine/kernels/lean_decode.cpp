@@ -472,13 +472,7 @@ class LeanDecoder {
     const int64_t projected_width = (h + ROWS - 1) / ROWS * ROWS;  // o_proj's and down's rows
     std::vector<float> qkv(T * qkv_width), attn(parts > 1 ? 0 : T * q_size),
         projected(T * projected_width), gate_up(T * inter_width);
-    std::vector<float> part_values(parts > 1 ? T * parts * q_size : 0),
-        part_stats(parts > 1 ? 2 * T * parts * heads_ : 0);
-    std::vector<llmserve::AttentionPart> attention_parts;
-    for (int64_t u = 0; parts > 1 && u < T * parts; ++u)
-      attention_parts.push_back({part_values.data() + u * q_size,
-                                 part_stats.data() + 2 * u * heads_,
-                                 part_stats.data() + (2 * u + 1) * heads_});
+    const llmserve::SplitAttention split(parts > 1 ? T : 0, parts, heads_, head_dim_);
     ++steps_;
 #pragma omp parallel num_threads(threads)
     {
@@ -534,14 +528,12 @@ class LeanDecoder {
                 llmserve::attended_part(lengths[j], layer.window, u % parts, parts);
             llmserve::attend_part(qkv.data() + j * qkv_row, heads_, caches[i],
                                   contexts + starts[j], lengths[j], begin, end, scaling_,
-                                  attention_parts[u]);
+                                  split[u]);
           }
         }
 #pragma omp barrier
         // each thread combines the parts itself: no third barrier before o_proj reads them
-        for (int64_t j = 0; parts > 1 && j < T; ++j)
-          llmserve::combine_parts(attention_parts.data() + j * parts, parts, heads_, head_dim_,
-                                  combined.data() + j * q_size);
+        for (int64_t j = 0; parts > 1 && j < T; ++j) split.combine(j, combined.data() + j * q_size);
         clock.mark(times, ATTENTION);
         project(layer.o, parts > 1 ? combined.data() : attn.data(), q_size, projected.data(),
                 O_PROJ);
